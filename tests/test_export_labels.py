@@ -440,8 +440,8 @@ def test_an_input_edited_while_the_export_runs_takes_the_runs_samples_away(tmp_p
 
     for change, named in ((overwrite, image), (lambda: (tmp_path / "bg" / "c.png").write_bytes(first),
                                                tmp_path / "bg" / "c.png")):
-        with pytest.raises(InputsEdited, match=f"^{named} changed while this export ran \\(added, removed, or a new "
-                           "size or modification time\\): the 3 sample\\(s\\) it made were removed, .* put the files "
+        with pytest.raises(InputsEdited, match=f"^{named} changed while this export ran \\(added, removed, or new "
+                           "contents\\): the 3 sample\\(s\\) it made were removed, .* put the files "
                            "back as they were and export again to make them anew, or export into a new folder"):
             export(spec, out, progress=edit_after_first(change))
         assert finished_indices(out, 4) == [0]
@@ -452,6 +452,54 @@ def test_an_input_edited_while_the_export_runs_takes_the_runs_samples_away(tmp_p
     export(spec, tmp_path / "uninterrupted", progress=False)
     assert ([p.read_bytes() for p in sorted(out.glob("samples/*/labels.json"))]
             == [p.read_bytes() for p in sorted((tmp_path / "uninterrupted").glob("samples/*/labels.json"))])
+
+
+def test_an_input_touched_is_no_edit_and_an_edit_before_a_stop_or_a_cut_short_removal_still_removes(tmp_path,
+                                                                                                   caplog):
+    """Review of the check above: a file touched (its time moved, its bytes the same: a sync tool, a checkout)
+    removed every sample of the run; an edit followed by a Ctrl-C kept the run's samples, taken as finished after
+    the file was put back; a removal cut short left the rest. Now a touch is no edit, a stopped run removes its
+    samples too (said in a warning, the stop's error following), and the list written before a removal lets the
+    next run finish it."""
+    import logging
+    import os
+
+    from handforge.export.folder import REMOVING, clean_partial
+
+    (tmp_path / "bg").mkdir()
+    image = tmp_path / "bg" / "a.png"
+    Image.fromarray(np.full((8, 8, 3), 10, np.uint8)).save(image)
+    first = image.read_bytes()
+    spec = parse_spec({**SPEC, "samples": 4, "width": 32, "height": 32, "outputs": ["mesh"],
+                       "background": {"kinds": ["images"], "folder": str(tmp_path / "bg")}})
+    out = tmp_path / "data"
+
+    def after_first(change, stop=False):
+        def progress(done, total):
+            if done == 1:
+                change()
+            if stop and done == 3:
+                raise KeyboardInterrupt
+        return progress
+
+    def touch():
+        os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**10))
+
+    def edit():
+        Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(image)
+        touch()
+
+    assert export(spec, out, progress=after_first(touch))["written"] == 4  # touched: the same contents
+    other = tmp_path / "stopped"
+    with caplog.at_level(logging.WARNING, logger="handforge.export"), pytest.raises(KeyboardInterrupt):
+        export(spec, other, progress=after_first(edit, stop=True))
+    assert any("changed while this export ran" in r.getMessage() for r in caplog.records)
+    assert finished_indices(other, 4) == []
+    image.write_bytes(first)
+    assert export(spec, other, progress=False)["written"] == 4
+    # a removal cut short: its list names what is left, which the next run's sweep removes
+    (other / REMOVING).write_text(json.dumps([1, 3]))
+    assert clean_partial(other) == 2 and finished_indices(other, 4) == [0, 2] and not (other / REMOVING).exists()
 
 
 def test_a_sample_folder_copied_in_from_another_export_is_named_not_taken(exported, tmp_path):
@@ -490,6 +538,15 @@ def test_an_output_folder_that_is_a_dangling_link_is_said_to_be_one(tmp_path):
         export(parse_spec(SPEC), tmp_path / "dang", progress=False)
     (tmp_path / "nowhere").mkdir()
     assert export(parse_spec({**SPEC, "samples": 1}), tmp_path / "dang", progress=False)["finished"] == 1
+    # a relative link is said from where it lies (its target as written named a folder beside the command's);
+    # a loop of links is refused in one line (resolving it raised a RuntimeError traceback)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "rel").symlink_to("../missing")
+    with pytest.raises(FolderTaken, match=f"^{tmp_path}/sub/rel is a link to {tmp_path}/sub/../missing, which"):
+        export(parse_spec(SPEC), tmp_path / "sub" / "rel", progress=False)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(FolderTaken, match=f"^cannot write into {tmp_path}/loop: .*; choose a folder you can write to$"):
+        export(parse_spec(SPEC), tmp_path / "loop", progress=False)
 
 
 def test_an_output_folder_inside_a_dataset_is_refused(exported, tmp_path):
@@ -516,6 +573,13 @@ def test_a_dataset_without_its_record_says_the_card_holds_its_spec(exported, tmp
                        "export_spec.json: the card's 'spec' \\(dataset_card.json\\) is the spec it was made from; "
                        "write it into export_spec.json to resume, or choose a new or an empty folder$"):
         export(parse_spec(SPEC), out, progress=False)
+    # a Blender export's record is its request's digest, which no card gives back
+    from handforge.export.blender_scene import RECORD_OF
+    from handforge.export.folder import claim_folder
+
+    with pytest.raises(FolderTaken, match="export_spec.json: restore export_spec.json from a copy to resume, or "
+                                          "choose a new or an empty folder$"):
+        claim_folder(out, {}, RECORD_OF, write=False)
     (out / "export_spec.json").write_text(json.dumps(json.loads((out / "dataset_card.json").read_text())["spec"]))
     assert export(parse_spec(SPEC), out, progress=False)["skipped"] == SPEC["samples"]
 

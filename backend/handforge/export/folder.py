@@ -134,10 +134,12 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
             refuse_beyond(out, out, record["samples"])
     else:
         if not os.path.lexists(path) and any_finished(out) and (out / CARD_JSON).is_file():
-            # (was "not empty and holds no HandForge export", of a dataset whose card and samples are there)
-            raise FolderTaken(f"{out} holds an export's samples and card but not its record, {SPEC_RECORD}: the card's "
-                              f"'spec' ({CARD_JSON}) is the spec it was made from; write it into {SPEC_RECORD} to "
-                              "resume, or choose a new or an empty folder")
+            # (was "not empty and holds no HandForge export", of a dataset whose card and samples are there); a
+            # Blender export's record is its request's digest, which its card cannot give back
+            fix = (f"the card's 'spec' ({CARD_JSON}) is the spec it was made from; write it into {SPEC_RECORD} to "
+                   "resume" if what == "spec" else f"restore {SPEC_RECORD} from a copy to resume")
+            raise FolderTaken(f"{out} holds an export's samples and card but not its record, {SPEC_RECORD}: {fix}, "
+                              "or choose a new or an empty folder")
         refuse_foreign_files(out)
     if write:
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -168,6 +170,11 @@ def refuse_foreign_files(out: Path, holds: str = "HandForge export",
 MTIME_SETTLED_NS = 2 * 10**9  # a file's time is recorded once it is this old (``file_identities``)
 
 
+def _blake2b(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+
+
 def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Name → size and BLAKE2b hash of each file (background images, clips), with its modification time:
     a file whose size and time match its entry in ``known`` (the folder's record, ``recorded_inputs``)
@@ -178,8 +185,7 @@ def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None)
         same = (held.get("bytes"), held.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
         digest = held.get("blake2b") if same else None
         if digest is None:
-            with open(path, "rb") as fh:
-                digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+            digest = _blake2b(path)
         identities[name] = {"bytes": stat.st_size, "blake2b": digest}
         # a file modified moments ago may be rewritten within the same clock tick, its time unchanged:
         # its time is not recorded, so the next run reads it again
@@ -204,38 +210,77 @@ def input_stamps(files: dict[str, Path]) -> dict[str, tuple[int, int] | None]:
     return stamps
 
 
-def remove_if_inputs_edited(out: Path, before: dict[str, tuple[int, int] | None],
-                            files_now: Callable[[], dict[str, Path]], made: list[int]) -> None:
-    """After a run, before its aggregate files: when an input file's size or time is no longer what it was as
-    the run began (``before``: ``input_stamps``), or the files are others (an image added to the backgrounds'
-    folder), the samples the run made (``made``) could show the files as they were in some and as they are in
-    others: they are removed and ``InputsEdited`` says so. (Workers read the files as they draw them, and the record,
-    hashed as the run began, would take the restored files on the next run and refuse the edited ones: an
-    edit mid-run ended in exit status 0 with two datasets in one.) Each sample is renamed to a hidden
-    partial folder before it is deleted: an interruption leaves no half sample, only what ``clean_partial`` sweeps.
-    ``files_now``: the spec's input files as listed now (a folder or corpus gone: none)."""
+REMOVING = ".removing-samples.json"  # the samples a run is removing (``remove_samples``); ``clean_partial`` finishes
+
+
+def edited_inputs(before: dict[str, tuple[int, int] | None], inputs: dict[str, Any],
+                  files_now: Callable[[], dict[str, Path]]) -> list[str]:
+    """The input files edited, added or removed since ``before`` (``input_stamps`` as the run began): a file
+    whose size or time moved but whose contents still hash to ``inputs``' (the record's ``file_identities``)
+    was touched, not edited (a sync tool, a checkout). ``files_now``: the spec's input files as listed now; when
+    they cannot be listed (a network folder's hiccup) nothing is said edited, with a warning: the next run's
+    record check reads them again."""
     try:
-        now = input_stamps(files_now())
-    except (OSError, ValueError):
-        now = {}
-    edited = sorted(set(before) ^ set(now)) + sorted(n for n in set(before) & set(now) if before[n] != now[n])
-    if not edited:
-        return
-    removed = 0
-    for index in made:
+        files = files_now()
+    except (OSError, ValueError) as exc:
+        log.warning(f"the input files could not be listed again after the run ({exc}); the next run checks them")
+        return []
+    now = input_stamps(files)
+    edited = sorted(set(before) ^ set(now))
+    for name in sorted(set(before) & set(now)):
+        if before[name] != now[name] and not (now[name] is not None and _same_contents(files[name], inputs.get(name))):
+            edited.append(name)
+    return edited
+
+
+def _same_contents(path: Path, identity: dict[str, Any] | None) -> bool:
+    try:
+        return identity is not None and _blake2b(path) == identity.get("blake2b")
+    except OSError:
+        return False
+
+
+def remove_samples(out: Path, indices: list[int]) -> int:
+    """Remove these finished samples; returns how many. Their list is written first (``REMOVING``), so that a
+    removal cut short is finished by the next run's ``clean_partial`` rather than leaving some of them taken
+    as finished; each is renamed to a hidden partial folder before it is deleted (no half sample)."""
+    finished = [i for i in indices if is_finished(out, i)]
+    if not finished:
+        return 0
+    log.warning(f"removing {len(finished)} sample(s) of this run")
+    write_atomic(out / REMOVING, json.dumps(finished) + "\n")
+    for index in finished:
         final = sample_dir(out, index)
-        if not (final / LABELS).is_file():
-            continue
         partial = final.parent / f"{PARTIAL_PREFIX}{final.name}"
         shutil.rmtree(partial, ignore_errors=True)
-        replace_held(final, partial)
+        if final.is_dir():
+            replace_held(final, partial)
         shutil.rmtree(partial, ignore_errors=True)
-        removed += 1
+    (out / REMOVING).unlink(missing_ok=True)
+    return len(finished)
+
+
+def remove_if_inputs_edited(out: Path, before: dict[str, tuple[int, int] | None], inputs: dict[str, Any],
+                            files_now: Callable[[], dict[str, Path]], made: list[int], stopped: bool = False) -> None:
+    """When an input file was edited, added or removed while the run went on (``edited_inputs``), the samples
+    the run made (``made``) could show the files as they were in some and as they are in others: they are
+    removed (``remove_samples``) and ``InputsEdited`` says so; after a run that ``stopped`` (Ctrl-C, a full disk)
+    a warning says it instead, the stop's own error following. (Workers read the files as they draw them, and
+    the record, hashed as the run began, would take the files put back on the next run: an edit mid-run ended
+    in exit status 0 with two datasets in one.)"""
+    edited = edited_inputs(before, inputs, files_now)
+    if not edited:
+        return
+    removed = remove_samples(out, made)
     shown = ", ".join(edited[:3]) + (f" and {len(edited) - 3} more" if len(edited) > 3 else "")
-    raise InputsEdited(f"{shown} changed while this export ran (added, removed, or a new size or modification "
-                       f"time): the {removed} sample(s) it made were removed, as some could show the files as they "
-                       "were and some as they are now; put the files back as they were and export again to make "
-                       "them anew, or export into a new folder to use the files as they are now")
+    message = (f"{shown} changed while this export ran (added, removed, or new contents): the {removed} sample(s) "
+               "it made were removed, as some could show the files as they were and some as they are now; put the "
+               "files back as they were and export again to make them anew, or export into a new folder to use the "
+               "files as they are now")
+    if stopped:
+        log.warning(message)
+        return
+    raise InputsEdited(message)
 
 
 def _held_record(out: Path) -> Any:
@@ -374,6 +419,14 @@ def clean_partial(out: Path) -> int:
     """Remove what an interrupted run left half-written (samples, and ``write_atomic``'s temporary
     files of the aggregate files); returns how many."""
     root = out / SAMPLES
+    removing = 0
+    if (out / REMOVING).is_file():  # a removal cut short (``remove_samples``): finished first
+        try:
+            listed = json.loads((out / REMOVING).read_text())
+            removing = remove_samples(out, [i for i in listed if isinstance(i, int) and not isinstance(i, bool)])
+        except (OSError, ValueError, TypeError):
+            pass
+        (out / REMOVING).unlink(missing_ok=True)
     stale = list(root.glob(PARTIAL_PREFIX + "*")) if root.is_dir() else []
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
@@ -382,7 +435,7 @@ def clean_partial(out: Path) -> int:
     temporary = [p for p in [*out.glob(pattern), *(out / INTERHAND).rglob(pattern)] if p.is_file()]
     for path in temporary:
         path.unlink(missing_ok=True)
-    return len(stale) + len(temporary)
+    return removing + len(stale) + len(temporary)
 
 
 @contextlib.contextmanager
@@ -392,13 +445,17 @@ def claimed_folder(out: Path, record: dict[str, Any], record_of: str = "spec") -
     half-written (yields how many). A run refused or failed before it wrote a sample leaves the folder
     as it found it (no record, and no folder if it made it); one refused because another run holds the
     folder touches nothing of it."""
-    outer = next((p for p in out.resolve().parents if (p / SPEC_RECORD).is_file() and (p / SAMPLES).is_dir()), None)
+    try:
+        resolved = out.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links (RuntimeError before Python 3.13)
+        raise FolderTaken(f"cannot write into {out}: {exc}; choose a folder you can write to") from None
+    outer = next((p for p in resolved.parents if (p / SPEC_RECORD).is_file() and (p / SAMPLES).is_dir()), None)
     if outer is not None:  # (its resume said nothing of a whole dataset inside it)
         raise FolderTaken(f"{out} is inside the dataset {outer}: choose a folder outside it")
     created = not out.exists()
     if created and out.is_symlink():  # (mkdir said "cannot write into out: File exists")
-        raise FolderTaken(f"{out} is a link to {os.readlink(out)}, which does not exist: make that folder, or choose "
-                          "another")
+        raise FolderTaken(f"{out} is a link to {out.parent / os.readlink(out)}, which does not exist: make that "
+                          "folder, or choose another")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a file system that refuses new folders though access() allows them (/proc)

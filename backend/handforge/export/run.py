@@ -251,14 +251,28 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     record = folder_record(spec, out, model) if record is None else record
     with claimed_folder(out, record, record_of) as removed:
         return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed, blender_timeout,
-                             slow_hint, stamps)
+                             slow_hint, lambda stopped, made: remove_if_inputs_edited(
+                                 out, stamps, record.get(INPUTS, {}), lambda: input_files(spec), made, stopped))
 
 
 def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
                   limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None,
                   removed: int, blender_timeout: float | None, slow_hint: str | None,
-                  stamps: dict[str, Any]) -> dict[str, Any]:
+                  check_inputs: Callable[[bool, list[int]], None]) -> dict[str, Any]:
     pending, skipped = pending_that_fit(spec, out, limit)
+    try:
+        return _write_pending(spec, out, make, command, progress, rgb, model, settings, removed, blender_timeout,
+                              slow_hint, check_inputs, pending, skipped)
+    except BaseException:  # a stop (Ctrl-C, a full disk, a cancel): its samples kept, unless an input was edited
+        with contextlib.suppress(Exception):  # (the stop's own error is the one to say)
+            check_inputs(True, pending)
+        raise
+
+
+def _write_pending(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
+                   rgb: Callable | None, model, settings: dict[str, Any] | None, removed: int,
+                   blender_timeout: float | None, slow_hint: str | None, check_inputs: Callable[[bool, list[int]], None],
+                   pending: list[int], skipped: int) -> dict[str, Any]:
     gl = renderer()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -295,7 +309,7 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
         report()
     failed = dict(sorted(writer.errors.items()))
     seconds = time.perf_counter() - start
-    remove_if_inputs_edited(out, stamps, lambda: input_files(spec), pending)
+    check_inputs(False, pending)
     finished = finalise(spec, out, command, gl.renderer_name, settings, model)
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
             "finished": finished, "seconds": seconds, "failed": failed}
