@@ -283,6 +283,29 @@ def remove_if_inputs_edited(out: Path, before: dict[str, tuple[int, int] | None]
     raise InputsEdited(message)
 
 
+class InputWatch:
+    """The input files of one run: their size and time taken when it is made (before the record hashes them, so
+    that an edit from then on is seen), checked after the run (``after``) and, around the making of samples,
+    when the run stops (``on_stop``: Ctrl-C, a full disk, a cancel). ``files_now``: the spec's input files as
+    listed now (``spec.input_files``)."""
+
+    def __init__(self, files_now: Callable[[], dict[str, Path]]) -> None:
+        self.files_now, self.before = files_now, input_stamps(files_now())
+
+    def after(self, out: Path, record: dict[str, Any], made: list[int], stopped: bool = False) -> None:
+        remove_if_inputs_edited(out, self.before, record.get(INPUTS, {}), self.files_now, made, stopped)
+
+    @contextlib.contextmanager
+    def on_stop(self, out: Path, record: dict[str, Any], made: list[int]) -> Iterator[None]:
+        """A stop keeps the samples made, unless an input was edited: then they go too, said in a warning."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):  # (the stop's own error is the one to say)
+                self.after(out, record, made, stopped=True)
+            raise
+
+
 def _held_record(out: Path) -> Any:
     """The folder's ``SPEC_RECORD`` as parsed JSON, None when missing or unreadable."""
     try:

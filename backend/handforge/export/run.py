@@ -20,7 +20,7 @@ import numpy as np
 
 from handforge.export.card import CardFigures, write_card
 from handforge.export.coco import coco_writer
-from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, LABELS, SAMPLES, claimed_folder, file_identities, finished_indices, input_stamps, recorded_inputs, remove_if_inputs_edited, sample_dir
+from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, LABELS, SAMPLES, InputWatch, claimed_folder, file_identities, finished_indices, recorded_inputs, sample_dir
 from handforge.export.interhand_format import interhand_writer
 from handforge.export.room import pending_that_fit
 from handforge.export.samples import SampleWriter, finished_image, sample_labels
@@ -247,32 +247,21 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     check_rgb_source(spec)
     out = Path(out)
     model = model if model is not None else load_hand_model(spec.hand_model)  # the record names it
-    stamps = input_stamps(input_files(spec))  # before the record hashes them: an edit from here on is seen
+    watch = InputWatch(lambda: input_files(spec))
     record = folder_record(spec, out, model) if record is None else record
     with claimed_folder(out, record, record_of) as removed:
-        return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed, blender_timeout,
-                             slow_hint, lambda stopped, made: remove_if_inputs_edited(
-                                 out, stamps, record.get(INPUTS, {}), lambda: input_files(spec), made, stopped))
+        pending, skipped = pending_that_fit(spec, out, limit)
+        with watch.on_stop(out, record, pending):
+            summary = _write_pending(spec, out, make, progress, rgb, model, blender_timeout, slow_hint, pending)
+        watch.after(out, record, pending)
+        finished = finalise(spec, out, command, summary["gl_renderer"], settings, model)
+        return {"written": summary["written"], "skipped": skipped, "removed_partial": removed, "finished": finished,
+                "seconds": summary["seconds"], "failed": summary["failed"]}
 
 
-def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
-                  limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None,
-                  removed: int, blender_timeout: float | None, slow_hint: str | None,
-                  check_inputs: Callable[[bool, list[int]], None]) -> dict[str, Any]:
-    pending, skipped = pending_that_fit(spec, out, limit)
-    try:
-        return _write_pending(spec, out, make, command, progress, rgb, model, settings, removed, blender_timeout,
-                              slow_hint, check_inputs, pending, skipped)
-    except BaseException:  # a stop (Ctrl-C, a full disk, a cancel): its samples kept, unless an input was edited
-        with contextlib.suppress(Exception):  # (the stop's own error is the one to say)
-            check_inputs(True, pending)
-        raise
-
-
-def _write_pending(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
-                   rgb: Callable | None, model, settings: dict[str, Any] | None, removed: int,
-                   blender_timeout: float | None, slow_hint: str | None, check_inputs: Callable[[bool, list[int]], None],
-                   pending: list[int], skipped: int) -> dict[str, Any]:
+def _write_pending(spec: ExportSpec, out: Path, make: Callable, progress: bool | Callable, rgb: Callable | None,
+                   model, blender_timeout: float | None, slow_hint: str | None, pending: list[int]) -> dict[str, Any]:
+    """Make and write the ``pending`` samples; the summary of what was made."""
     gl = renderer()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -308,11 +297,8 @@ def _write_pending(spec: ExportSpec, out: Path, make: Callable, command: str, pr
         writer.finish_begun()
         report()
     failed = dict(sorted(writer.errors.items()))
-    seconds = time.perf_counter() - start
-    check_inputs(False, pending)
-    finished = finalise(spec, out, command, gl.renderer_name, settings, model)
-    return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
-            "finished": finished, "seconds": seconds, "failed": failed}
+    return {"written": len(pending) - len(failed), "seconds": time.perf_counter() - start, "failed": failed,
+            "gl_renderer": gl.renderer_name}
 
 
 def folder_record(spec: ExportSpec, out: Path, model, device: str | None = None) -> dict[str, Any]:

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from handforge.export.folder import CARD_JSON, INPUTS, claimed_folder, clean_partial, input_stamps, is_finished, remove_if_inputs_edited
+from handforge.export.folder import CARD_JSON, InputWatch, claimed_folder, clean_partial, is_finished
 from handforge.export.room import pending_that_fit
 from handforge.export.spec import ExportSpec, input_files
 from handforge.export.worker import replaces_too
@@ -123,18 +122,16 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     # the driver's one copy: the record names it, and MANO's mean pose goes into the InterHand files
     model = load_hand_model(spec.hand_model)
     # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
-    stamps = input_stamps(input_files(spec))  # before the record hashes them: an edit from here on is seen
+    watch = InputWatch(lambda: input_files(spec))
     record = folder_record(spec, out, model, device)
     with claimed_folder(out, record) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                              poll_seconds, sample_timeout, removed, model, workers_here,
-                              lambda stopped, made: remove_if_inputs_edited(out, stamps, record.get(INPUTS, {}),
-                                                                            lambda: input_files(spec), made, stopped))
+                              poll_seconds, sample_timeout, removed, model, workers_here, watch, record)
 
 
 def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                   poll_seconds, sample_timeout, removed: int, model, workers_here: bool,
-                   check_inputs: Callable[[bool, list[int]], None]) -> dict[str, Any]:
+                   poll_seconds, sample_timeout, removed: int, model, workers_here: bool, watch: InputWatch,
+                   record: dict[str, Any]) -> dict[str, Any]:
     from handforge.export.run import finalise
 
     # as many samples at once as workers get work, each making one (a cluster's memory is not this machine's)
@@ -145,18 +142,15 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
     restarts = 0
     renderer_name = None
     if chunks:
-        try:
-            with pool_factory() as pool:
-                failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
-                                                         fault, poll_seconds, out, sample_timeout)
-        except BaseException:  # a stop (Ctrl-C, a full disk): its samples kept, unless an input was edited
-            clean_partial(out)  # what workers killed mid-write left, once they are gone
-            with contextlib.suppress(Exception):  # (the stop's own error is the one to say)
-                check_inputs(True, pending)
-            raise
-        clean_partial(out)  # (a worker given up mid-write)
+        with watch.on_stop(out, record, pending):
+            try:
+                with pool_factory() as pool:
+                    failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
+                                                             fault, poll_seconds, out, sample_timeout)
+            finally:  # what workers killed mid-write left (given up, or stopped by a Ctrl-C), once they are gone
+                clean_partial(out)
     seconds = time.perf_counter() - start
-    check_inputs(False, pending)
+    watch.after(out, record, pending)
     finished = finalise(spec, out, command, renderer_name or _known_renderer(out), model=model)
     # a failed sample that a replaced worker finished after all is not a failure
     failed = {i: why for i, why in sorted(failed.items()) if not is_finished(out, i)}
