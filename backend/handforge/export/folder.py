@@ -195,7 +195,7 @@ def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None)
 
 
 class InputsEdited(ValueError):
-    """An input file changed while an export ran (``remove_if_inputs_edited``): the run's samples were removed."""
+    """An input file changed while an export ran (``InputWatch.after``): the run's samples were removed."""
 
 
 def input_stamps(files: dict[str, Path]) -> dict[str, tuple[int, int] | None]:
@@ -260,29 +260,6 @@ def remove_samples(out: Path, indices: list[int]) -> int:
     return len(finished)
 
 
-def remove_if_inputs_edited(out: Path, before: dict[str, tuple[int, int] | None], inputs: dict[str, Any],
-                            files_now: Callable[[], dict[str, Path]], made: list[int], stopped: bool = False) -> None:
-    """When an input file was edited, added or removed while the run went on (``edited_inputs``), the samples
-    the run made (``made``) could show the files as they were in some and as they are in others: they are
-    removed (``remove_samples``) and ``InputsEdited`` says so; after a run that ``stopped`` (Ctrl-C, a full disk)
-    a warning says it instead, the stop's own error following. (Workers read the files as they draw them, and
-    the record, hashed as the run began, would take the files put back on the next run: an edit mid-run ended
-    in exit status 0 with two datasets in one.)"""
-    edited = edited_inputs(before, inputs, files_now)
-    if not edited:
-        return
-    removed = remove_samples(out, made)
-    shown = ", ".join(edited[:3]) + (f" and {len(edited) - 3} more" if len(edited) > 3 else "")
-    message = (f"{shown} changed while this export ran (added, removed, or new contents): the {removed} sample(s) "
-               "it made were removed, as some could show the files as they were and some as they are now; put the "
-               "files back as they were and export again to make them anew, or export into a new folder to use the "
-               "files as they are now")
-    if stopped:
-        log.warning(message)
-        return
-    raise InputsEdited(message)
-
-
 class InputWatch:
     """The input files of one run: their size and time taken when it is made (before the record hashes them, so
     that an edit from then on is seen), checked after the run (``after``) and, around the making of samples,
@@ -293,7 +270,25 @@ class InputWatch:
         self.files_now, self.before = files_now, input_stamps(files_now())
 
     def after(self, out: Path, record: dict[str, Any], made: list[int], stopped: bool = False) -> None:
-        remove_if_inputs_edited(out, self.before, record.get(INPUTS, {}), self.files_now, made, stopped)
+        """When an input file was edited, added or removed while the run went on (``edited_inputs``), the samples
+        the run made (``made``) could show the files as they were in some and as they are in others: they are
+        removed (``remove_samples``) and ``InputsEdited`` says so; after a run that ``stopped`` a warning says it
+        instead, the stop's own error following. (Workers read the files as they draw them, and the record,
+        hashed as the run began, would take the files put back on the next run: an edit mid-run ended in exit
+        status 0 with two datasets in one.)"""
+        edited = edited_inputs(self.before, record.get(INPUTS, {}), self.files_now)
+        if not edited:
+            return
+        removed = remove_samples(out, made)
+        shown = ", ".join(edited[:3]) + (f" and {len(edited) - 3} more" if len(edited) > 3 else "")
+        message = (f"{shown} changed while this export ran (added, removed, or new contents): the {removed} "
+                   "sample(s) it made were removed, as some could show the files as they were and some as they are "
+                   "now; put the files back as they were and export again to make them anew, or export into a new "
+                   "folder to use the files as they are now")
+        if stopped:
+            log.warning(message)
+            return
+        raise InputsEdited(message)
 
     @contextlib.contextmanager
     def on_stop(self, out: Path, record: dict[str, Any], made: list[int]) -> Iterator[None]:
