@@ -219,13 +219,15 @@ def test_a_second_driver_on_the_same_folder_is_refused(tmp_path):
 
 def test_a_ctrl_c_leaves_no_half_written_sample(tmp_path):
     """A Ctrl-C kills the workers (they ignore SIGINT; the driver stops them): one killed while it wrote a
-    sample left its hidden .partial folder until a rerun. Here the kill falls mid-write for certain."""
+    sample left its hidden .partial folder until a rerun. Here the kill falls mid-write for certain. It waits
+    for a finished sample (``_finished``): pathlib's ``*`` matches a worker's hidden ``.partial-N`` folder too, and
+    a Ctrl-C that came while the only labels were in one (under load) left no sample to assert on."""
     out = tmp_path / "data"
 
     class CtrlCMidWrite(LocalPool):
         def wait(self, timeout):
             events = super().wait(timeout)
-            if list(out.glob("samples/*/labels.json")):
+            if _finished(out):
                 (out / "samples" / ".partial-39").mkdir()  # a worker's sample half written as the driver stops
                 (out / "samples" / ".partial-39" / "mesh.png").write_bytes(b"\x89PNG")
                 raise KeyboardInterrupt
@@ -234,7 +236,7 @@ def test_a_ctrl_c_leaves_no_half_written_sample(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         export_sharded(spec(), out, lambda: CtrlCMidWrite(spec().to_dict(), str(out), 2), 2, command=COMMAND,
                        progress=False)
-    assert list(out.glob("samples/*/labels.json")), "interrupted before a sample was written"
+    assert _finished(out), "interrupted before a sample was written"
     assert not [p for p in out.rglob("*") if p.name.startswith(".partial-") or p.name.endswith(".tmp")]
 
 
