@@ -289,14 +289,17 @@ def cancelled_then_resumed():
     resumes; the rerun to the same folder writes only the rest."""
     out = s.work / "cancelled"
 
+    def finished():  # (pathlib's '*' matches a sample's hidden .partial-N folder too: no image yet)
+        return [p for p in out.glob("samples/*/labels.json") if not p.parent.name.startswith(".")]
+
     def cancel_after_the_first_image():
-        if any(out.glob("samples/*/labels.json")):
+        if finished():
             bpy.ops.handforge.cancel_job()
 
     with while_a_job_runs(cancel_after_the_first_image):
         result, printed = printed_by(lambda: bpy.ops.handforge.export_renders(
             directory=str(out), frame_start=1, frame_end=9, cameras="ACTIVE", engine="none"))
-    kept = len(list(out.glob("samples/*/labels.json")))
+    kept = len(finished())
     rerun, rerun_printed = printed_by(lambda: bpy.ops.handforge.export_renders(
         directory=str(out), frame_start=1, frame_end=9, cameras="ACTIVE", engine="none"))
     return {"result": result, "printed": printed, "kept": kept, "rerun": rerun, "rerun_printed": rerun_printed}
