@@ -403,6 +403,13 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         count = min(int(np.asarray(arrays["score"]).shape[0]), MAX_CANDIDATES)
         rigs = _rigs(request["rigs"], request["uids"], "the request")
         hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: the candidates pose the rigs)
+        anchor_side = request["anchor_side"]
+        if _posed_anew(rigs, anchor_side, json.loads(request["sampled_for"])):  # (not by an undo: read again there)
+            # the candidates fit the pose sent: shown around the new one, deep in it or apart, with the score of 1.0
+            # they had for the old (as the motion buttons refuse keys edited while they ran)
+            raise ValueError(f"the {anchor_side} hand was posed anew while it ran, and the candidates were made "
+                             "for its pose before, so they were not shown: Sample Interaction again to fit them to "
+                             "it (or undo the change)")
         reference = np.array(rigs[reference_side(request["anchor_side"])].matrix_world)
         posed = [s for s in SIDES if s != request["anchor_side"]]
         per_side = {}
@@ -536,18 +543,23 @@ class HANDFORGE_OT_interaction_cancel(_BrowseOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _posed_anew(rigs: dict[str, object], anchor_side: str, sampled: dict) -> bool:
+    """Whether the anchor rig's pose now differs from ``sampled["anchor"]``, the one the candidates were made for
+    (beyond the float32 round trip); False when both hands were free."""
+    if not sampled.get("anchor") or anchor_side not in rigs:
+        return False
+    now = pose_conv.read_pose(rigs[anchor_side])
+    return any(np.abs(np.asarray(getattr(now, name)) - value).max() > POSE_TOLERANCE
+               for name, value in sampled["anchor"].items())
+
+
 def changed_since_sampling(state) -> str:
     """What changed since the candidates were sampled that they do not follow ('' when nothing): the anchor
     hand posed anew. Apply kept a candidate 7 cm from the hand it was made to clasp, its score of 1.0
     reported as if it still held. (Rigs moved against each other are followed: a candidate is placed from
     the anchor where the rigs stand when it is shown, applied or keyed.)"""
-    sampled = json.loads(state.sampled_for or "{}")
-    rigs = _browse_rigs(state)
-    if sampled.get("anchor") and state.anchor_side in rigs:
-        now = pose_conv.read_pose(rigs[state.anchor_side])
-        if any(np.abs(np.asarray(getattr(now, name)) - value).max() > POSE_TOLERANCE
-               for name, value in sampled["anchor"].items()):
-            return f"the {state.anchor_side} hand was posed anew"
+    if _posed_anew(_browse_rigs(state), state.anchor_side, json.loads(state.sampled_for or "{}")):
+        return f"the {state.anchor_side} hand was posed anew"
     return ""
 
 
