@@ -823,15 +823,25 @@ def _not_where_made(context) -> str:
         return (f"the {which} the last motion ({label}) keyed {'is' if len(gone) == 1 else 'are'} no longer in the "
                 f"scene: add hands with HandForge > Add Hands and run {label} on them")
     # the button takes the panel's Left and Right Hand: another pair chosen since (Add Hands chooses its own)
-    # would get the motion the last one had
+    # would get the motion the last one had; so would the first hand of the scene the button takes for a side the
+    # panel names none of (its field cleared: Regenerate keyed another pair, which never had the motion, unsaid)
     # (the panel's own pointers: scene_hands leaves out a rig that lost bones, which the button refuses itself)
     chosen = {side: getattr(context.scene.handforge, side) for side in rigs}
+    chosen = {side: obj if obj is not None and obj.name in context.scene.objects else None
+              for side, obj in chosen.items()}
+    if None in chosen.values():  # the rig the button takes there (None: none it takes, which it refuses itself)
+        with contextlib.suppress(*USER_ERRORS):
+            taken = hands.scene_hands(context.scene, "BOTH", required=False)
+            chosen.update({side: taken.get(side) for side, obj in chosen.items() if obj is None})
     other = [(side, name) for side, (name, uid) in rigs.items()
-             if chosen[side] is not None and chosen[side].name in context.scene.objects
-             and chosen[side].session_uid != uid]
+             if chosen[side] is not None and chosen[side].session_uid != uid]
     if other:
         which = " and ".join(f"{side} hand {name!r}" for side, name in other)
-        return (f"the last motion ({label}) keyed the {which}, which the panel no longer names as its hands: choose "
+        unnamed = [side for side, _ in other if getattr(context.scene.handforge, side) is None]
+        why = (f"which the panel no longer names as its hands (it names no {' or '.join(unnamed)} hand, so "
+               f"{label} would key {' and '.join(repr(chosen[side].name) for side in unnamed)})" if unnamed else
+               "which the panel no longer names as its hands")
+        return (f"the last motion ({label}) keyed the {which}, {why}: choose "
                 f"{'it' if len(other) == 1 else 'them'} as the Left/Right Hand to regenerate it, or run {label} on "
                 "the hands chosen now")
     return ""

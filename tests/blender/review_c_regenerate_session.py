@@ -1,0 +1,76 @@
+"""Blender session (review C): Regenerate after the panel's Left/Right Hand fields were cleared. The motion buttons
+then take the scene's first hand of each side: with two pairs, another pair than the one the motion keyed."""
+
+from __future__ import annotations
+
+import importlib
+import io
+from contextlib import redirect_stdout
+
+import bpy
+from session import ADDON_MODULE, Session, hand, ui_context
+
+s = Session()
+s.install()
+UI = ui_context()
+ops = bpy.ops.handforge
+
+
+def as_user(op, **kwargs):
+    """(result, what it printed); a refusal as ['CANCELLED'] and its message."""
+    out = io.StringIO()
+    with redirect_stdout(out), bpy.context.temp_override(**UI):
+        try:
+            result = sorted(op("EXEC_DEFAULT", True, **kwargs))
+        except RuntimeError as exc:
+            return ["CANCELLED"], str(exc)
+    return result, out.getvalue()
+
+
+def key_count(obj) -> int:
+    bag = importlib.import_module(f"{ADDON_MODULE}.fcurves").find_channelbag(obj)
+    return 0 if bag is None else sum(len(fc.keyframe_points) for fc in bag.fcurves)
+
+
+def remove_hands() -> None:
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+
+
+s.start_backend()
+
+
+def two_pairs_fields_cleared():
+    assert ops.add_hands() == {"FINISHED"}
+    first = {side: hand(side) for side in ("left", "right")}
+    assert ops.add_hands() == {"FINISHED"}  # chosen in the panel now
+    second = {side: hand(side) for side in ("left", "right")}
+    made = as_user(ops.motion_generate, engine="spline", frame_start=1, frame_end=10)
+    scene = bpy.context.scene
+    scene.handforge.left = scene.handforge.right = None  # the fields cleared (their X)
+    regenerated = as_user(ops.motion_regenerate)
+    found = {"made": made, "regenerated": regenerated,
+             "first_keys": {side: key_count(obj) for side, obj in first.items()},
+             "second_keys": {side: key_count(obj) for side, obj in second.items()},
+             "first_names": {side: obj.name for side, obj in first.items()}}
+    remove_hands()
+    return found
+
+
+s.check("two_pairs", two_pairs_fields_cleared)
+
+
+def one_pair_fields_cleared():
+    """One pair: the buttons take it all the same, so Regenerate still runs."""
+    assert ops.add_hands() == {"FINISHED"}
+    pair = {side: hand(side) for side in ("left", "right")}
+    made = as_user(ops.motion_generate, engine="spline", frame_start=1, frame_end=10)
+    bpy.context.scene.handforge.left = bpy.context.scene.handforge.right = None
+    found = {"made": made, "regenerated": as_user(ops.motion_regenerate),
+             "keys": {side: key_count(obj) for side, obj in pair.items()}}
+    remove_hands()
+    return found
+
+
+s.check("one_pair", one_pair_fields_cleared)
+s.finish()
