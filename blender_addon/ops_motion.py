@@ -223,13 +223,23 @@ def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
                 "no spline: a wrist path is one; draw it in Edit Mode (Add > Curve adds one with it)" if not count else
                 f"{count} splines: a wrist path is one; separate the others (Edit Mode: select one, P > Selection) "
                 "or delete them"))
-        points = _centre_line(obj)
-        points = points @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3]
-        if len(points) < 2:
+        local = _centre_line(obj)
+        if len(local) < 2:
             raise ValueError(f"the curve {obj.name!r} has no length: draw a path with at least two points")
-        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
-        at = np.linspace(0.0, arc[-1], end - start + 1)
-        return np.stack([np.interp(at, arc, points[:, i]) for i in range(3)], axis=1)
+        # on each frame, the curve where it stands then (carried by an animated parent, keyed, constrained): the
+        # wrist on its centre line as it moves; read at the frame shown, the wrist went along the curve where it
+        # stood on that frame, another path for each frame the button was pressed on
+        matrices = _world_matrices(scene, obj, start, end)
+        out, along = np.empty((end - start + 1, 3)), {}
+        for i, matrix in enumerate(matrices):
+            key = matrix.tobytes()
+            if key not in along:  # (a curve that stands still: once)
+                points = local @ matrix[:3, :3].T + matrix[:3, 3]
+                arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+                along[key] = points, arc, np.linspace(0.0, arc[-1], end - start + 1)
+            points, arc, at = along[key]
+            out[i] = [np.interp(at[i], arc, points[:, k]) for k in range(3)]
+        return out
     out = []
     with placement.evaluating_frames(scene):
         for frame in range(start, end + 1):
