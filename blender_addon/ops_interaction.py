@@ -382,7 +382,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         for rig in found.values():  # rigs of one scale (checked before sending)
             pose_conv.relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))
         self._request = {"anchor_side": side, "model": model, "reference": reference.name,
-                         "sampled_for": json.dumps({"anchor": anchor}),
+                         "sampled_for": json.dumps({"anchor": anchor, "frame": _frame_of(found[reference_side(side)])}),
                          "rigs": {s: rig.name for s, rig in found.items()},
                          "uids": {s: rig.session_uid for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
@@ -404,9 +404,17 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         rigs = _rigs(request["rigs"], request["uids"], "the request")
         hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: the candidates pose the rigs)
         anchor_side = request["anchor_side"]
-        if _posed_anew(rigs, anchor_side, json.loads(request["sampled_for"])):  # (not by an undo: read again there)
-            # the candidates fit the pose sent: shown around the new one, deep in it or apart, with the score of 1.0
-            # they had for the old (as the motion buttons refuse keys edited while they ran)
+        sampled = json.loads(request["sampled_for"])
+        why = _posed_anew(rigs, anchor_side, sampled)  # (not by an undo: read again there)
+        # the candidates fit the pose sent: shown around the new one, deep in it or apart, with the score of 1.0
+        # they had for the old (as the motion buttons refuse keys edited while they ran)
+        if why == "frame":  # (scrubbed while it ran: the anchor's animation poses it otherwise on this frame)
+            raise ValueError(f"the frame changed from {keys.frame_text(sampled['frame'])} to "
+                             f"{keys.frame_text(_frame_of(rigs[anchor_side]))} while it ran, where the {anchor_side} "
+                             "hand's animation poses it otherwise, and the candidates were made for its pose on "
+                             f"frame {keys.frame_text(sampled['frame'])}, so they were not shown: Sample Interaction "
+                             "again on the frame you want them for")
+        if why:
             raise ValueError(f"the {anchor_side} hand was posed anew while it ran, and the candidates were made "
                              "for its pose before, so they were not shown: Sample Interaction again to fit them to "
                              "it (or undo the change)")
@@ -543,14 +551,19 @@ class HANDFORGE_OT_interaction_cancel(_BrowseOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _posed_anew(rigs: dict[str, object], anchor_side: str, sampled: dict) -> bool:
+def _posed_anew(rigs: dict[str, object], anchor_side: str, sampled: dict) -> str:
     """Whether the anchor rig's pose now differs from ``sampled["anchor"]``, the one the candidates were made for
-    (beyond the float32 round trip); False when both hands were free."""
+    (beyond the float32 round trip): "frame" where the frame shown is not the one it was sampled on (its animation
+    poses it otherwise here: the artist went to another frame, nothing to undo), "pose" on the same frame (posed
+    anew), "" when it does not differ or both hands were free."""
     if not sampled.get("anchor") or anchor_side not in rigs:
-        return False
+        return ""
     now = pose_conv.read_pose(rigs[anchor_side])
-    return any(np.abs(np.asarray(getattr(now, name)) - value).max() > POSE_TOLERANCE
-               for name, value in sampled["anchor"].items())
+    if not any(np.abs(np.asarray(getattr(now, name)) - value).max() > POSE_TOLERANCE
+               for name, value in sampled["anchor"].items()):
+        return ""
+    frame, shown = sampled.get("frame"), _frame_of(rigs[anchor_side])
+    return "frame" if frame is not None and shown is not None and abs(shown - frame) > 1e-6 else "pose"
 
 
 def changed_since_sampling(state) -> str:
@@ -558,16 +571,31 @@ def changed_since_sampling(state) -> str:
     hand posed anew. Apply kept a candidate 7 cm from the hand it was made to clasp, its score of 1.0
     reported as if it still held. (Rigs moved against each other are followed: a candidate is placed from
     the anchor where the rigs stand when it is shown, applied or keyed.)"""
-    if _posed_anew(_browse_rigs(state), state.anchor_side, json.loads(state.sampled_for or "{}")):
-        return f"the {state.anchor_side} hand was posed anew"
+    rigs, sampled = _browse_rigs(state), json.loads(state.sampled_for or "{}")
+    why = _posed_anew(rigs, state.anchor_side, sampled)
+    if why == "frame":  # (the artist went to another frame: nothing was posed, nothing to undo)
+        return (f"on frame {keys.frame_text(_frame_of(rigs[state.anchor_side]))} the {state.anchor_side} hand's "
+                f"animation poses it otherwise than on frame {keys.frame_text(sampled['frame'])}, where the "
+                "candidates were sampled")
+    if why:
+        return f"the {state.anchor_side} hand was posed anew since the candidates were sampled"
     return ""
+
+
+def _to_fit(state, posed: str) -> str:
+    """What to do about ``changed_since_sampling``: go back to the sampling's frame, or (``posed``, where the
+    anchor was posed anew) sample again."""
+    sampled = json.loads(state.sampled_for or "{}")
+    if _posed_anew(_browse_rigs(state), state.anchor_side, sampled) == "frame":
+        return f"go back to frame {keys.frame_text(sampled['frame'])}, or Sample Interaction again here"
+    return posed
 
 
 def _warn_if_changed(operator, state) -> None:
     changed = changed_since_sampling(state)
     if changed:
-        operator.report({"WARNING"}, f"{changed} since the candidates were sampled: they fit the hands as they were "
-                                     "then, their scores no longer hold; Sample Interaction again to fit them now")
+        operator.report({"WARNING"}, f"{changed}: they fit the hands as they were then, their scores no longer "
+                                     f"hold; {_to_fit(state, 'Sample Interaction again to fit them now')}")
 
 
 def _check_in_scene(rigs: dict[str, object], scene) -> None:
@@ -610,8 +638,8 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
             raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}) now: sample again")
         changed = changed_since_sampling(state)
         if changed:  # each pair keys the anchor as sampled: the artist's new pose went back unsaid
-            raise ValueError(f"{changed} since the candidates were sampled, and each pair keys it as it was then: "
-                             "Sample Interaction again to fit them to it (or undo the change)")
+            raise ValueError(f"{changed}, and each pair keys it as it was then: "
+                             f"{_to_fit(state, 'Sample Interaction again to fit them to it (or undo the change)')}")
         rows = [json.loads(c.poses) for c in list(state.candidates)[:count]]
         model = models.pop()
         # (in the reference rig's space: placed on each keyed frame below, once nothing refuses them)
