@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
-    work = tmp_path_factory.mktemp("review_c_moving_curve")
-    return run_with_backend("review_c_moving_curve_session.py", addon_zip, work / "blender")
+    work = tmp_path_factory.mktemp("motion_moving_curve")
+    return run_with_backend("motion_moving_curve_session.py", addon_zip, work / "blender")
 
 
 def test_the_wrist_follows_a_moving_curve_where_it_stands_on_each_frame(session):

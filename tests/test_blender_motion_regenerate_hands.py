@@ -15,8 +15,8 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
-    work = tmp_path_factory.mktemp("review_c_regenerate")
-    return run_with_backend("review_c_regenerate_session.py", addon_zip, work / "blender")
+    work = tmp_path_factory.mktemp("motion_regenerate_hands")
+    return run_with_backend("motion_regenerate_hands_session.py", addon_zip, work / "blender")
 
 
 def test_regenerate_refuses_the_other_pair_the_cleared_fields_would_take(session):

@@ -1,5 +1,7 @@
-"""Blender session (review C): Sample Interaction when the anchor hand is posed anew while the job runs (a preset,
-no undo): the candidates made for the pose before are not shown around the new one as if they fit it."""
+"""Blender session: interaction candidates and an anchor hand that changes under them. Posed anew while the job
+runs (a preset, no undo): the candidates made for the pose before are not shown around the new one as if they fit
+it; the hand being sampled posed meanwhile changes nothing. Then the anchor animated: candidates sampled on one frame
+and used on another (the artist went there; nothing posed), or the frame changed while the sampling ran."""
 
 from __future__ import annotations
 
@@ -20,16 +22,19 @@ def channels(side: str) -> np.ndarray:
     return np.array([np.array(pb.matrix_basis) for pb in hand(side).pose.bones])
 
 
-def sample(**kwargs):
+def as_user(op, **kwargs):
     """(result, what it printed); a refusal as ['CANCELLED'] and its message."""
     out = io.StringIO()
     with redirect_stdout(out), bpy.context.temp_override(**UI):
         try:
-            result = sorted(ops.sample_interaction("EXEC_DEFAULT", True, **{"engine": "templates", "count": 2,
-                                                                              "seed": 2, **kwargs}))
+            result = sorted(op("EXEC_DEFAULT", True, **kwargs))
         except RuntimeError as exc:
             return ["CANCELLED"], str(exc)
     return result, out.getvalue()
+
+
+def sample(**kwargs):
+    return as_user(ops.sample_interaction, **{"engine": "templates", "count": 2, "seed": 2, **kwargs})
 
 
 s.start_backend()
@@ -76,4 +81,39 @@ def posed_other_hand_mid_job():
 
 
 s.check("posed_other_hand_mid_job", posed_other_hand_mid_job)
+
+for frame, preset in ((1, "flat"), (20, "fist")):  # the anchor animated: another pose on every frame between
+    bpy.context.scene.frame_set(frame)
+    assert as_user(ops.apply_preset, preset=preset, sides="LEFT")[0] == ["FINISHED"]
+    assert as_user(ops.key_pose, sides="LEFT")[0] == ["FINISHED"]
+
+
+def on_another_frame():
+    bpy.context.scene.frame_set(5)
+    found = {"sampled": sample(anchor="LEFT", seed=1)[0]}
+    bpy.context.scene.frame_set(40)
+    found["key"] = as_user(ops.interaction_key, count=2)
+    found["apply"] = as_user(ops.interaction_apply)
+    return found
+
+
+s.check("on_another_frame", on_another_frame)
+
+
+def frame_changed_mid_job():
+    bpy.context.scene.frame_set(5)
+    done = []
+
+    def scrub():
+        if not done:
+            done.append(True)
+            bpy.context.scene.frame_set(12)
+
+    with while_a_job_runs(scrub):
+        found = {"sampled": sample(anchor="LEFT", seed=1)}
+    found["count"] = len(bpy.context.window_manager.handforge_interaction.candidates)
+    return found
+
+
+s.check("frame_changed_mid_job", frame_changed_mid_job)
 s.finish()

@@ -1,4 +1,4 @@
-"""Blender session (review C): Follow Wrist Path along a curve object that moves over the range (keyed here; a
+"""Blender session: Follow Wrist Path along a curve object that moves over the range (keyed here; a
 curve carried by an animated parent is the same), pressed on two different frames."""
 
 from __future__ import annotations

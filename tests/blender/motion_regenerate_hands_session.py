@@ -1,4 +1,4 @@
-"""Blender session (review C): Regenerate after the panel's Left/Right Hand fields were cleared. The motion buttons
+"""Blender session: Regenerate after the panel's Left/Right Hand fields were cleared. The motion buttons
 then take the scene's first hand of each side: with two pairs, another pair than the one the motion keyed."""
 
 from __future__ import annotations
