@@ -157,6 +157,13 @@ def _pose_arrays(side: str, poses: HandPose, fields=("global_orient", "hand_pose
     return out
 
 
+# what In-between's refusal of a hand keyed on fewer than 2 frames advises; Regenerate, which keeps the last run's range
+# and hands, says its own (``REGENERATE_FEW_KEYS_ADVICE``)
+FEW_KEYS_ADVICE = "key the pose at another frame (Key Pose), widen the range, or choose the other hand only"
+REGENERATE_FEW_KEYS_ADVICE = ("key the pose at another frame (Key Pose), or run In-between again over a wider range "
+                              "or on the other hand only")
+
+
 def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, fixed: set[str]) -> dict[str, np.ndarray]:
     """Keys of the chosen hands (the fixed parts at the artist's keyed frames) and the other hand's
     animation at every frame (so that the generated hands move with it)."""
@@ -181,8 +188,7 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
                     nla += (f" (its action {ad.action.name!r} has no keys in the slot the rig uses"
                             f"{f', {slot!r}' if slot else ''}: choose the rig's slot in the Action editor)")
                 raise ValueError(f"the {side} hand ({obj.name!r}) is keyed {where} of {start}-{end} (on the kept "
-                                 f"parts){nla}: in-betweening needs keys on at least 2 frames; key the pose at "
-                                 "another frame (Key Pose), widen the range, or choose the other hand only")
+                                 f"parts){nla}: in-betweening needs keys on at least 2 frames; {FEW_KEYS_ADVICE}")
         else:
             mask = np.ones((end - start + 1, KEY_PARTS), bool)
         arrays[hand_array_name(side, "mask")] = mask.astype(np.uint8)
@@ -768,8 +774,9 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
             refused = str(exc)
         finally:
             held.release(refused)
-        if refused:  # as one line, printed once
-            self.report({"ERROR"}, refused.strip().removeprefix("Error: "))
+        if refused:  # as one line, printed once; its advice as Regenerate can take it (it keeps the range and hands)
+            self.report({"ERROR"}, refused.strip().removeprefix("Error: ").replace(FEW_KEYS_ADVICE,
+                                                                                  REGENERATE_FEW_KEYS_ADVICE))
             return {"CANCELLED"}
         return {"FINISHED"} if "RUNNING_MODAL" in outcome else outcome  # modal: the button carries on
 

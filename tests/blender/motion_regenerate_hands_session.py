@@ -73,4 +73,27 @@ def one_pair_fields_cleared():
 
 
 s.check("one_pair", one_pair_fields_cleared)
+
+
+def fewer_keys_since():
+    """In-between over 1-20, then the artist's key at 20 deleted: Regenerate's refusal advises what it can take
+    (it keeps the last run's range and hands: "widen the range" was In-between's advice, passed on)."""
+    assert ops.add_hands() == {"FINISHED"}
+    for frame, preset in ((1, "flat"), (20, "fist")):
+        bpy.context.scene.frame_set(frame)
+        assert as_user(ops.apply_preset, preset=preset, sides="BOTH")[0] == ["FINISHED"]
+        assert as_user(ops.key_pose, sides="BOTH")[0] == ["FINISHED"]
+    found = {"inbetween": as_user(ops.motion_inbetween, engine="spline", frame_start=1, frame_end=20)}
+    bag = importlib.import_module(f"{ADDON_MODULE}.fcurves").find_channelbag(hand("left"))
+    for fc in bag.fcurves:
+        for kp in list(fc.keyframe_points):
+            if kp.co[0] == 20.0 and kp.type != "GENERATED":
+                fc.keyframe_points.remove(kp)
+    found["regenerated"] = as_user(ops.motion_regenerate)
+    found["inbetween_again"] = as_user(ops.motion_inbetween, engine="spline", frame_start=1, frame_end=20)
+    remove_hands()
+    return found
+
+
+s.check("fewer_keys", fewer_keys_since)
 s.finish()
