@@ -231,10 +231,13 @@ def _range(value: Any, where: str, low: float, high: float) -> tuple[float, floa
     if (not isinstance(value, (list, tuple)) or len(value) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise SpecError(f"{where}: expected [min, max], two numbers, got {value!r}")
-    lo, hi = (float(v) for v in value)
-    if not (low <= lo <= hi <= high):
-        raise SpecError(f"{where}: [{lo}, {hi}] must satisfy {low} <= min <= max <= {high}")
-    return lo, hi
+    # compared as given: an integer of hundreds of digits (JSON and TOML read it whole) is past any float, and
+    # float() of it raised an OverflowError traceback
+    if not (low <= value[0] <= value[1] <= high):
+        shown = ", ".join(str(float(v)) if isinstance(v, float) or abs(v) <= 10**300 else f"a {len(str(abs(v)))}-digit "
+                          "number" for v in value)
+        raise SpecError(f"{where}: [{shown}] must satisfy {low} <= min <= max <= {high}")
+    return float(value[0]), float(value[1])
 
 
 def _section(cls, data: Any, where: str, defaults: Mapping[str, Any] | None = None):
