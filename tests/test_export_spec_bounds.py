@@ -94,3 +94,26 @@ def test_a_spec_named_toml_in_capitals_is_read_as_toml(tmp_path, suffix):
     path.write_text('samples = 7\n[camera]\npreset = "egocentric"\n')
     spec = load_spec(path)
     assert (spec.samples, spec.camera.preset, spec.camera.distance) == (7, "egocentric", (0.3, 0.5))
+
+
+# ------------------------------------------------------------------------------------- generate's lists, skin tones
+@pytest.mark.parametrize("key, given, refusal", [
+    ("prompts", ["two hands", "two hands"], r"^generate.prompts: two hands given more than once; give each once$"),
+    ("controls", ["depth", "depth"], r"^generate.controls: depth given more than once; give each once$"),
+    ("controls", "", r"^generate.controls: \[''\] holds an empty name: name ControlNet folders, or leave controls out"),
+])
+def test_generate_lists_refuse_a_repeat_and_an_empty_name(key, given, refusal):
+    # a prompt given twice was drawn twice as often, unsaid (every other list of the spec refuses a repeat); a
+    # ControlNet named twice was refused only as the generator started, and controls = "" as 'leave them out for
+    # attentionhand' though no attentionhand was asked for
+    with pytest.raises(SpecError, match=refusal):
+        parse_spec({"render": {"engine": "generate"}, "generate": {key: given}})
+    taken = parse_spec({"render": {"engine": "generate"}, "generate": {key: sorted(set(given)) or ["depth"]}})
+    assert getattr(taken.generate, key) == tuple(sorted(set(given)) or ["depth"])
+
+
+def test_a_skin_tone_takes_one_hash_not_two():
+    # lstrip('#') took '##a07e56' as a07e56
+    assert parse_spec({"hands": {"skin_tones": ["#A07E56"]}}).hands.skin_tones == ("a07e56",)
+    with pytest.raises(SpecError, match=r"^hands.skin_tones: '#a07e56' is not an sRGB hex colour like 'a07e56'$"):
+        parse_spec({"hands": {"skin_tones": ["##a07e56"]}})

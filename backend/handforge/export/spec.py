@@ -304,7 +304,12 @@ def _generate(data: Any) -> GenerateSettings:
     prompts = _strings(gen.get("prompts", GenerateSettings.prompts), "generate.prompts")
     if not prompts or not all(p.strip() for p in prompts):
         raise SpecError("generate.prompts: give at least one non-empty prompt")
-    controls = _strings(gen.get("controls", ()), "generate.controls")
+    _once(prompts, "generate.prompts")  # (one given twice was drawn twice as often)
+    # (a ControlNet named twice was refused only as the generator started; an empty name is none)
+    controls = _once(_strings(gen.get("controls", ()), "generate.controls"), "generate.controls")
+    if not all(c.strip() for c in controls):
+        raise SpecError(f"generate.controls: {list(controls)!r} holds an empty name: name ControlNet folders, or "
+                        "leave controls out for all of them")
     if engine == "attentionhand" and controls:
         raise SpecError("generate.controls: controls choose ControlNets of the controlnet engine; leave them out "
                         "for attentionhand")
@@ -438,7 +443,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     hands_in = _section(HandSettings, top.get("hands", {}), "hands")
     sigma = _number(hands_in.get("shape_sigma", 1.0), "hands.shape_sigma", 0.0, 3.0)
     # (an empty list is the default, as documented above; 0 or false meant it too, unsaid: now type errors)
-    tones = tuple(t.lstrip("#").lower() for t in _strings(hands_in.get("skin_tones", MONK_SKIN_TONES),
+    tones = tuple(t.removeprefix("#").lower() for t in _strings(hands_in.get("skin_tones", MONK_SKIN_TONES),
                                                           "hands.skin_tones", "a list of sRGB hex colours")
                   or MONK_SKIN_TONES)
     for tone in tones:
