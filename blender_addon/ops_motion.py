@@ -304,7 +304,9 @@ def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, e
                              "animated empty")
         if obj == every[side] or obj.parent == every[side]:
             raise ValueError(f"the {side} wrist path {name!r} is (part of) the hand itself: choose a curve or an empty")
-        if obj.type != "CURVE":  # followed as Blender moves it frame by frame: not at all if not evaluated
+        # followed as Blender moves it frame by frame: not at all if not evaluated (a curve that stands still is read
+        # from its own data and placement; one that moves is followed where it stands on each frame, as evaluated)
+        if obj.type != "CURVE" or placement.moves_as_object(obj):
             hands.check_evaluated(context.view_layer, [obj], what=f"{side} wrist path")
         positions[side] = _object_positions(scene, obj, start, end)
         check_moving_path(obj, side, positions[side], start, end, placement.moves_as_object(every[side]))

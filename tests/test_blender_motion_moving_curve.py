@@ -30,3 +30,11 @@ def test_the_wrist_follows_a_moving_curve_where_it_stands_on_each_frame(session)
         wrists, targets = np.array(run["wrists"]), np.array(run["targets"])
         assert np.abs(wrists - targets).max() < 1e-3, (pressed_at, wrists[[0, 9, 19]], targets[[0, 9, 19]])
     assert np.allclose(found["1"]["wrists"], found["20"]["wrists"], atol=1e-5)  # the frame shown changes nothing
+
+
+def test_a_moving_curve_blender_does_not_evaluate_is_refused_a_still_one_followed(session):
+    session.no_error("hidden_curves")
+    found = session["hidden_curves"]
+    result, said = found["Hidden Moving Path"]
+    assert result == ["CANCELLED"] and "left wrist path 'Hidden Moving Path'" in said, found
+    assert found["Hidden Still Path"][0] == ["FINISHED"], found

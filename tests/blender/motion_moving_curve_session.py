@@ -63,4 +63,31 @@ def moving_curve():
 
 
 s.check("moving_curve", moving_curve)
+
+
+def hidden_curves():
+    """A curve Blender does not evaluate (hidden in the viewport) keeps the placement it had when hidden: one that
+    moves is refused (the wrist went along a still copy of it, unsaid); one that stands still is followed."""
+    scene = bpy.context.scene
+    found = {}
+    for name, moves in (("Hidden Moving Path", True), ("Hidden Still Path", False)):
+        data = bpy.data.curves.new(name, "CURVE")
+        data.dimensions = "3D"
+        spline = data.splines.new("POLY")
+        spline.points.add(1)
+        spline.points[0].co, spline.points[1].co = (0.0, 0.0, 0.0, 1.0), (0.2, 0.0, 0.0, 1.0)
+        curve = bpy.data.objects.new(name, data)
+        scene.collection.objects.link(curve)
+        if moves:
+            for frame, z in ((1, 0.0), (20, 0.5)):
+                curve.location.z = z
+                curve.keyframe_insert("location", index=2, frame=frame)
+        curve.hide_viewport = True
+        scene.frame_set(1)
+        found[name] = as_user(ops.motion_follow_path, engine="spline", left_path=curve.name, frame_start=1,
+                              frame_end=20)
+    return found
+
+
+s.check("hidden_curves", hidden_curves)
 s.finish()
