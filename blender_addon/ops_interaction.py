@@ -563,7 +563,15 @@ def _posed_anew(rigs: dict[str, object], anchor_side: str, sampled: dict) -> str
                for name, value in sampled["anchor"].items()):
         return ""
     frame, shown = sampled.get("frame"), _frame_of(rigs[anchor_side])
-    return "frame" if frame is not None and shown is not None and abs(shown - frame) > 1e-6 else "pose"
+    moved_on = frame is not None and shown is not None and abs(shown - frame) > 1e-6
+    # (another frame is the reason only where an animation poses the hand: a hand without one was posed anew)
+    return "frame" if moved_on and _pose_animated(rigs[anchor_side]) else "pose"
+
+
+def _pose_animated(rig) -> bool:
+    """Whether an animation (an action, NLA strips, drivers) may pose the rig otherwise on another frame."""
+    ad = rig.animation_data
+    return ad is not None and (ad.action is not None or any(t.strips for t in ad.nla_tracks) or len(ad.drivers) > 0)
 
 
 def changed_since_sampling(state) -> str:

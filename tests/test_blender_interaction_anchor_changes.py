@@ -44,6 +44,17 @@ def test_the_sampled_hand_posed_mid_job_still_gets_its_candidates(session):
     assert found["result"] == ["FINISHED"] and found["count"] == 2, found
 
 
+def test_an_anchor_without_animation_posed_on_another_frame_was_posed_anew(session):
+    # (said as 'on frame 10 the left hand's animation poses it otherwise ...: go back to frame 1', and going back
+    # did not bring its pose back: it has no animation)
+    session.no_error("unanimated_posed_on_another_frame")
+    found = session["unanimated_posed_on_another_frame"]
+    assert found["sampled"] == ["FINISHED"] and not found["animated"], found
+    result, said = found["key"]
+    assert result == ["CANCELLED"], found
+    assert "left hand was posed anew since the candidates were sampled" in said and "on frame" not in said, said
+
+
 def test_key_and_apply_on_another_frame_say_the_frame_not_a_new_pose(session):
     session.no_error("on_another_frame")
     found = session["on_another_frame"]

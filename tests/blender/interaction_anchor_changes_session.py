@@ -82,6 +82,22 @@ def posed_other_hand_mid_job():
 
 s.check("posed_other_hand_mid_job", posed_other_hand_mid_job)
 
+
+def unanimated_posed_on_another_frame():
+    """An anchor with no animation, sampled on frame 1, posed anew on frame 10: posed anew (going back to frame 1
+    would not bring its pose back), not 'its animation poses it otherwise'."""
+    bpy.context.scene.frame_set(1)
+    found = {"sampled": sample(anchor="LEFT")[0], "animated": hand("left").animation_data is not None}
+    bpy.context.scene.frame_set(10)
+    assert as_user(ops.apply_preset, preset="flat", sides="LEFT")[0] == ["FINISHED"]
+    found["key"] = as_user(ops.interaction_key, count=2)
+    ops.interaction_cancel()
+    bpy.context.scene.frame_set(1)
+    return found
+
+
+s.check("unanimated_posed_on_another_frame", unanimated_posed_on_another_frame)
+
 for frame, preset in ((1, "flat"), (20, "fist")):  # the anchor animated: another pose on every frame between
     bpy.context.scene.frame_set(frame)
     assert as_user(ops.apply_preset, preset=preset, sides="LEFT")[0] == ["FINISHED"]
