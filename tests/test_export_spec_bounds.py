@@ -97,19 +97,23 @@ def test_a_spec_named_toml_in_capitals_is_read_as_toml(tmp_path, suffix):
 
 
 # ------------------------------------------------------------------------------------- generate's lists, skin tones
-@pytest.mark.parametrize("key, given, refusal", [
-    ("prompts", ["two hands", "two hands"], r"^generate.prompts: two hands given more than once; give each once$"),
-    ("controls", ["depth", "depth"], r"^generate.controls: depth given more than once; give each once$"),
-    ("controls", "", r"^generate.controls: \[''\] holds an empty name: name ControlNet folders, or leave controls out"),
+@pytest.mark.parametrize("given, refusal", [
+    (["depth", "depth"], r"^generate.controls: depth given more than once; give each once$"),
+    ("", r"^generate.controls: \[''\] holds an empty name: name ControlNet folders, or leave controls out"),
 ])
-def test_generate_lists_refuse_a_repeat_and_an_empty_name(key, given, refusal):
-    # a prompt given twice was drawn twice as often, unsaid (every other list of the spec refuses a repeat); a
-    # ControlNet named twice was refused only as the generator started, and controls = "" as 'leave them out for
+def test_generate_controls_refuse_a_repeat_and_an_empty_name(given, refusal):
+    # a ControlNet named twice was refused only as the generator started, and controls = "" as 'leave them out for
     # attentionhand' though no attentionhand was asked for
     with pytest.raises(SpecError, match=refusal):
-        parse_spec({"render": {"engine": "generate"}, "generate": {key: given}})
-    taken = parse_spec({"render": {"engine": "generate"}, "generate": {key: sorted(set(given)) or ["depth"]}})
-    assert getattr(taken.generate, key) == tuple(sorted(set(given)) or ["depth"])
+        parse_spec({"render": {"engine": "generate"}, "generate": {"controls": given}})
+    assert parse_spec({"render": {"engine": "generate"}, "generate": {"controls": ["depth"]}}).generate.controls == (
+        "depth",)
+
+
+def test_a_prompt_given_twice_is_taken_as_a_weight():
+    # (a dataset recorded with one did so before, and must resume; two of three draws then take it)
+    spec = parse_spec({"render": {"engine": "generate"}, "generate": {"prompts": ["two hands", "two hands", "fist"]}})
+    assert spec.generate.prompts == ("two hands", "two hands", "fist")
 
 
 def test_a_skin_tone_takes_one_hash_not_two():

@@ -48,7 +48,7 @@ example below, every key at its default, is what ``handforge export --example-sp
 
     [generate]                           # render.engine = "generate": the RGB is a generated image
     engine = "controlnet"                # or "attentionhand" (image.sd_model + image.controlnets / image.guidance)
-    prompts = ["a photo of two hands"]   # one drawn per sample from the sample's generator
+    prompts = ["a photo of two hands"]   # one drawn per sample from the sample's generator (one given twice: twice as often)
     negative_prompt = ""
     steps = 20                           # DDIM steps
     guidance_scale = 7.5
@@ -304,7 +304,6 @@ def _generate(data: Any) -> GenerateSettings:
     prompts = _strings(gen.get("prompts", GenerateSettings.prompts), "generate.prompts")
     if not prompts or not all(p.strip() for p in prompts):
         raise SpecError("generate.prompts: give at least one non-empty prompt")
-    _once(prompts, "generate.prompts")  # (one given twice was drawn twice as often)
     # (a ControlNet named twice was refused only as the generator started; an empty name is none)
     controls = _once(_strings(gen.get("controls", ()), "generate.controls"), "generate.controls")
     if not all(c.strip() for c in controls):
