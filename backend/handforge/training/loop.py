@@ -537,7 +537,8 @@ def _unreadable(checkpoint: Path, exc: BaseException, file: str = "") -> str:
     """What to do with a damaged checkpoint (``file``: the one of its files found damaged): delete the whole
     checkpoint folder (deleting only that file, as the message once read, failed the same way again)."""
     where = checkpoint / file if file else checkpoint
-    return (f"{where} cannot be read ({read_error(exc)[:250]}): the checkpoint is damaged; delete "
+    detail = " ".join(read_error(exc).split())  # one line: accelerate's own errors span several ("\n\tFound ...")
+    return (f"{where} cannot be read ({detail[:250]}): the checkpoint is damaged; delete "
             f"its folder {checkpoint} to resume from the checkpoint before it, or train into a new out folder")
 
 

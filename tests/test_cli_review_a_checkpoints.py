@@ -1,0 +1,32 @@
+"""A damaged training checkpoint, as a resume says it (a review of the train commands' CLI)."""
+
+from __future__ import annotations
+
+import pytest
+
+from handforge.training.loop import TrainingError, TrainSettings, train
+from tests.engines.example.model import Points, TinyNet, loss
+
+
+def _settings(out, **overrides) -> TrainSettings:
+    base = dict(out=out, steps=8, batch_size=16, lr=3e-3, seed=7, ema_decay=0.9, checkpoint_every=2,
+                log_every=1, progress=False)
+    return TrainSettings(**{**base, **overrides})
+
+
+def _model() -> TinyNet:
+    return TinyNet(width=16, dropout=0.1)
+
+
+def test_a_damaged_checkpoint_is_said_in_one_line(tmp_path):
+    """accelerate's error for a checkpoint missing its EMA file spans four lines ("Number of custom checkpoints
+    ... does not match ...:\\n\\tFound checkpoints: 0\\n\\tRegistered objects: 1\\nPlease make sure ..."): they were
+    printed as they were, one refusal in four lines on the terminal."""
+    run = tmp_path / "run"
+    train(_model(), Points(40), loss, _settings(run, stop_after=4))
+    (run / "checkpoints" / "step-00000004" / "custom_checkpoint_0.pkl").unlink()
+    with pytest.raises(TrainingError) as refused:
+        train(_model(), Points(40), loss, _settings(run))
+    said = str(refused.value)
+    assert "\n" not in said and "\t" not in said, said
+    assert "Found checkpoints: 0 Registered objects: 1" in said and "delete its folder" in said, said
