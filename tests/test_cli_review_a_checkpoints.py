@@ -30,3 +30,29 @@ def test_a_damaged_checkpoint_is_said_in_one_line(tmp_path):
     said = str(refused.value)
     assert "\n" not in said and "\t" not in said, said
     assert "Found checkpoints: 0 Registered objects: 1" in said and "delete its folder" in said, said
+
+
+def test_a_damaged_only_checkpoint_is_not_said_to_have_one_before_it(tmp_path):
+    """A run stopped after its first checkpoint, that checkpoint damaged: the refusal said "delete its folder ...
+    to resume from the checkpoint before it", and there was none: the rerun after the deletion trained from step 0
+    (its log rewritten), said as a plain "wrote ..." line, not the resume the message had promised."""
+    run = tmp_path / "run"
+    train(_model(), Points(40), loss, _settings(run, checkpoint_every=4, stop_after=4))
+    only = run / "checkpoints" / "step-00000004"
+    weights = only / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(TrainingError) as refused:
+        train(_model(), Points(40), loss, _settings(run, checkpoint_every=4))
+    said = str(refused.value)
+    assert "checkpoint before it" not in said, said
+    assert f"delete its folder {only} to start the run over (it is the run's only checkpoint)" in said, said
+    (only / "step.json").write_text("{")  # (the step's record: said by the settings' check, before the model)
+    with pytest.raises(TrainingError, match="step.json cannot be read .*to start the run over"):
+        train(_model(), Points(40), loss, _settings(run, checkpoint_every=4))
+    # with a checkpoint before it, the words stay
+    run2 = tmp_path / "run2"
+    train(_model(), Points(40), loss, _settings(run2, stop_after=4))
+    newest = run2 / "checkpoints" / "step-00000004" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])
+    with pytest.raises(TrainingError, match="to resume from the checkpoint before it"):
+        train(_model(), Points(40), loss, _settings(run2))

@@ -220,12 +220,12 @@ def test_a_damaged_checkpoint_or_log_is_said_or_survived(tmp_path):
         original = (newest / name).read_bytes()
         (newest / name).write_bytes(original[: len(original) // 2])
         with pytest.raises(TrainingError, match=rf"(?:{re.escape(name)}|step-00000004) cannot be read.*delete its "
-                                                r"folder .*step-00000004 to resume"):
+                                                r"folder .*step-00000004 to start the run over"):
             train(fresh_model(), Points(40), loss, settings(run, steps=6))
         (newest / name).write_bytes(original)
     (newest / "step.json").write_text("{")
     # before: "step.json ... delete it", and a run without it failed the same way: the folder is to delete
-    with pytest.raises(TrainingError, match="step.json cannot be read .*delete its folder .*step-00000004 to resume"):
+    with pytest.raises(TrainingError, match="step.json cannot be read .*delete its folder .*step-00000004 to start the run over"):
         train(fresh_model(), Points(40), loss, settings(run, steps=6))
     # another step than its folder's: it resumed at that step and wrote over the later checkpoints and log lines
     (newest / "step.json").write_text('{"step": 2}')

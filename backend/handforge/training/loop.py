@@ -538,8 +538,11 @@ def _unreadable(checkpoint: Path, exc: BaseException, file: str = "") -> str:
     checkpoint folder (deleting only that file, as the message once read, failed the same way again)."""
     where = checkpoint / file if file else checkpoint
     detail = " ".join(read_error(exc).split())  # one line: accelerate's own errors span several ("\n\tFound ...")
+    # the run's only checkpoint: deleted, the rerun starts from step 0 (it was said to resume from one before it)
+    earlier = any(int(p.name[5:]) < int(checkpoint.name[5:]) for p in _checkpoints(checkpoint.parent.parent))
+    then = "resume from the checkpoint before it" if earlier else "start the run over (it is the run's only checkpoint)"
     return (f"{where} cannot be read ({detail[:250]}): the checkpoint is damaged; delete "
-            f"its folder {checkpoint} to resume from the checkpoint before it, or train into a new out folder")
+            f"its folder {checkpoint} to {then}, or train into a new out folder")
 
 
 def _check_processes(checkpoint: Path, processes: int) -> None:
