@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=multiple_of(8, 64), default=512, help="training resolution of the target images "
                                                                            "(a multiple of 8, the VAE's factor)")
     parser.add_argument("--image-size", type=at_least(1), default=224, help="the backbone's input size")
-    parser.add_argument("--channels", type=at_least(1), nargs="+", default=[64, 128, 256, 512], help="backbone widths")
+    parser.add_argument("--channels", type=at_least(1), nargs="+", default=[64, 128, 256, 512],
+                        help="backbone widths, each at most 8 or a multiple of 8")
     parser.add_argument("--feature-dim", type=at_least(1), default=512, help="a multiple of --heads")
     parser.add_argument("--layers", type=layer_count, default=2, help="transformer layers")
     parser.add_argument("--heads", type=at_least(1), default=8, help="attention heads")
@@ -145,6 +146,12 @@ def run(args: argparse.Namespace) -> int:
     if args.feature_dim % args.heads:
         print(f"handforge train transfer: --feature-dim {args.feature_dim} must be a multiple of --heads {args.heads}",
               file=sys.stderr)
+        return 2
+    # each block's GroupNorm has min(8, width) groups: torch refused 12 only after the SD load and --write-pairs
+    odd = [width for width in args.channels if width > 8 and width % 8]
+    if odd:
+        print(f"handforge train transfer: --channels {odd[0]}: a backbone width above 8 must be a multiple of 8 (each "
+              "block's GroupNorm splits its channels into 8 groups)", file=sys.stderr)
         return 2
     if args.interhand and args.write_pairs:  # the pairs went into the InterHand2.6M copy, and were not trained on
         print("handforge train transfer: --write-pairs writes pairs into --data, which --interhand makes your "

@@ -1,0 +1,33 @@
+"""``handforge train transfer``'s backbone options, refused in words before any work (a review of the train
+commands' CLI)."""
+
+from __future__ import annotations
+
+from handforge.cli import main
+
+
+def _train(tmp_path, *options: str) -> int:
+    # --sd names a folder that is no SD model: a refusal of the options comes before it is looked at
+    return main(["train", "transfer", "--data", str(tmp_path), "--sd", str(tmp_path), "--out", str(tmp_path / "run"),
+                 "--size", "64", "--image-size", "32", "--feature-dim", "16", "--layers", "1", "--heads", "2",
+                 "--steps", "1", "--batch-size", "1", "--quiet", *options])
+
+
+def test_a_backbone_width_its_group_norm_cannot_split_is_refused_naming_the_option(tmp_path, capsys):
+    """--channels 8 12: each backbone block normalises in min(8, width) groups, so a width above 8 must be a
+    multiple of 8. It was refused only once the SD weights were loaded and --write-pairs' pairs written (minutes
+    with real ones), by torch's "num_channels (12) must be divisible by num_groups (8)", naming no option."""
+    assert _train(tmp_path, "--channels", "8", "12") == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("handforge train transfer: --channels 12: a backbone width above 8 must be a multiple of 8 "
+                           "(each block's GroupNorm splits its channels into 8 groups)"), err
+    assert not (tmp_path / "run").exists()
+    assert "--channels" in _help(capsys) and "each at most 8 or a multiple of 8" in _help(capsys)
+
+
+def _help(capsys) -> str:
+    try:
+        main(["train", "transfer", "--help"])
+    except SystemExit:
+        pass
+    return " ".join(capsys.readouterr().out.split())
