@@ -31,3 +31,21 @@ def _help(capsys) -> str:
     except SystemExit:
         pass
     return " ".join(capsys.readouterr().out.split())
+
+
+def test_an_image_size_too_small_for_the_backbone_is_refused_before_training(tmp_path, capsys):
+    """--image-size 2 --channels 8 16: the first block's map is 1×1 and its GroupNorm has one channel a group, one
+    value each, which torch refuses: a traceback ("Expected more than 1 value per channel when training") at the first
+    step with --batch-size 1; with 2 the run finished, and `eval transfer` (one image at a time) was the traceback."""
+    assert _train(tmp_path, "--channels", "8", "16", "--image-size", "2") == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("handforge train transfer: --image-size 2 is too small for --channels 8 16: block 1 (width "
+                           "8) would see a 1×1 map, one value in each of its GroupNorm's groups: give --image-size 3 "
+                           "or more, or that block a width of 16 or more"), err
+    assert not (tmp_path / "run").exists()
+    # block 2 of width 8 at --image-size 4 (2×2, then 1×1); --image-size 3 and a 16-wide block are fine
+    assert _train(tmp_path, "--channels", "16", "8", "--image-size", "4") == 2
+    assert "block 2 (width 8)" in capsys.readouterr().err
+    for options in (["--channels", "8", "16", "--image-size", "3"], ["--channels", "16", "--image-size", "1"]):
+        assert _train(tmp_path, *options) == 2  # refused for the --sd folder, past the options
+        assert "is not a diffusers SD 1.x folder" in capsys.readouterr().err
