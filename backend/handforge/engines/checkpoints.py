@@ -189,6 +189,20 @@ def checkpoint_class(folder: str | Path) -> str:
     return str(_config(Path(folder))["_class_name"])
 
 
+def run_folder_hint(folder: str | Path) -> str:
+    """What to give in place of ``folder``, a folder without config.json, where it is a training run's (": give
+    RUN/model, the run's model") or one of its checkpoints; '' otherwise. (Every loader of a model folder says it:
+    the ControlNet's named a guidance run's folder a damaged file.)"""
+    folder = Path(folder)
+    inside = folder / "model" / CONFIG_NAME  # a training run's folder: its model is in model/
+    run = folder.parent.parent  # a training checkpoint: run/checkpoints/step-N, the state to resume from
+    return f": give {folder / 'model'}, the run's model" if inside.is_file() else (
+        ": it is a training checkpoint (the state a run resumes from), not a model; give "
+        + (f"{run / 'model'}, the run's model" if (run / "model" / CONFIG_NAME).is_file() else
+           "the run's model/ folder, which it writes when it ends")
+        if folder.parent.name == "checkpoints" else "")
+
+
 def _config(folder: Path) -> dict[str, Any]:
     """A checkpoint folder's config, one that names its class (``CheckpointError`` otherwise)."""
     config_file = folder / CONFIG_NAME
@@ -198,14 +212,7 @@ def _config(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder}: {what} (a folder written by save_pretrained, holding {CONFIG_NAME} and "
                               "the .safetensors weights)")
     if not config_file.is_file():
-        inside = folder / "model" / CONFIG_NAME  # a training run's folder: its model is in model/
-        run = folder.parent.parent  # a training checkpoint: run/checkpoints/step-N, the state to resume from
-        hint = f": give {folder / 'model'}, the run's model" if inside.is_file() else (
-            ": it is a training checkpoint (the state a run resumes from), not a model; give "
-            + (f"{run / 'model'}, the run's model" if (run / "model" / CONFIG_NAME).is_file() else
-               "the run's model/ folder, which it writes when it ends")
-            if folder.parent.name == "checkpoints" else "")
-        raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}{hint}")
+        raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}{run_folder_hint(folder)}")
     try:
         config = config_json(config_file)
         config["_class_name"]  # noqa: B018 - KeyError / TypeError: a config that names no class, or no dict

@@ -358,13 +358,15 @@ def load_controlnet(path: str | Path, dtype: Any = None):
                            "diffusion_pytorch_model.safetensors); convert it once with diffusers "
                            "(ControlNetModel.from_single_file(...).save_pretrained(FOLDER)), or take the diffusers "
                            "repository (handforge models fetch)", path)
-    from handforge.engines.checkpoints import saved_class
+    from handforge.engines.checkpoints import run_folder_hint, saved_class
 
     if (path / "model_index.json").is_file() and not (path / "config.json").is_file():
         # (a Stable Diffusion folder given where a ControlNet belongs was called a damaged file)
         raise WeightsError(f"{path} is a diffusers pipeline folder (model_index.json), not a ControlNet: give a "
                            "ControlNetModel folder (config.json + diffusion_pytorch_model.safetensors, e.g. the "
                            "model/ folder of handforge train guidance)", path)
+    if run_folder_hint(path) and not (path / "config.json").is_file():  # (said to be a damaged file, as above)
+        raise WeightsError(f"{path}: not a ControlNet folder, it has no config.json{run_folder_hint(path)}", path)
     saved_as = saved_class(path)
     if saved_as not in (None, "ControlNetModel"):  # diffusers would build a default ControlNet, all random
         raise WeightsError(f"{path} holds a model of another class ({saved_as}, not ControlNetModel): give a ControlNetModel folder "

@@ -92,7 +92,9 @@ def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
     try:
         config = parse_json((folder / "config.json").read_text())
     except FileNotFoundError:
-        report.problems.append(f"{folder}: no config.json")
+        from handforge.engines.checkpoints import run_folder_hint
+
+        report.problems.append(f"{folder}: no config.json{run_folder_hint(folder)}")
         return None
     except (OSError, ValueError) as exc:
         config = exc
