@@ -147,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
             finally:  # a failed or interrupted probe too: nothing but a --minutes run removed it
                 _remove_probe(probe_dir)
             per_step = (time.monotonic() - started) / probe
-            settings.steps = max(1, min(args.steps, int(args.minutes * 60 / per_step)))  # --steps stays the most
+            # --steps stays the most (min before int: --minutes 1e308 made inf steps, int() an OverflowError)
+            settings.steps = max(1, int(min(args.steps, args.minutes * 60 / per_step)))
             settings.warmup_steps = min(warmup, settings.steps // 10)
             settings.checkpoint_every = max(1, min(1000, settings.steps // 4))
             print(f"{per_step * 1e3:.0f} ms/step: {settings.steps} steps in about {args.minutes} min")
