@@ -48,8 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "for wrist paths and generation, 'repair' for in-betweening): 'auto' while sampling "
                              "when the wrists are within 20 cm, 'on' throughout, 'repair' not while sampling; all "
                              "three then move the motions that still pass one hand through the other out of it")
-    parser.add_argument("--smoothing", type=number_in(0.0), default=None, help="σ (frames) of the post-filter "
-                        "(default: the pipeline's)")
+    # the jobs' range (their "smoothing" parameter): --smoothing 1e308 was an OverflowError traceback, and 1e9 a
+    # filter of billions of taps, allocated before it ran
+    parser.add_argument("--smoothing", type=number_in(0.0, 10.0), default=None, help="σ (frames) of the post-filter, "
+                        "0 (off) to 10, as the jobs take it (default: the pipeline's)")
     parser.add_argument("--variation", type=number_in(0.0, 1.0, low_open=True), default=None, help="how much of the schedule runs (1: from "
                         "noise; less: from the keys' in-between, noised); default: the jobs' own, 0.8 for the gap "
                         "tasks (motion.inbetween) and 1 for the others")
