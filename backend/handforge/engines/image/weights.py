@@ -346,8 +346,10 @@ def copy_weights(source: str | Path, folder: str, check_source, name: str | None
     goes under its run's name ("model" names no model)."""
     # one folder name: "/elsewhere" replaced the models folder in the join (the weights copied anywhere),
     # "../x" climbed out of it ("" is refused too: an empty --name is a slip, not "the source's name")
-    if name is not None and (not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", "..")):
-        raise ValueError(f"--name {name!r}: one folder name (letters, digits, '.', '_' or '-'), not a path")
+    # nor a hidden one: ".control_depth" was imported, and the ControlNets' listing (controls.available) passed it over
+    if name is not None and (not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith(".")):
+        raise ValueError(f"--name {name!r}: one folder name (letters, digits, '.', '_' or '-'), not a path, nor a "
+                         "hidden one (starting with '.': the ControlNets folder's listing leaves such names out)")
     source = Path(os.path.abspath(Path(source).expanduser()))  # "." has no name to copy it under (symlinks kept)
     report = check_source(source)
     if not report.ok:

@@ -1,0 +1,24 @@
+"""``handforge models import --name`` (a review of the models command)."""
+
+from __future__ import annotations
+
+import pytest
+
+from handforge.cli import main
+
+
+@pytest.mark.parametrize("kind", ["controlnet", "guidance", "sd", "target_generator"])
+def test_a_hidden_name_is_refused_before_anything_is_read_or_copied(kind, tmp_path, capsys, monkeypatch):
+    """--name .control_depth was imported as asked and its setting printed, but the ControlNets folder's listing leaves
+    hidden names out (an interrupted import's .NAME.partial is one): `models check`, `models list` and every job
+    passed the ControlNet over, unsaid."""
+    models = tmp_path / "models"
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(models))
+    source = tmp_path / "weights"
+    source.mkdir()
+    assert main(["models", "import", "--kind", kind, str(source), "--name", ".control_depth"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("handforge models import: --name '.control_depth': one folder name (letters, digits, '.', "
+                           "'_' or '-'), not a path, nor a hidden one (starting with '.': the ControlNets folder's "
+                           "listing leaves such names out)"), err
+    assert not models.exists()
