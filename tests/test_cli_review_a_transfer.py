@@ -49,3 +49,22 @@ def test_an_image_size_too_small_for_the_backbone_is_refused_before_training(tmp
     for options in (["--channels", "8", "16", "--image-size", "3"], ["--channels", "16", "--image-size", "1"]):
         assert _train(tmp_path, *options) == 2  # refused for the --sd folder, past the options
         assert "is not a diffusers SD 1.x folder" in capsys.readouterr().err
+
+
+def test_pairs_to_write_into_the_run_folder_are_refused_before_the_sd_weights_load(tmp_path, capsys):
+    """--write-pairs with --data the --out folder (or inside it): the SD weights were loaded and the pairs written
+    into the run folder, and only then was the run refused ("holds files that are not a training run's (pairs_spec.json,
+    source, target)"), the pairs left there for every rerun to be refused on."""
+    import json
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"seed": 5, "samples": 4, "width": 64, "height": 64, "render": {"engine": "none"},
+                                "outputs": ["mesh"]}))
+    for data in (tmp_path / "run", tmp_path / "run" / "pairs"):
+        assert _train(tmp_path, "--channels", "8", "16", "--data", str(data), "--write-pairs", str(spec), "--pairs",
+                      "2", "--shading", "gl") == 2
+        err = capsys.readouterr().err
+        assert err.strip() == (f"handforge train transfer: --data {data} is --out {tmp_path / 'run'} or inside it: "
+                               "--write-pairs would write the pairs into the run folder, which holds the run's files "
+                               "only: give --data a folder outside it"), err
+        assert not (tmp_path / "run").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from handforge.arguments import at_least, layer_count, multiple_of, only_with, output_folder
 from handforge.engines.image.train import add_sd_run_arguments
@@ -187,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
         options = {"image_size": args.image_size, "backbone_channels": tuple(args.channels),
                    "feature_dim": args.feature_dim, "num_layers": args.layers, "num_heads": args.heads}
         spec = requested_spec(args)
+        data, out = Path(args.data).resolve(), Path(args.out).resolve()
+        if spec is not None and (data == out or out in data.parents):  # (refused by train(), once they were written)
+            raise ValueError(f"--data {args.data} is --out {args.out} or inside it: --write-pairs would write the pairs "
+                             "into the run folder, which holds the run's files only: give --data a folder outside it")
         # --pairs is the data's count once written: a resume on another count is refused before a pair is written
         # (it was written, and then neither count resumed the run)
         check_settings(settings, TargetGenerator, options, dataset_size=args.pairs if spec is not None else None)
