@@ -56,3 +56,23 @@ def test_a_damaged_only_checkpoint_is_not_said_to_have_one_before_it(tmp_path):
     newest.write_bytes(newest.read_bytes()[:100])
     with pytest.raises(TrainingError, match="to resume from the checkpoint before it"):
         train(_model(), Points(40), loss, _settings(run2))
+
+
+@pytest.mark.parametrize("below", ["", "run"])
+def test_an_out_folder_through_a_dangling_link_is_refused_before_the_data_is_read(below, tmp_path):
+    """--out a link to nothing (a moved disk, a typo), or a loop of links, or a folder below one: the engine read its
+    data and built its model, then train()'s mkdir failed and the command line said "handforge train: LINK: File
+    exists: fix it (or choose another --out); run the same command again to resume from the run's newest checkpoint",
+    a resume that did not exist and a rerun that failed the same way."""
+    from handforge.training.loop import check_settings
+
+    dangling, loop = tmp_path / "dangling", tmp_path / "loop"
+    dangling.symlink_to(tmp_path / "moved")
+    loop.symlink_to(loop)
+    for link in (dangling, loop):
+        out = link / below if below else link
+        with pytest.raises(TrainingError) as refused:
+            check_settings(_settings(out))
+        assert str(refused.value) == (f"{link} is a link to {link.readlink()}, which does not exist (or is a loop of "
+                                      "links): make the folder it names, or choose another out folder"), refused.value
+    assert not (tmp_path / "moved").exists()

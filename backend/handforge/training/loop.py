@@ -366,6 +366,11 @@ def _check_settings_and_run(settings: TrainSettings, model_class: type | None, m
     if problems:
         raise TrainingError("training settings: " + "; ".join(problems))
     out = Path(s.out)
+    # a link to nothing, or a loop of links (train()'s mkdir: "File exists", after the data was read)
+    broken = next((p for p in (out, *out.parents) if p.is_symlink() and not p.exists()), None)
+    if broken is not None:
+        raise TrainingError(f"{broken} is a link to {broken.readlink()}, which does not exist (or is a loop of links): "
+                            "make the folder it names, or choose another out folder")
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out} is a file; the run folder must be a folder (choose another out)")
     for name, folder in ((CHECKPOINTS, True), (MODEL, True), (LOG, False), ("settings.json", False)):
