@@ -359,6 +359,9 @@ def copy_weights(source: str | Path, folder: str, check_source, name: str | None
     from handforge.training.loop import MODEL  # (torch: the check above imported it already)
 
     default = source.parent.name if source.name == MODEL and source.is_dir() and source.parent.name else source.name
+    if name is None and default.startswith("."):  # (hidden: as --name .x, left out of the ControlNets' listing)
+        raise ValueError(f"{source}: its name {default!r} is hidden (it starts with '.', and the ControlNets folder's "
+                         "listing leaves such names out): give --name NAME to import it under another")
     target = (models_dir or default_models_dir()) / folder / (name or default)
     if target.exists() or target.is_symlink():  # a dangling link does not "exist", and the rename onto it fails
         raise FileExistsError(f"{target} exists; choose another --name or remove it")
