@@ -1,5 +1,4 @@
-"""``handforge train transfer``'s backbone options, refused in words before any work (a review of the train
-commands' CLI)."""
+"""``handforge train transfer``'s backbone options and pair writing, refused in words before any work."""
 
 from __future__ import annotations
 

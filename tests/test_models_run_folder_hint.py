@@ -1,5 +1,5 @@
 """A guidance training run's folder given where its model/ belongs (``handforge models check`` and ``import``, ``train
-guidance --init``): said as the run's, as a pose-transfer run's is (a review of the models and train commands)."""
+guidance --init``): said as the run's, as a pose-transfer run's is."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``handforge models import --name`` (a review of the models command)."""
+"""``handforge models import --name``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``handforge train interaction --minutes`` with a huge time (a review of the train commands' CLI)."""
+"""``handforge train interaction --minutes`` with a huge time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A damaged training checkpoint, as a resume says it (a review of the train commands' CLI)."""
+"""The training loop's refusals before a run or its resume: a damaged checkpoint said in one line, with advice that holds;
+an --out through a dangling link."""
 
 from __future__ import annotations
 

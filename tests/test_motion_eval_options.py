@@ -1,4 +1,4 @@
-"""``handforge eval motion``'s options, as a review of the eval commands' CLI found them."""
+"""``handforge eval motion``'s options."""
 
 from __future__ import annotations
 
