@@ -303,7 +303,9 @@ def test_an_sd_unet_config_that_cannot_be_read_is_its_problem_not_a_traceback_fr
     _image_settings(monkeypatch, root, damaged, guidance)
     assert main(["models", "check"]) == 1
     out = capsys.readouterr().out
-    assert f"FAILED  sd  {damaged}" in out and f"problem: {damaged / 'unet' / 'config.json'}: not a JSON object" in out
+    # (said as what it is: a file that does not parse, not a JSON value that is no object)
+    unet_config = damaged / "unet" / "config.json"
+    assert f"FAILED  sd  {damaged}" in out and f"problem: {unet_config}: cannot be read as JSON (" in out
     assert f"ok  controlnet  {guidance}" in out and f"not checked against the SD model {damaged}" in out, out
 
 
@@ -592,8 +594,8 @@ def test_importing_the_current_folder_takes_its_name(weights, tmp_path, monkeypa
 @pytest.mark.parametrize("text, shown", [
     ('"stable-diffusion-v1-5/stable-diffusion-v1-5"', "config.json: not a JSON object"),
     ("[]", "config.json: not a JSON object"),
-    ("{unclosed", "config.json: not a JSON object"),
-    ("[" * 100_000, "config.json: not a JSON object"),  # (nested thousands deep: a RecursionError traceback)
+    ("{unclosed", "config.json: cannot be read as JSON ("),  # (it said 'not a JSON object', though no JSON at all)
+    ("[" * 100_000, "config.json: cannot be read as JSON ("),  # (nested thousands deep: a RecursionError traceback)
     ('{"_class_name": "ControlNetModel", "block_out_channels": "wide"}', "config.json: does not describe a "
                                                                          "model of class ControlNetModel"),
 ])
@@ -789,8 +791,9 @@ def test_a_text_encoder_config_that_is_missing_or_no_object_is_a_problem(weights
     config.unlink() if text is None else config.write_text(text)
     assert main(["models", "check", str(sd)]) == 1
     out = capsys.readouterr().out
-    assert f"problem: {sd / 'text_encoder'}: no config.json" in out if text is None else \
-        f"problem: {config}: not a JSON object" in out, out
+    said = ("no config.json" if text is None else "cannot be read as JSON (" if text == "{unclosed" else
+            "not a JSON object")
+    assert f"problem: {sd / 'text_encoder' if text is None else config}: {said}" in out, out
     assert "the text encoder gives" not in out
 
 

@@ -96,8 +96,9 @@ def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
 
         report.problems.append(f"{folder}: no config.json{run_folder_hint(folder)}")
         return None
-    except (OSError, ValueError) as exc:
-        config = exc
+    except (OSError, ValueError) as exc:  # (a parse error was said to be a JSON value that is no object)
+        report.problems.append(f"{folder / 'config.json'}: cannot be read as JSON ({exc}): copy or download it again")
+        return None
     if not isinstance(config, dict):
         report.problems.append(f"{folder / 'config.json'}: not a JSON object (a model config): {config}")
         return None
