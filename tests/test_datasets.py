@@ -375,6 +375,10 @@ def test_plain_motion_folders(corpus, loaded, tmp_path):
     assert [c.split for c in source.clips] == [None, None] and [c.name for c in source.clips] == sorted(loaded)[:2]
     with pytest.raises(DatasetError, match="no motion clips"):
         open_motion_folder(tmp_path)
+    (tmp_path / "settings.json").write_text("{}")  # a file given as the folder: it was said to be no such folder
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'settings.json'}: a file, not a folder of motion clips"):
+        open_motion_folder(tmp_path / "settings.json")
+    (tmp_path / "settings.json").unlink()
     # a clip named with a capital .NPZ (as some systems name files) was skipped, unsaid
     shutil.copy(corpus / "clips" / "000000.npz", tmp_path / "b.npz")
     shutil.copy(corpus / "clips" / "000001.npz", tmp_path / "A.NPZ")

@@ -206,8 +206,9 @@ def _select_paths(paths: Sequence[Path], split_of: dict[str, str], split: Any, m
 def open_motion_folder(folder: str | os.PathLike, max_clips: int | None = None, progress: bool = False) -> ClipFiles:
     """Index every ``*.npz`` motion clip of a folder (exported or generated clips); no splits."""
     root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder")
+    if not root.is_dir():  # (a file was said to be no such folder)
+        raise DatasetError(f"{root}: a file, not a folder of motion clips (.npz)" if root.exists() else
+                           f"{root}: no such folder")
     try:
         paths = motion_files(root)
     except PoseFormatError as exc:
