@@ -44,7 +44,7 @@ def test_a_file_error_while_training_is_one_line_with_what_to_do(code, fix, tmp_
     monkeypatch.setattr(ModelMixin, "save_pretrained", refused)
     assert main(["train", *EXAMPLE, "--out", str(tmp_path / "run"), "--steps", "2", "--quiet"]) == 1
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"handforge train: {tmp_path / 'run'}")
+    assert line.startswith(f"handforge train example: {tmp_path / 'run'}")  # (the engine named, as its other errors)
     assert f"model.safetensors: {os.strerror(code)}: {fix}; run the same command again to resume" in line, line
 
 

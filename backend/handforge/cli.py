@@ -179,5 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = getattr(module, "ON_FILE_ERROR", "") if exc.errno != errno.ENAMETOOLONG else ""
         hint = hint(args) if callable(hint) else hint  # (what it kept may depend on how far it got)
         words = file_error(exc, getattr(module, "ELSEWHERE", "choose another folder"), getattr(args, "out", None))
-        print(f"handforge {args.command}: {words}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        # (train and eval name their engine, as their other errors do)
+        command = " ".join(filter(None, (args.command, getattr(args, "engine", None))))
+        print(f"handforge {command}: {words}" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 2 if exc.errno == errno.ENAMETOOLONG else 1
