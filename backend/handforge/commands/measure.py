@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         metrics = args.metrics  # (each once: comma_list refuses a repeat)
         check_metrics(metrics, args.reference is not None)
         clips = load_clips(args.clips, args.max_clips)
+        if args.reference is not None and not args.reference.strip():  # (load_clips said "the clips folder")
+            raise ValueError("--reference is an empty path: give the folder of reference clips (.npz), or leave "
+                             "--reference out")
         reference = load_clips(args.reference, args.max_clips) if args.reference is not None else None
         models, rates = set(), set()
         for clip in itertools.chain(clips, reference or ()):  # (one loaded at a time: see load_clips)
