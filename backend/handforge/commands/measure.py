@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from handforge.evaluation.features import FeatureError, load_features
-    from handforge.evaluation.report import check_metrics, evaluate_clips, load_clips
+    from handforge.evaluation.report import FEATURE_METRICS, check_metrics, evaluate_clips, load_clips
     from handforge.hands import load_hand_model
     from handforge.hands.errors import HandModelError
     from handforge_shared.poses import PoseFormatError
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # (names checked before any clip is read: a typo was measured as nothing, unsaid)
         metrics = args.metrics  # (each once: comma_list refuses a repeat)
-        check_metrics(metrics, args.reference is not None)
+        wanted = check_metrics(metrics, args.reference is not None)
         clips = load_clips(args.clips, args.max_clips)
         if args.reference is not None and not args.reference.strip():  # (load_clips said "the clips folder")
             raise ValueError("--reference is an empty path: give the folder of reference clips (.npz), or leave "
@@ -54,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"all clips must have one frame rate, found {found} fps in "
                              f"{' and '.join(filter(None, (args.clips, args.reference)))}: measure the clips of each "
                              "frame rate on their own, against a reference of that rate")
-        report = evaluate_clips(clips, load_hand_model(models.pop()), reference, load_features(args.features),
+        # (only for the metrics that use them, or when named: a broken evaluation.features refused any measure)
+        uses = args.features is not None or bool(set(FEATURE_METRICS) & wanted)
+        report = evaluate_clips(clips, load_hand_model(models.pop()), reference,
+                                load_features(args.features) if uses else None,
                                 frames=args.frames, seed=args.seed, progress=True, metrics=metrics)
     except (ValueError, PoseFormatError, FeatureError, HandModelError) as exc:  # (MANO clips without MANO's files)
         print(f"handforge measure: {exc}", file=sys.stderr)

@@ -37,6 +37,7 @@ from handforge_shared.poses import MotionClip, motion_files
 METRICS = ("penetration", "contact", "joint_limits", "smoothness", "diversity_frames", "diversity_motions",
            "vs_reference_frames", "vs_reference_motions")
 REFERENCE_METRICS = ("vs_reference_frames", "vs_reference_motions")  # (only with a reference)
+FEATURE_METRICS = ("diversity_frames", "diversity_motions", *REFERENCE_METRICS)  # (the others need no feature networks)
 
 
 def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[MotionClip] | None = None,
@@ -55,7 +56,8 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
     if not len(clips):
         raise ValueError("no clips to evaluate")
     wanted = check_metrics(metrics, bool(reference))
-    nets = features or load_features()
+    # (a feature checkpoint that cannot be loaded refused `--metrics penetration`, which never uses one)
+    nets = features or (load_features() if set(FEATURE_METRICS) & wanted else None)
     rng = np.random.default_rng(seed)
     motions = bool({"diversity_motions", "vs_reference_motions"} & wanted)
     scan = _scan(clips, model, nets, statistics=True, motions=motions)
@@ -134,7 +136,9 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
             else:
                 missing["vs_reference_motions"] = (f"needs 2 or more {whole} in the clips and in the reference, "
                                                    f"found {len(motion_feat)} and {len(ref.motion_features)}")
-    report["features"] = {"recipe_command": nets.recipe.get("command"), "corpus": nets.recipe.get("corpus_command")}
+    if nets is not None:
+        report["features"] = {"recipe_command": nets.recipe.get("command"),
+                              "corpus": nets.recipe.get("corpus_command")}
     report["not_measured"] = missing
     return report
 
@@ -196,7 +200,7 @@ class _Scan:
     motion_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
-def _scan(clips: Sequence[MotionClip], model: Any, nets: FeatureNetworks, statistics: bool,
+def _scan(clips: Sequence[MotionClip], model: Any, nets: FeatureNetworks | None, statistics: bool,
           motions: bool = True) -> _Scan:
     scan, rows = _Scan(), []
     for clip in clips:  # (one clip and its keypoints at a time)

@@ -1,0 +1,36 @@
+"""`handforge measure` loads the feature networks only for the metrics that use them (diversity, FD/KID)."""
+
+from __future__ import annotations
+
+import json
+
+from handforge.cli import main
+from handforge_shared.poses import MotionClip, side_by_side
+
+
+def _clips(folder):
+    for name in ("a", "b"):
+        MotionClip.from_frames([side_by_side()] * 5).save(folder / f"{name}.npz")
+    return folder
+
+
+def test_metrics_without_features_measure_with_a_broken_features_setting(tmp_path, monkeypatch, capsys):
+    """With evaluation.features pointing at a checkpoint that is not there (a drive not mounted),
+    `--metrics joint_limits,smoothness` was refused ("no such feature checkpoint"), though neither uses one."""
+    clips = _clips(tmp_path / "clips")
+    monkeypatch.setenv("HANDFORGE_FEATURES", str(tmp_path / "gone"))
+    assert main(["measure", "--clips", str(clips), "--frames", "2", "--metrics", "joint_limits,smoothness,contact"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"joint_limits", "smoothness", "contact"} <= set(report) and "features" not in report
+    # a metric that uses them still says the checkpoint is missing
+    assert main(["measure", "--clips", str(clips), "--frames", "2", "--metrics", "diversity_frames"]) == 2
+    assert "no such feature checkpoint" in capsys.readouterr().err
+
+
+def test_a_named_features_checkpoint_is_still_checked(tmp_path, capsys):
+    """--features given is checked (and recorded) whatever the metrics."""
+    clips = _clips(tmp_path / "clips")
+    (tmp_path / "gone").mkdir()
+    assert main(["measure", "--clips", str(clips), "--frames", "2", "--metrics", "joint_limits",
+                 "--features", str(tmp_path / "gone")]) == 2
+    assert "feature checkpoint" in capsys.readouterr().err
