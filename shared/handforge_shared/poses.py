@@ -363,6 +363,9 @@ class MotionClip:
         object.__setattr__(self, "present", present)
         object.__setattr__(self, "hands", dict(self.hands))
         object.__setattr__(self, "fps", float(self.fps))
+        if not isinstance(self.extra, Mapping):  # (a list said "cannot convert dictionary update sequence ...")
+            raise PoseFormatError(f"extra metadata must be a JSON object (names and values), got "
+                                  f"{type(self.extra).__name__} {self.extra!r:.60}")
         try:
             extra = dict(self.extra)
             if nested_deeper_than(extra, MAX_META_DEPTH - 1):  # (the file's meta holds it one level down)

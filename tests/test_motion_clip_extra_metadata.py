@@ -1,0 +1,27 @@
+"""A motion clip's ``extra`` metadata must be a JSON object; anything else is said as such."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from handforge_shared.poses import MotionClip, PoseFormatError, side_by_side
+
+
+@pytest.mark.parametrize("extra, kind", [([1], "list"), ("take 3", "str"), ([["a", 1]], "list")])
+def test_extra_that_is_not_an_object_is_said_so(tmp_path, extra, kind):
+    """A clip file whose meta "extra" was a list was refused as "extra metadata must be JSON-serialisable: cannot
+    convert dictionary update sequence element #0 to a sequence" (it is JSON); [["a", 1]] was read as {"a": 1}."""
+    path = MotionClip.from_frames([side_by_side()] * 3).save(tmp_path / "a.npz")
+    with zipfile.ZipFile(path) as archive:
+        arrays = {name.removesuffix(".npy"): np.load(archive.open(name)) for name in archive.namelist()}
+    meta = json.loads(str(arrays["meta"]))
+    meta["extra"] = extra
+    np.savez(tmp_path / "b.npz", **dict(arrays, meta=np.array(json.dumps(meta))))
+    with pytest.raises(PoseFormatError) as info:
+        MotionClip.load(tmp_path / "b.npz")
+    assert f"extra metadata must be a JSON object (names and values), got {kind}" in str(info.value)
+    assert str(tmp_path / "b.npz") in str(info.value)
