@@ -398,7 +398,8 @@ def test_sigterm_stops_the_corpus_and_removes_its_work_folder(tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
-    assert err.strip().splitlines()[-1] == "stopped by SIGTERM"
+    assert err.strip().splitlines()[-1] == ("stopped by SIGTERM: nothing of this run was kept (a corpus does not resume): "
+                                           "run the same command again to start it anew")
     assert list(tmp_path.iterdir()) == []
 
 

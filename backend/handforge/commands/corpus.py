@@ -10,6 +10,8 @@ from handforge.arguments import cpu_capped, output_folder
 NAME = "corpus"
 HELP = "generate the open two-hand motion corpus (clips, train/validation/test splits, summary)"
 ON_FILE_ERROR = "nothing of this run was kept: run the same command again"  # after a full disk, a chmod'ed folder
+# (said after "interrupted" while the clips are made; once they are in place, the summary's own message says so)
+ON_INTERRUPT = "nothing of this run was kept (a corpus does not resume): run the same command again to start it anew"
 ELSEWHERE = "choose another --out"
 
 
