@@ -159,9 +159,18 @@ def _check_room(out: Path, sequences: int) -> None:
     disk = existing_ancestor(out.parent)
     free = shutil.disk_usage(disk).free
     if sequences * CLIP_BYTES_LOW > free:
-        raise CorpusError(f"{sequences:,} clips need about {sequences * CLIP_BYTES_MEAN / 1e9:.1f} GB "
-                          f"({CLIP_BYTES_MEAN / 1e3:.0f} kB a clip on average), and {disk} has {free / 1e9:.1f} GB "
+        raise CorpusError(f"{sequences:,} clips need about {_amount(sequences * CLIP_BYTES_MEAN)} "
+                          f"({CLIP_BYTES_MEAN / 1e3:.0f} kB a clip on average), and {disk} has {_amount(free)} "
                           "free: free space, build fewer clips (--sequences), or write elsewhere (--out)")
+
+
+def _amount(size: int) -> str:
+    """Bytes in GB, or MB or kB below 1 GB: in GB alone, 500 clips on a nearly full disk "need about 0.0 GB"
+    of the "0.0 GB free"."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 1e3:.0f} kB"
 
 
 def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int = 1,
