@@ -17,6 +17,9 @@ HELP = ("run every step, with no licensed files: two open hands in named poses a
         "a generated image (when Stable Diffusion weights and a guidance module or ControlNets are configured) and "
         "the Blender part (when bpy is installed)")
 DEMO_ENGINES = ("interaction", "motion", "image")  # each engine's demo step: engines/<name>/demo.py
+ELSEWHERE = "choose another --out"  # (after a full disk or a chmod'ed file it said "choose another folder")
+ON_FILE_ERROR = ("the files written so far stay in --out, a demo's folder, which the same command run again "
+                 "refreshes")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
