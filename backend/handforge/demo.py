@@ -119,7 +119,8 @@ def check_folder(out_dir: str | os.PathLike) -> None:
 def run_demo(out_dir: str | os.PathLike) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARK).write_text("a HandForge demo's folder: handforge demo --out may write here again\n")
+    # (atomic, and named in a failure: a full disk's write_text said "No space left on device" of no file)
+    write_atomic(out / MARK, "a HandForge demo's folder: handforge demo --out may write here again\n")
     model = load_hand_model("open")
     report: dict[str, Any] = {
         "hand_model": "open",
