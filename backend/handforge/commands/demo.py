@@ -80,9 +80,15 @@ def _labelled_part(out: Path) -> bool:
     of another spec or hand model (a new HandForge, a re-baked open hand) is made again, not refused."""
     from handforge.demo import MARK, export_labelled
     from handforge.export.folder import DATASET_ENTRIES, SPEC_RECORD, FolderTaken
+    from handforge.export.room import ExportTooLarge
 
     try:
         labelled = export_labelled(out)
+    except ExportTooLarge as exc:  # (a disk with too little room was a traceback; its fixes are the export's own)
+        reason = str(exc).split(": free space")[0] if ": free space" in str(exc) else str(exc)
+        print(f"handforge demo: no room for its labelled export: {reason}: free space, or choose another --out "
+              "(the files written so far stay there, which the same command run again refreshes)", file=sys.stderr)
+        return False
     except FolderTaken as exc:
         if not ((out.parent / MARK).is_file() and (out / SPEC_RECORD).is_file()):  # other files: not the demo's
             print(f"handforge demo: {exc}", file=sys.stderr)
