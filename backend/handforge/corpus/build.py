@@ -45,7 +45,7 @@ from handforge.corpus.summary import (
 from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, clip_path, load_clip
 from handforge.runtime import torch_threads
 from handforge.scratch import running
-from handforge_shared.files import replace_held
+from handforge_shared.files import file_error, replace_held
 from handforge_shared.poses import MotionClip
 
 SPLIT_SHARES = tuple(zip(SPLITS, (0.90, 0.05, 0.05)))  # train / validation / test, as handforge.datasets reads them
@@ -252,6 +252,13 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
                            f"made (summary.json says so); it is usable as it is, and `handforge measure --clips {out}` "
                            "measures its clips", interrupted=stop) from None
     except Exception as exc:  # the corpus itself is complete: keep it, say what failed
+        if summary["evaluation"] != {"pending": True}:  # the statistics are made: only the figures failed
+            # (a full disk at histograms.png replaced minutes of statistics with "statistics failed: OSError: [Errno
+            # 28] No space left on device")
+            why = file_error(exc, "choose another --out") if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            summary["evaluation"]["figures_error"] = why
+            raise SummaryError(f"the corpus is complete in {out} and its statistics are in summary.json, but its "
+                               f"figures failed: {why}") from exc
         summary["evaluation"] = {"error": f"{type(exc).__name__}: {exc}"}
         raise SummaryError(f"the corpus is complete in {out}, but its statistics failed: {type(exc).__name__}: "
                            f"{exc}") from exc
