@@ -20,6 +20,7 @@ DEMO_ENGINES = ("interaction", "motion", "image")  # each engine's demo step: en
 ELSEWHERE = "choose another --out"  # (after a full disk or a chmod'ed file it said "choose another folder")
 ON_FILE_ERROR = ("the files written so far stay in --out, a demo's folder, which the same command run again "
                  "refreshes")
+ON_INTERRUPT = ON_FILE_ERROR  # (Ctrl-C said only "interrupted", over a half-written folder)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
