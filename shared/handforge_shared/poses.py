@@ -468,7 +468,11 @@ class MotionClip:
             hand_model=meta.get("hand_model"),
             extra=meta.get("extra", {}),
         )
-        if meta.get("num_frames") not in (None, clip.num_frames):
+        frames = meta.get("num_frames")
+        if isinstance(frames, bool) or not isinstance(frames, (int, float, type(None))):  # ("233" said "metadata
+            # says 233 frames but the arrays hold 233")
+            raise PoseFormatError(f"metadata 'num_frames' must be a number of frames, got {frames!r}")
+        if frames not in (None, clip.num_frames):
             raise PoseFormatError(f"metadata says {meta['num_frames']} frames but the arrays hold {clip.num_frames}")
         return clip
 

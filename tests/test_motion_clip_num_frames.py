@@ -1,0 +1,30 @@
+"""A motion clip file whose meta "num_frames" is not a number is said so, not as a mismatch of equal counts."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from handforge_shared.poses import MotionClip, PoseFormatError, side_by_side
+
+
+@pytest.mark.parametrize("given", ["3", True, [3]])
+def test_num_frames_that_is_not_a_number(tmp_path, given):
+    """"num_frames": "3" on a 3-frame clip said "metadata says 3 frames but the arrays hold 3"."""
+    path = MotionClip.from_frames([side_by_side()] * 3).save(tmp_path / "a.npz")
+    with zipfile.ZipFile(path) as archive:
+        arrays = {name.removesuffix(".npy"): np.load(archive.open(name)) for name in archive.namelist()}
+    meta = json.loads(str(arrays["meta"]))
+    meta["num_frames"] = given
+    np.savez(tmp_path / "b.npz", **dict(arrays, meta=np.array(json.dumps(meta))))
+    with pytest.raises(PoseFormatError) as info:
+        MotionClip.load(tmp_path / "b.npz")
+    assert str(info.value) == f"{tmp_path / 'b.npz'}: metadata 'num_frames' must be a number of frames, got {given!r}"
+
+
+def test_a_whole_number_still_loads(tmp_path):
+    path = MotionClip.from_frames([side_by_side()] * 3).save(tmp_path / "a.npz")
+    assert MotionClip.load(path).num_frames == 3
