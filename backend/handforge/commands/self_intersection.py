@@ -61,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     names = args.poses or pose_library.names()
     unknown = sorted(set(names) - set(pose_library.names()))
     if unknown:
+        split = [part.strip() for name in names for part in name.split(",") if part.strip()]
+        if any("," in name for name in unknown) and split and set(split) <= set(pose_library.names()):
+            # ("--poses fist,point", as --metrics takes its names, said "no library pose named fist,point")
+            print(f"handforge self-intersection: --poses takes the poses separated by spaces, not commas: --poses "
+                  f"{' '.join(split)}", file=sys.stderr)
+            return 2
         print(f"handforge self-intersection: no library pose named {', '.join(unknown)}; "
               f"the poses are: {', '.join(pose_library.names())}", file=sys.stderr)
         return 2
