@@ -1,4 +1,5 @@
-"""A motion clip's ``extra`` metadata must be a JSON object; anything else is said as such."""
+"""A motion clip file's metadata as readers check it: an "extra" that is not a JSON object, a "num_frames" that is
+not a number, each said as what it is."""
 
 from __future__ import annotations
 
@@ -25,3 +26,22 @@ def test_extra_that_is_not_an_object_is_said_so(tmp_path, extra, kind):
         MotionClip.load(tmp_path / "b.npz")
     assert f"extra metadata must be a JSON object (names and values), got {kind}" in str(info.value)
     assert str(tmp_path / "b.npz") in str(info.value)
+
+
+@pytest.mark.parametrize("given", ["3", True, [3]])
+def test_num_frames_that_is_not_a_number(tmp_path, given):
+    """"num_frames": "3" on a 3-frame clip said "metadata says 3 frames but the arrays hold 3"."""
+    path = MotionClip.from_frames([side_by_side()] * 3).save(tmp_path / "a.npz")
+    with zipfile.ZipFile(path) as archive:
+        arrays = {name.removesuffix(".npy"): np.load(archive.open(name)) for name in archive.namelist()}
+    meta = json.loads(str(arrays["meta"]))
+    meta["num_frames"] = given
+    np.savez(tmp_path / "b.npz", **dict(arrays, meta=np.array(json.dumps(meta))))
+    with pytest.raises(PoseFormatError) as info:
+        MotionClip.load(tmp_path / "b.npz")
+    assert str(info.value) == f"{tmp_path / 'b.npz'}: metadata 'num_frames' must be a number of frames, got {given!r}"
+
+
+def test_a_whole_number_still_loads(tmp_path):
+    path = MotionClip.from_frames([side_by_side()] * 3).save(tmp_path / "a.npz")
+    assert MotionClip.load(path).num_frames == 3
