@@ -52,9 +52,17 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
 
     record = json.loads((out / "labelled" / SPEC_RECORD).read_text())
     (out / "labelled" / SPEC_RECORD).write_text(json.dumps({**record, "seed": record["seed"] + 1}))
+    # an earlier demo's Blender part and image, which this rerun does not make: said (they stayed unsaid, beside
+    # "image generation: skipped")
+    (out / "blender").mkdir()
+    (out / "generated").mkdir()
     rerun = subprocess.run([sys.executable, "-m", "handforge", "demo", "--out", str(out), "--no-blender"],
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "made again" in rerun.stdout, rerun.stderr
+    assert f"{out / 'generated'} holds an earlier demo's image, not made by this run" in rerun.stdout, rerun.stdout
+    assert f"{out / 'blender'} holds an earlier demo's, not made by this run" in rerun.stdout, rerun.stdout
+    shutil.rmtree(out / "blender")
+    shutil.rmtree(out / "generated")
     assert json.loads((out / "labelled" / SPEC_RECORD).read_text()) == record
     # the same, with a file of the user's in labelled/: kept, and said (before: deleted with the old export)
     (out / "labelled" / SPEC_RECORD).write_text(json.dumps({**record, "seed": record["seed"] + 1}))

@@ -73,6 +73,9 @@ def _run(args: argparse.Namespace) -> int:
         interactions = {name: {side: hand["params"] for side, hand in scene["hands"].items()}
                         for name, scene in report["scenes"].items() if name not in pose_library.names()}
         return _blender_part(Path(args.out) / "blender", interactions)
+    if (Path(args.out) / "blender").exists():  # (a rerun with --no-blender left an earlier demo's, unsaid)
+        print(f"Blender part: skipped (--no-blender); {Path(args.out) / 'blender'} holds an earlier demo's, not made "
+              "by this run")
     return 0
 
 

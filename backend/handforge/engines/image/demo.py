@@ -22,6 +22,8 @@ def demo(out: Path) -> None:
               f"{GUIDANCE.key} ({GUIDANCE.env}) or {CONTROLNETS.key} ({CONTROLNETS.env}); `handforge models import "
               "PATH --kind sd|guidance|controlnet` copies weights you have into the models folder and prints the "
               "setting to add (an import alone sets nothing)")
+        if (out / "generated").exists():  # (a rerun left an earlier demo's image there, unsaid, beside "skipped")
+            print(f"  {out / 'generated'} holds an earlier demo's image, not made by this run")
         return
     engine = "attentionhand" if config.value(GUIDANCE.key) is not None else "controlnet"
     spec = parse_spec({"seed": 0, "samples": 1, "width": 512, "height": 512, "render": {"engine": "generate"},
