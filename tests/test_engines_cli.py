@@ -226,6 +226,7 @@ def test_training_data_too_large_for_memory_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("handforge train example: out of memory (") and len(err.splitlines()) == 1, err
     assert "lower the model's sizes or the batch size" in err and not out.exists()
+    assert "checkpoints are kept" not in err  # (none was saved: it said the run's were kept)
 
 
 def test_a_clip_with_a_hand_far_from_the_origin_is_named_before_training(tmp_path, capsys):
@@ -306,3 +307,17 @@ def test_torchs_info_lines_are_not_said_without_verbose(tmp_path):
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "30"  # WARNING (before: 0, NOTSET, the root's INFO)
+
+
+def test_an_out_of_memory_says_checkpoints_are_kept_only_where_the_run_folder_holds_some(tmp_path):
+    import argparse
+
+    from handforge.commands._engine_dispatch import _saved_checkpoints
+
+    run = tmp_path / "run"
+    for given in (["--out", str(run)], [f"--out={run}"]):
+        assert not _saved_checkpoints(argparse.Namespace(engine_args=given))
+    (run / "checkpoints" / "step-00000004").mkdir(parents=True)
+    for given in (["--steps", "4", "--out", str(run)], [f"--out={run}"]):
+        assert _saved_checkpoints(argparse.Namespace(engine_args=given))
+    assert not _saved_checkpoints(argparse.Namespace(engine_args=["--out"]))
