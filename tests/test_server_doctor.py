@@ -432,3 +432,14 @@ def test_a_variables_missing_path_is_fixed_in_the_variable_and_said_once(tmp_pat
     status = default_registry().engine("image").status()
     assert status.reason == f"image.sd_model = {typo} (from $HANDFORGE_SD_MODEL) does not exist", status
     assert status.hint == "point $HANDFORGE_SD_MODEL at one that exists, or unset it", status
+
+
+def test_a_feature_checkpoint_setting_that_names_nothing_is_said_under_settings(tmp_path):
+    """evaluation.features naming no folder was shown as set with no word: `handforge measure` then refused to
+    run. Commands, not engines, load it, so no engine's reason said it either."""
+    cfg = tmp_path / "features.toml"
+    cfg.write_text(f'[evaluation]\nfeatures = "{tmp_path / "nowhere"}"\n')
+    settings = "".join(_doctor(HANDFORGE_CONFIG=str(cfg)).stdout.split("\nSettings (")[1].split())  # (wrapped anywhere)
+    assert (f"evaluation.features={tmp_path / 'nowhere'}[fromfile]" in settings
+            and f"doesnotexist:pointfeaturesunder[evaluation]in{cfg}atonethatexists" in settings), settings
+    assert "doesnotexist" not in "".join(_doctor(HANDFORGE_CONFIG=str(tmp_path / "none.toml")).stdout.split())
