@@ -625,7 +625,7 @@ def test_more_conditioned_samples_than_samples_are_capped_and_the_report_records
     written = json.loads(report.read_text())
     assert written["conditioned_samples"] == 12, written
     # the training split's figures said not to be held-out, in one line and in the report (they were unsaid)
-    note = ("note: the train split is what the model was trained on, so these figures are not held-out (evaluate "
+    note = ("note: the train split is the one training reads, so these figures are not held-out (evaluate "
             "on validation or test with --split for that)")
     assert f"handforge eval interaction: {note}\n" in err, err
     assert (written["split"], written["held_out"], written["note"]) == ("train", False, note), written

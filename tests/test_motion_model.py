@@ -667,7 +667,7 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     run = json.loads(out.read_text())["run"]  # what was measured, in the report itself
     assert run["checkpoint"] == str(trained / "model") and run["splits"] == "train" and run["steps"] == 3
     # the training split's figures said not to be held-out, in one line and in the report (they were unsaid)
-    note = ("note: the train split is what the model was trained on, so these figures are not held-out (evaluate "
+    note = ("note: the train split is the one training reads, so these figures are not held-out (evaluate "
             "on validation or test with --splits for that)")
     assert said.err.splitlines() == [f"handforge eval motion: {note}"], said.err
     assert (run["held_out"], run["note"]) == (False, note), run

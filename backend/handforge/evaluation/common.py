@@ -34,7 +34,7 @@ def training_split_note(splits: Iterable[str], option: str) -> str:
     that the model had been fitted on those very frames. ``option``: the command's option that picks splits."""
     if TRAIN_SPLIT not in splits:
         return ""
-    return (f"note: the {TRAIN_SPLIT} split is what the model was trained on, so these figures are not held-out "
+    return (f"note: the {TRAIN_SPLIT} split is the one training reads, so these figures are not held-out "
             f"(evaluate on validation or test with {option} for that)")
 
 
