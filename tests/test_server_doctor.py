@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -443,3 +444,22 @@ def test_a_feature_checkpoint_setting_that_names_nothing_is_said_under_settings(
     assert (f"evaluation.features={tmp_path / 'nowhere'}[fromfile]" in settings
             and f"doesnotexist:pointfeaturesunder[evaluation]in{cfg}atonethatexists" in settings), settings
     assert "doesnotexist" not in "".join(_doctor(HANDFORGE_CONFIG=str(tmp_path / "none.toml")).stdout.split())
+
+
+def test_a_setting_with_a_value_says_how_to_change_it_where_the_value_came_from(tmp_path):
+    """Only unset settings said how to set them: HANDFORGE_MOTION_CHECKPOINT, HANDFORGE_FEATURES and the like were
+    found in the README's prose only, once they had a value (their default)."""
+    cfg = tmp_path / "motion.toml"
+    cfg.write_text(f'[motion]\ncheckpoint = "{tmp_path}"\n')
+
+    def said(**env):
+        settings = _doctor(**env).stdout.split("\nSettings (")[1]
+        row = re.split(r"\n  (?=\S)", settings.split("motion.checkpoint = ")[1])[0]  # (up to the next setting)
+        return "".join(row.split())  # (wrapped anywhere)
+
+    assert "tochange:settheenvironmentvariableHANDFORGE_MOTION_CHECKPOINT=<value>" in said(
+        HANDFORGE_CONFIG=str(tmp_path / "none.toml"))
+    assert f"tochange:editcheckpointunder[motion]in{cfg}(orset$HANDFORGE_MOTION_CHECKPOINT,whichwins)" in said(
+        HANDFORGE_CONFIG=str(cfg))
+    assert "tochange:give$HANDFORGE_MOTION_CHECKPOINTanothervalue,orunsetit" in said(
+        HANDFORGE_CONFIG=str(cfg), HANDFORGE_MOTION_CHECKPOINT=str(tmp_path))

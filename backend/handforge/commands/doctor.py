@@ -97,6 +97,16 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def _how_to_change(setting, source: str, config) -> str:
+    """How to change a setting that has a value, where that value came from (a variable wins over the file)."""
+    if source == "env":
+        return f"give ${setting.env} another value, or unset it for the config file's value or the default"
+    if source == "file":
+        return (f"edit {setting.name} under [{setting.section}] in {config.config_path()} (or set ${setting.env}, "
+                "which wins)")
+    return setting.how_to_set()
+
+
 def _wrong_values(config) -> list[str]:
     """What each setting whose value cannot be read as its kind says, with its fix (a variable's: unset it)."""
     return config.wrong_values()
@@ -202,6 +212,8 @@ def _text(report: dict[str, Any], config) -> list[str]:
             lines += _indented("to set: ", known[row["key"]].how_to_set())
         elif row["key"] in missing:
             lines += _indented("does not exist: ", missing[row["key"]])
+        elif row["key"] in known:  # (a set one's variable and key were found in the README's prose only)
+            lines += _indented("to change: ", _how_to_change(known[row["key"]], row["source"], config))
     backend = report["backend"]
     lines += ["", "Backend:"]
     if backend["running"]:
