@@ -259,7 +259,7 @@ def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
 
 def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str]):
     """The pipeline of these weights, dtype and offload setting from the server's model cache."""
-    from handforge.engines.checkpoints import checkpoint_name, checkpoint_signature
+    from handforge.engines.checkpoints import checkpoint_name
     from handforge.engines.image.loading import WeightsError, build_pipeline
 
     sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
@@ -276,13 +276,15 @@ def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str])
             pipe.enable_model_cpu_offload(device=device)
         return pipe
 
-    key = ("image", str(sd), tuple(weights), str(dtype), offload, tuple(checkpoint_signature(w) for w in weights))
+    # the guides' files are checkpoints, not part of the key: a guide rewritten in place (retrained) replaces its
+    # pipeline (its signature in the key made it another entry, and the old pipeline, SD model and all, stayed cached)
+    key = ("image", str(sd), tuple(weights), str(dtype), offload)
     guides = " + ".join(dict.fromkeys(checkpoint_name(w) for w in weights))  # (one folder given twice loads once)
     label = (f"the SD model {checkpoint_name(sd)} with {guides} ({str(dtype).removeprefix('torch.')}"
              + (", CPU offload)" if offload else ")"))
     try:
         # (and sd_config, a single-file model's config folder: another one, or one edited, went unseen until a restart)
-        return ctx.model(key, load, checkpoint=(sd, sd_config), label=label)
+        return ctx.model(key, load, checkpoint=(sd, sd_config, *weights), label=label)
     except WeightsError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), weights_hint(exc)) from None
 
