@@ -459,6 +459,10 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     if params["tas"] and not tokens:
         warnings.append("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, or "
                         f"the whole words {', '.join(sorted(HAND_WORDS))}) in the part the text encoder reads")
+    elif params["tas"] and not tas_steps:  # (its hand words found and listed, and the latents never moved: unsaid)
+        why = ("tas_steps is 0" if params["tas_steps"] is not None else
+               f"it runs at the first half of the steps by default, 0 of {steps}")
+        warnings.append(f"TAS did nothing: {why}; give tas_steps 1 or more (or more steps), or set tas off")
     if warnings:
         data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
