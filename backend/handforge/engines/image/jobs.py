@@ -384,6 +384,15 @@ def placed_hands(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> d
                                                             matrices).items()}}
 
 
+def cpu_half_warning(params: dict[str, Any], device: str) -> list[str]:
+    """The warning for float16 asked for on the CPU, or none: it runs, slower than float32 (torch's CPU float16
+    kernels; auto is float32 there), and only the server's log had a word of it, diffusers' that it would fail."""
+    if params["dtype"] != "float16" or device.startswith("cuda"):
+        return []
+    return [f"dtype float16 on {device} runs slower than float32 there (the CPU's float16 kernels): dtype auto "
+            "(float32 on the CPU) or float32 is faster"]
+
+
 def out_of_view(view) -> list[str]:
     """The warning for a camera that sees none of the hands (the image would show no posed hand), or none."""
     box = view.box
@@ -450,7 +459,7 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
             "camera": camera.to_dict(), "hands": view.hands, **hand_model_labels(params["hand_model"]),
             "bbox": view.box, "refined_box": cond.crop if passes == 2 else None}
     # said, not silently skipped (refine_hands too: it has no box to refine)
-    warnings = (out_of_view(view) + truncated(pipe.tokenizer, params["prompt"])
+    warnings = (out_of_view(view) + cpu_half_warning(params, ctx.device) + truncated(pipe.tokenizer, params["prompt"])
                 + truncated(pipe.tokenizer, params["negative_prompt"], "negative_prompt"))
     if params["engine"] == "controlnet":
         from handforge.engines.image.controls import controls_left_out
@@ -549,6 +558,6 @@ def register_jobs(registry: Registry) -> None:
                             "only then"}))
 
 
-__all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for",
-           "hand_model_labels", "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands",
+__all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "cpu_half_warning", "generate",
+           "hand_model_for", "hand_model_labels", "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands",
            "weights_hint"]

@@ -409,6 +409,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
             **image_jobs.hand_model_labels(params["hand_model"]), "bbox": view.box,
             "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
     warnings = image_jobs.out_of_view(view)  # said, not a silently poseless image
+    warnings += image_jobs.cpu_half_warning(params, ctx.device)
     source, extra = opaque(np.asarray(arrays["source.image"])), {}
 
     def recomposited(parts):
