@@ -708,6 +708,7 @@ def test_a_controlnet_whose_name_says_no_render_is_left_out_when_none_are_named(
     for name in ("my_net", "control_sd15_depth"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+        (tmp_path / name / "diffusion_pytorch_model.safetensors").touch()  # (without its weights file it is broken)
     assert [(c.name, c.kind) for c in resolve([], tmp_path)] == [("control_sd15_depth", "depth")]
     assert unnamed(tmp_path) == ["my_net"]
     assert [c.kind for c in resolve(["my_net:normals"], tmp_path)] == ["normals"]  # named, it is taken

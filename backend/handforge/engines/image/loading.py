@@ -335,10 +335,28 @@ def _complete(loaded: tuple[Any, Mapping[str, Any]], folder: Path) -> Any:
     return model
 
 
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt")  # weights files HandForge never reads (diffusers would unpickle a .bin)
+
+
+def weights_file_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
+    """That ``folder`` has no safetensors file ``weights`` ('' when it has), naming the pickled weights beside it: with
+    no safetensors diffusers fell back to a .bin and unpickled it, or said that no .bin was found in the folder,
+    and a ControlNet folder without its weights made a ready engine, whose jobs failed so."""
+    folder = Path(folder)
+    if (folder / weights).is_file() or (folder / f"{weights}.index.json").is_file():  # (or sharded)
+        return ""
+    pickles = sorted({p.name for pattern in PICKLES for p in folder.glob(pattern)})
+    return (f"{folder} has no {weights} (its weights)" + (
+        f"; {', '.join(pickles)} there {'is a pickle' if len(pickles) == 1 else 'are pickles'}, which HandForge "
+        "never reads: convert it to .safetensors (or copy the folder again)" if pickles else
+        ": copy or import the folder again"))
+
+
 def _check_sizes(folder: Path, weights: str = WEIGHTS_NAME) -> None:
-    """Refuse a config whose sizes its weights cannot have, before diffusers builds the model from it
-    (``layers_per_block: 100000`` kept a job's worker busy for good)."""
-    problem = folder_size_problem(folder, weights)
+    """Refuse a part without its safetensors file (``weights_file_problem``), and a config whose sizes its weights
+    cannot have, before diffusers builds the model from it (``layers_per_block: 100000`` kept a job's worker busy
+    for good)."""
+    problem = weights_file_problem(folder, weights) or folder_size_problem(folder, weights)
     if problem:
         raise WeightsError(problem, folder)
 
@@ -394,7 +412,7 @@ def controlnet_problem(path: str | Path) -> str:
     Not the weights' values (hundreds of MB a ControlNet): a NaN in them is refused by the load and
     `handforge models check`."""
     path = Path(path)
-    problem = folder_size_problem(path)
+    problem = weights_file_problem(path) or folder_size_problem(path)
     if problem:
         return problem
     problem = _controlnet_config_problem(path) or controlnet_shape_problem(path)
@@ -632,4 +650,4 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
 
 __all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "latent_problem", "load_controlnet",
            "load_sd", "mismatch", "mismatched", "scheduler_config", "sd_config_missing", "sd_fit", "sd_fit_problem",
-           "sd_latent_problem", "sd_parts_on", "single_file_problem"]
+           "sd_latent_problem", "sd_parts_on", "single_file_problem", "weights_file_problem"]
