@@ -559,5 +559,5 @@ def register_jobs(registry: Registry) -> None:
 
 
 __all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "cpu_half_warning", "generate",
-           "hand_model_for", "hand_model_labels", "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands",
-           "weights_hint"]
+           "hand_model_for", "hand_model_labels", "out_of_view", "placed_hands", "register_jobs", "request_camera",
+           "request_hands", "weights_hint"]
