@@ -76,3 +76,35 @@ def test_an_sd_part_without_its_safetensors_is_named_and_its_pickle_never_read(w
     assert str(failed.value).startswith(f"{broken / part} has no {file} (its weights); "
                                         f"{file.replace('.safetensors', '.bin')} there is a pickle")
     assert failed.value.path == broken / part
+
+
+@pytest.mark.parametrize("part", ["unet", "text_encoder"])
+def test_an_sd_model_whose_part_lacks_its_weights_is_not_ready(weights, tmp_path, monkeypatch, capsys, part):
+    # before: its status came from its folders alone, so the engines were ready and the first job failed on the file
+    from handforge.cli import main
+
+    root, sd, depth = weights
+    broken = tmp_path / "sd"
+    shutil.copytree(sd, broken)
+    name = "model.safetensors" if part == "text_encoder" else "diffusion_pytorch_model.safetensors"
+    (broken / part / name).unlink()
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(broken))
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(root / "controlnets"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"image.sd_model = {broken} [incomplete: no {part}/{name} (weights)]" in out, out
+    assert f"controlnet: not ready: image.sd_model = {broken}: no {part}/{name} (weights)" in out, out
+
+
+def test_a_guidance_module_without_its_weights_is_not_ready(weights, tmp_path, monkeypatch, capsys):
+    from handforge.cli import main
+
+    root, sd, depth = weights
+    guidance = tmp_path / "guidance"
+    shutil.copytree(depth, guidance)
+    (guidance / "diffusion_pytorch_model.safetensors").unlink()
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"image.guidance = {guidance} [incomplete: no diffusion_pytorch_model.safetensors (weights)]" in out, out

@@ -10,6 +10,9 @@ from handforge import config
 from handforge.engines.image.settings import CONTROLNETS, SD_CONFIG, SD_MODEL
 
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # a diffusers SD 1.x folder's
+# the parts with weights, and their files (the only weights HandForge reads: safetensors, never a pickled .bin)
+PART_WEIGHTS = {"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors",
+                "text_encoder": "model.safetensors"}
 
 
 def missing_parts(key: str, path: Path) -> str:
@@ -21,10 +24,21 @@ def missing_parts(key: str, path: Path) -> str:
         if path.is_file():
             return "not a .safetensors file" if path.suffix.lower() != ".safetensors" else _sd_config_missing()
         parts = [p for p in SD_PARTS if not (path / p).is_dir()]
-        return f"no {', '.join(p + '/' for p in parts)}" if parts else ""
+        if parts:
+            return f"no {', '.join(p + '/' for p in parts)}"
+        # (a part without its weights file made a ready engine, whose first job failed on it)
+        unweighted = [f"{part}/{name}" for part, name in PART_WEIGHTS.items() if not _has_weights(path / part, name)]
+        return f"no {', '.join(unweighted)} (weights)" if unweighted else ""
     if key == CONTROLNETS.key:
         return "" if available(path) else "no ControlNet folder (with a config.json) in it"
-    return "" if (path / "config.json").is_file() else "no config.json"  # the guidance module: a ControlNet folder
+    if not (path / "config.json").is_file():  # the guidance module: a ControlNet folder
+        return "no config.json"
+    return "" if _has_weights(path, PART_WEIGHTS["unet"]) else f"no {PART_WEIGHTS['unet']} (weights)"
+
+
+def _has_weights(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds its weights file ``name``, whole or sharded (its index)."""
+    return (folder / name).is_file() or (folder / f"{name}.index.json").is_file()
 
 
 def _sd_config_missing() -> str:
