@@ -5,12 +5,9 @@ and used on another (the artist went there; nothing posed), or the frame changed
 
 from __future__ import annotations
 
-import io
-from contextlib import redirect_stdout
-
 import bpy
 import numpy as np
-from session import Session, hand, ui_context, while_a_job_runs
+from session import Session, as_user, hand, ui_context, while_a_job_runs
 
 s = Session()
 s.install()
@@ -20,17 +17,6 @@ ops = bpy.ops.handforge
 
 def channels(side: str) -> np.ndarray:
     return np.array([np.array(pb.matrix_basis) for pb in hand(side).pose.bones])
-
-
-def as_user(op, **kwargs):
-    """(result, what it printed); a refusal as ['CANCELLED'] and its message."""
-    out = io.StringIO()
-    with redirect_stdout(out), bpy.context.temp_override(**UI):
-        try:
-            result = sorted(op("EXEC_DEFAULT", True, **kwargs))
-        except RuntimeError as exc:
-            return ["CANCELLED"], str(exc)
-    return result, out.getvalue()
 
 
 def sample(**kwargs):

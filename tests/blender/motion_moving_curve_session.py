@@ -3,26 +3,12 @@ curve carried by an animated parent is the same), pressed on two different frame
 
 from __future__ import annotations
 
-import io
-from contextlib import redirect_stdout
-
 import bpy
-from session import Session, hand, ui_context
+from session import Session, as_user, hand
 
 s = Session()
 s.install()
-UI = ui_context()
 ops = bpy.ops.handforge
-
-
-def as_user(op, **kwargs):
-    out = io.StringIO()
-    with redirect_stdout(out), bpy.context.temp_override(**UI):
-        try:
-            result = sorted(op("EXEC_DEFAULT", True, **kwargs))
-        except RuntimeError as exc:
-            return ["CANCELLED"], str(exc)
-    return result, out.getvalue()
 
 
 def wrist_world(side: str) -> list[float]:

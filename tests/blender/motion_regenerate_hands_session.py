@@ -4,27 +4,13 @@ then take the scene's first hand of each side: with two pairs, another pair than
 from __future__ import annotations
 
 import importlib
-import io
-from contextlib import redirect_stdout
 
 import bpy
-from session import ADDON_MODULE, Session, hand, ui_context
+from session import ADDON_MODULE, Session, as_user, hand
 
 s = Session()
 s.install()
-UI = ui_context()
 ops = bpy.ops.handforge
-
-
-def as_user(op, **kwargs):
-    """(result, what it printed); a refusal as ['CANCELLED'] and its message."""
-    out = io.StringIO()
-    with redirect_stdout(out), bpy.context.temp_override(**UI):
-        try:
-            result = sorted(op("EXEC_DEFAULT", True, **kwargs))
-        except RuntimeError as exc:
-            return ["CANCELLED"], str(exc)
-    return result, out.getvalue()
 
 
 def key_count(obj) -> int:

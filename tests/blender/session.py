@@ -128,6 +128,18 @@ def printed_by(call) -> tuple[list[str], str]:
     return sorted(result), out.getvalue()
 
 
+def as_user(op, **kwargs) -> tuple[list[str], str]:
+    """Call an operator as a button does (the main window's context, one undo push): its result and what it
+    printed; a refusal as (["CANCELLED"], its message)."""
+    out = io.StringIO()
+    with redirect_stdout(out), bpy.context.temp_override(**ui_context()):
+        try:
+            result = sorted(op("EXEC_DEFAULT", True, **kwargs))
+        except RuntimeError as exc:
+            return ["CANCELLED"], str(exc)
+    return result, out.getvalue()
+
+
 def ui_context() -> dict[str, Any]:
     """A context override with the main window, for operators that want one (undo). No area:
     an area override crashes Blender 4.5 in background mode when it pushes an undo step."""

@@ -1,0 +1,86 @@
+"""What image.generate and image.transfer say in their result's warning, where a request runs but not as asked:
+float16 on the CPU (the slow precision there), TAS that runs at no step (as TAS with no hand-related word is)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.support import tiny_sd
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("warnings")
+    sd = tiny_sd.build_sd(root / "sd")
+    return root, sd, tiny_sd.build_controlnet(root / "guidance", sd)
+
+
+@pytest.fixture
+def job(weights, monkeypatch):
+    """``job(kind, params)``: the job's result data, run in process on the tiny weights (one model cache), a fist
+    in view."""
+    from handforge.engines.image import jobs as image_jobs
+    from handforge.engines.transfer import jobs as transfer_jobs
+    from handforge.render.camera import look_at
+    from handforge.server.builtin_jobs import default_registry
+    from handforge.server.jobs import JobContext
+    from handforge.server.model_cache import ModelCache
+    from handforge_shared import pose_library
+    from handforge_shared.client import pose_arrays
+
+    root, sd, guidance = weights
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
+    size = tiny_sd.IMAGE_SIZE
+    R, t = look_at([-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
+    arrays = {"camera.K": np.array([[150.0, 0, size / 2], [0, 150.0, size / 2], [0, 0, 1]]), "camera.R": R,
+              "camera.t": t, **pose_arrays({"right": pose_library.get("fist", side="right")})}
+    cache = ModelCache()
+
+    def run(kind: str, params: dict) -> dict:
+        given = dict(arrays)
+        if kind == "image.transfer":
+            given["source.image"] = np.full((size, size, 3), 128, np.uint8)
+        handler = image_jobs.generate if kind == "image.generate" else transfer_jobs.transfer_job
+        valid = default_registry().kind(kind).schema.validate({"width": size, "height": size, **params}, given)
+        ctx = JobContext("j", kind, lambda fraction, message, previews: None, models=cache)
+        return handler(ctx, valid, given).data
+
+    return run
+
+
+@pytest.mark.parametrize("kind", ["image.generate", "image.transfer"])
+def test_float16_on_the_cpu_is_said_to_be_slower(job, kind):
+    # before: taken silently (the result had no warning), about 4× slower than float32 with the tests' tiny model
+    # on this CPU, and the server's log said, in diffusers' words, that the pipeline "cannot run" on the CPU
+    def run(dtype):
+        return job(kind, {"prompt": "two hands", "steps": 2, "dtype": dtype})
+
+    half = run("float16")
+    assert "dtype float16 on cpu runs slower than float32 there" in half["warning"], half.get("warning")
+    assert "dtype auto (float32 on the CPU) or float32 is faster" in half["warning"]
+    for other in ("auto", "float32", "bfloat16"):
+        assert "float16" not in run(other).get("warning", ""), other
+
+
+@pytest.mark.parametrize("asked, says", [
+    ({"steps": 1}, "TAS did nothing: it runs at the first half of the steps by default, 0 of 1;"),
+    ({"steps": 2, "tas_steps": 0}, "TAS did nothing: tas_steps is 0"),
+])
+def test_tas_at_no_step_is_said(job, asked, says):
+    # before: TAS on with a hand word and 1 step (half of it: 0) or tas_steps 0 moved the latents at no step,
+    # and the result listed its hand tokens with no warning (TAS on at strength 0 is refused, and TAS with no
+    # hand word is said)
+    def run(**params):
+        return job("image.generate", {"prompt": "two hands holding a cup", **params})
+
+    data = run(**asked)
+    assert data["tas"]["steps"] == 0 and data["tas"]["tokens"]
+    assert says in data["warning"] and "set tas off" in data["warning"]
+    ran = run(steps=2)  # at one step: nothing to say
+    assert ran["tas"]["steps"] == 1 and len(ran["tas"]["losses"]) == 1 and "warning" not in ran
