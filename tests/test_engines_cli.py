@@ -309,15 +309,30 @@ def test_torchs_info_lines_are_not_said_without_verbose(tmp_path):
     assert done.stdout.strip() == "30"  # WARNING (before: 0, NOTSET, the root's INFO)
 
 
-def test_an_out_of_memory_says_checkpoints_are_kept_only_where_the_run_folder_holds_some(tmp_path):
-    import argparse
+def test_an_out_of_memory_mid_run_names_the_checkpoint_a_rerun_resumes_from(tmp_path, capsys, monkeypatch):
+    """Out of memory at step 7, after the checkpoint of step 5: one line naming that checkpoint (the command
+    line had guessed from --out whether any was kept), and the rerun resumes there."""
+    import torch
 
-    from handforge.commands._engine_dispatch import _saved_checkpoints
+    import tests.engines.example.model as example
+
+    calls = []
+    loss = example.loss
+
+    def fails_at_step_7(model, batch):
+        calls.append(1)
+        if len(calls) == 7:
+            torch.empty(10**13)  # 40 TB: the allocator's own error
+        return loss(model, batch)
 
     run = tmp_path / "run"
-    for given in (["--out", str(run)], [f"--out={run}"]):
-        assert not _saved_checkpoints(argparse.Namespace(engine_args=given))
-    (run / "checkpoints" / "step-00000004").mkdir(parents=True)
-    for given in (["--steps", "4", "--out", str(run)], [f"--out={run}"]):
-        assert _saved_checkpoints(argparse.Namespace(engine_args=given))
-    assert not _saved_checkpoints(argparse.Namespace(engine_args=["--out"]))
+    with monkeypatch.context() as patched:
+        patched.setattr(example, "loss", fails_at_step_7)
+        assert main(["train", *EXAMPLE, "--out", str(run), "--steps", "20", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("handforge train example: out of memory (") and len(err.splitlines()) == 1, err
+    assert err.endswith(f"the run's checkpoints are kept: a rerun resumes from step 5 "
+                        f"({run / 'checkpoints' / 'step-00000005'})"), err
+    assert main(["train", *EXAMPLE, "--out", str(run), "--steps", "20", "--quiet"]) == 0
+    rows = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert rows == [10, 20], rows  # (logged every 10 steps: the rerun's, none twice)

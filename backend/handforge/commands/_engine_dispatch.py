@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
 from handforge.arguments import Parser, nearest_hint, python_package
 from handforge.engines import PACKAGE, declare_settings, engines_with
@@ -55,32 +54,17 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
         from handforge.runtime import out_of_memory
         from handforge.training.loop import TrainingError  # (torch: loaded already by the engine that raised)
 
-        if out_of_memory(exc):  # e.g. --hidden 10000000: torch's allocator error was a traceback
+        if out_of_memory(exc):  # e.g. --hidden 10000000: torch's allocator error was a traceback (one mid-run
+            # carries the training loop's note of the checkpoint a rerun resumes from)
             detail = (str(exc).splitlines() or [type(exc).__name__])[0]
-            kept = "; the run's saved checkpoints are kept" if command == "train" and _saved_checkpoints(args) else ""
+            noted = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
             print(f"handforge {command} {args.engine}: out of memory ({detail}): lower the model's sizes or the "
-                  f"batch size (see --help), or free memory{kept}", file=sys.stderr)
+                  f"batch size (see --help), or free memory{noted}", file=sys.stderr)
             return 1
         if not isinstance(exc, (CheckpointError, TrainingError, FeatureError)):
             raise
         print(f"handforge {command} {args.engine}: {exc}", file=sys.stderr)
         return 2
-
-
-def _saved_checkpoints(args: argparse.Namespace) -> bool:
-    """Whether the run folder the engine's arguments name (``--out``) holds checkpoints: an out-of-memory while
-    the model was built said they were kept, of a run that had none."""
-    from handforge.training.loop import CHECKPOINTS
-
-    given = list(args.engine_args)
-    out = next((a.split("=", 1)[1] for a in given if a.startswith("--out=")), None)
-    if out is None and "--out" in given[:-1]:
-        out = given[given.index("--out") + 1]
-    folder = Path(out).expanduser() / CHECKPOINTS if out else None
-    try:
-        return folder is not None and folder.is_dir() and any(folder.iterdir())
-    except OSError:
-        return False
 
 
 def engine_parser(target, command: str, engine: str) -> Parser:

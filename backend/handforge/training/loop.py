@@ -41,6 +41,7 @@ import torch
 
 from handforge.engines.checkpoints import (CheckpointError, atomic_folder, load_model, remove_leftovers,
                                           replace_folder, save_model)
+from handforge.runtime import out_of_memory
 from handforge_shared.files import FolderBusy, folder_lock, foreign_names, parse_json, read_error, write_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -139,7 +140,7 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
     recorded = _check(model, dataset, s)
     check_memory(model, ema=s.ema_decay is not None)  # before the optimiser's state and the EMA copy exist
     if int(os.environ.get("RANK", "0")):  # another process of an `accelerate launch` run: rank 0 holds the lock
-        return _train(model, dataset, loss_fn, s, collate_fn, optimizer)
+        return _train_noting_checkpoints(model, dataset, loss_fn, s, collate_fn, optimizer)
     out.mkdir(parents=True, exist_ok=True)
     try:
         with folder_lock(out):
@@ -147,10 +148,26 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
             remove_leftovers(out / CHECKPOINTS, "step-*")  # the half-saved checkpoints of a killed run: never read
             remove_leftovers(out, MODEL)
             write_atomic(out / "settings.json", json.dumps(recorded, indent=1) + "\n")
-            return _train(model, dataset, loss_fn, s, collate_fn, optimizer)
+            return _train_noting_checkpoints(model, dataset, loss_fn, s, collate_fn, optimizer)
     except FolderBusy:
         raise TrainingError(f"{out}: another training run is writing into this folder; wait for it or stop it "
                             "(a rerun afterwards resumes)") from None
+
+
+def _train_noting_checkpoints(model: Any, dataset: torch.utils.data.Dataset,
+                              loss_fn: Callable[[Any, Any], Any], s: TrainSettings, collate_fn: Callable | None,
+                              optimizer: torch.optim.Optimizer | None) -> TrainResult:
+    """``_train``, where an allocation that fails mid-run carries a note (``add_note``) of the checkpoint a
+    rerun resumes from, which the command's out-of-memory line says: the loop knows its folder, the command
+    line does not."""
+    try:
+        return _train(model, dataset, loss_fn, s, collate_fn, optimizer)
+    except Exception as exc:
+        if out_of_memory(exc):
+            newest = _newest_checkpoint(Path(s.out))
+            exc.add_note(f"the run's checkpoints are kept: a rerun resumes from step {int(newest.name[5:])} "
+                         f"({newest})" if newest is not None else "no checkpoint had been saved yet")
+        raise
 
 
 def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any, Any], Any],
