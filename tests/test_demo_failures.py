@@ -73,7 +73,7 @@ def test_no_room_for_the_labelled_export_is_one_line(tmp_path, monkeypatch, caps
     assert err.splitlines() == [
         f"handforge demo: no room for its labelled export: 8 samples of 256×256 need at least 2.1 MB (their depth "
         f"arrays alone), and {out / 'labelled'} has 1.4 MB free: free space, or choose another --out (the files "
-        "written so far stay there, which the same command run again refreshes)"], err
+        "written so far stay in --out, a demo's folder, which the same command run again refreshes)"], err
     monkeypatch.undo()
     assert main(["demo", "--no-blender", "--out", str(out)]) == 0  # (refreshed, as it says)
 
@@ -94,3 +94,19 @@ def test_an_interrupted_demo_says_a_rerun_refreshes_its_folder(tmp_path, monkeyp
         "refreshes")
     monkeypatch.undo()
     assert main(["demo", "--no-blender", "--out", str(out)]) == 0  # (as it says)
+
+
+def test_too_little_memory_for_the_labelled_export_says_to_free_memory_not_space(tmp_path, monkeypatch, capsys):
+    """The demo put its disk fixes after the export's memory refusal: "... or free memory: free space, or
+    choose another --out"."""
+    import psutil
+
+    available = namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: available(1_000_000))
+    out = tmp_path / "demo"
+    assert main(["demo", "--no-blender", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "handforge demo: no room for its labelled export: a sample of 256×256 needs about 4.6 MB of memory, and "
+        "this machine has 1.0 MB available: free memory (the files written so far stay in --out, a demo's folder, "
+        "which the same command run again refreshes)"], err

@@ -89,9 +89,9 @@ def _labelled_part(out: Path) -> bool:
     try:
         labelled = export_labelled(out)
     except ExportTooLarge as exc:  # (a disk with too little room was a traceback; its fixes are the export's own)
-        reason = str(exc).split(": free space")[0] if ": free space" in str(exc) else str(exc)
-        print(f"handforge demo: no room for its labelled export: {reason}: free space, or choose another --out "
-              "(the files written so far stay there, which the same command run again refreshes)", file=sys.stderr)
+        fixes = "free space, or choose another --out" if exc.lacking == "disk" else "free memory"
+        print(f"handforge demo: no room for its labelled export: {exc.need}: {fixes} ({ON_FILE_ERROR})",
+              file=sys.stderr)
         return False
     except FolderTaken as exc:
         if not ((out.parent / MARK).is_file() and (out / SPEC_RECORD).is_file()):  # other files: not the demo's

@@ -25,7 +25,13 @@ GB = 1e9
 
 
 class ExportTooLarge(ValueError):
-    """An export that cannot fit in this machine's memory or its output disk; says what to lower."""
+    """An export that cannot fit in this machine's memory or its output disk (``lacking``: "memory" or
+    "disk"); ``need`` says what it needs against what there is, ``fixes`` what to lower, in
+    ``handforge export``'s terms (a caller with other options, the demo, says its own)."""
+
+    def __init__(self, lacking: str, need: str, fixes: str) -> None:
+        super().__init__(f"{need}: {fixes}")
+        self.lacking, self.need, self.fixes = lacking, need, fixes
 
 
 def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[str, ...], pending: int,
@@ -40,9 +46,9 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
     if need > available:
         made = f"{at_once} samples of {width}×{height} made at once need" if at_once > 1 else \
             f"a sample of {width}×{height} needs"
-        raise ExportTooLarge(f"{made} about {_size(need)} of memory, and this machine has {_size(available)} "
-                             f"available: lower the resolution{' or --workers' if at_once > 1 else ''}, or free "
-                             "memory")
+        raise ExportTooLarge("memory", f"{made} about {_size(need)} of memory, and this machine has "
+                                       f"{_size(available)} available",
+                             f"lower the resolution{' or --workers' if at_once > 1 else ''}, or free memory")
     per_sample = pixels * sum(ARRAY_BYTES_PER_PIXEL.get(o, 0) for o in outputs)
     if not pending or not per_sample:
         return
@@ -50,9 +56,11 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
     free = shutil.disk_usage(disk).free
     if pending * per_sample > free:
         arrays = " and ".join(o for o in ARRAY_BYTES_PER_PIXEL if o in outputs)
-        raise ExportTooLarge(f"{pending} samples of {width}×{height} need at least {_size(pending * per_sample)} "
-                             f"(their {arrays} arrays alone), and {disk} has {_size(free)} free: free space, "
-                             "lower the resolution, or export fewer samples (a rerun into the same folder resumes)")
+        raise ExportTooLarge("disk", f"{pending} samples of {width}×{height} need at least "
+                                     f"{_size(pending * per_sample)} (their {arrays} arrays alone), and {disk} has "
+                                     f"{_size(free)} free",
+                             "free space, lower the resolution, or export fewer samples (a rerun into the same "
+                             "folder resumes)")
 
 
 def _size(count: float) -> str:
