@@ -84,6 +84,11 @@ def _engine_models():
     ("InteractionDenoiser", "condition_dropout", float("nan"), "nan, not a finite number"),  # loaded
     ("TargetGenerator", "num_heads", 3, "3, not a whole number dividing feature_dim's 16"),
     ("TargetGenerator", "backbone_channels", [0, 8], "[0, 8], not a list of whole numbers each of at least 1"),
+    # trained (at batches above one) before `train transfer` refused it, then torch's "Expected more than 1 value
+    # per channel" traceback in `eval transfer` and each ihpt job, which run one image at a time
+    ("TargetGenerator", "image_size", 2, "2, not a whole number large enough for backbone_channels [8, 8] that no "
+                                         "block of width 8 or less sees a 1×1 map (one value in each GroupNorm "
+                                         "group: it cannot run one image at a time) (the default is 224)"),
     ("FrameNet", "hidden", -1, "-1, not a whole number of at least 1"),
     ("MotionNet", "kernel", 4, "4, not a whole number that is odd"),  # the convolutions change the length
     ("MotionNet", "dilations", [0, 1], "[0, 1], not a list of whole numbers each of at least 1"),
@@ -116,6 +121,7 @@ def _light_configs():
                                                ("MotionDenoiser", "num_layers", 10**6),  # more than its weights' values
                                                ("InteractionDenoiser", "skips", [-1]),
                                                ("TargetGenerator", "num_heads", 3),
+                                               ("TargetGenerator", "image_size", 3),
                                                # another number of layers than the weights hold: were ready, then
                                                # the load met weights its model has not (or lacks)
                                                ("MotionDenoiser", "num_layers", 2),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from handforge.arguments import at_least, layer_count, multiple_of, only_with, output_folder
 from handforge.engines.image.train import add_sd_run_arguments
+from handforge.engines.transfer.model_config import block_on_one_pixel
 
 
 def add_pair_arguments(parser: argparse.ArgumentParser, default_pairs: int) -> None:
@@ -154,16 +155,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train transfer: --channels {odd[0]}: a backbone width above 8 must be a multiple of 8 (each "
               "block's GroupNorm splits its channels into 8 groups)", file=sys.stderr)
         return 2
-    grid = args.image_size  # a block of width 8 or less has one channel a group: on a 1×1 map, one value a group
-    for block, width in enumerate(args.channels, 1):
-        grid = (grid + 1) // 2
-        if grid == 1 and width <= 8:  # (torch's "Expected more than 1 value per channel" traceback, at the first step
-            # with --batch-size 1, else in `eval transfer` and the ihpt engine, which run one image at a time)
-            print(f"handforge train transfer: --image-size {args.image_size} is too small for --channels "
-                  f"{' '.join(map(str, args.channels))}: block {block} (width {width}) would see a 1×1 map, one value "
-                  f"in each of its GroupNorm's groups: give --image-size {2 ** block + 1} or more, or that block a "
-                  "width of 16 or more", file=sys.stderr)
-            return 2
+    tiny = block_on_one_pixel(args.image_size, args.channels)
+    if tiny is not None:  # (torch's "Expected more than 1 value per channel" traceback, at the first step with
+        # --batch-size 1, else in `eval transfer` and the ihpt engine, which run one image at a time)
+        block, width = tiny
+        print(f"handforge train transfer: --image-size {args.image_size} is too small for --channels "
+              f"{' '.join(map(str, args.channels))}: block {block} (width {width}) would see a 1×1 map, one value "
+              f"in each of its GroupNorm's groups: give --image-size {2 ** block + 1} or more, or that block a "
+              "width of 16 or more", file=sys.stderr)
+        return 2
     if args.interhand and args.write_pairs:  # the pairs went into the InterHand2.6M copy, and were not trained on
         print("handforge train transfer: --write-pairs writes pairs into --data, which --interhand makes your "
               "InterHand2.6M copy: give one of them (--write-pairs into a pairs folder, or --interhand alone)",
