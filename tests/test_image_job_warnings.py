@@ -58,10 +58,21 @@ def job(weights, monkeypatch):
 def test_float16_on_the_cpu_is_said_to_be_slower(job, kind):
     # before: taken silently (the result had no warning), about 4× slower than float32 with the tests' tiny model
     # on this CPU, and the server's log said, in diffusers' words, that the pipeline "cannot run" on the CPU
+    import logging
+
     def run(dtype):
         return job(kind, {"prompt": "two hands", "steps": 2, "dtype": dtype})
 
-    half = run("float16")
+    logged = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: logged.append(record.getMessage())
+    diffusers_log = logging.getLogger("diffusers")  # (its records do not reach the root logger's capture)
+    diffusers_log.addHandler(handler)
+    try:
+        half = run("float16")
+    finally:
+        diffusers_log.removeHandler(handler)
+    assert not [line for line in logged if "cannot run" in line], logged  # (it ran: our warning says how)
     assert "dtype float16 on cpu runs slower than float32 there" in half["warning"], half.get("warning")
     assert "dtype auto (float32 on the CPU) or float32 is faster" in half["warning"]
     for other in ("auto", "float32", "bfloat16"):

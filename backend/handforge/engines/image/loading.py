@@ -645,7 +645,9 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
     pipe = HandImagePipeline(controlnet=nets if len(nets) > 1 else nets[0], **parts)
     pipe.set_progress_bar_config(disable=True)
     check()
-    return pipe.to(device)
+    # (silenced: diffusers logs that a float16 pipeline "cannot run" on the CPU, where it runs, slower; the job's
+    # own warning says that)
+    return pipe.to(device, silence_dtype_warnings=True)
 
 
 __all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "latent_problem", "load_controlnet",
