@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from handforge.arguments import SEED, at_least, given_path, number_in, report_file, write_report
@@ -146,7 +147,57 @@ def clip_disjoint_draws(clips, reference: int, samples: int, rng) -> tuple:
     return pools[0][:reference], pools[1][:samples]
 
 
+class _Refused(Exception):
+    """What ``run`` prints (after "handforge eval interaction: ") before exiting with status 2."""
+
+
+@dataclass
+class _Setup:
+    """What every row is sampled with and measured against."""
+
+    folder: Any                # the checkpoint folder
+    pipe: Any                  # InteractionPipeline of the checkpoint and the open hand
+    features: Any              # the evaluation features
+    truth: Any                 # the ground-truth row's pairs (and the conditioned row's held-out hands)
+    reference_features: Any    # (R, D) the reference frames' features
+    note: str                  # said when --split is a training split
+    rng: Any
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(1)  # small batches: see train.py
+    try:
+        setup = _prepared(args)
+    except _Refused as exc:
+        print(f"handforge eval interaction: {exc}", file=sys.stderr)
+        return 2
+    if setup.note:
+        print(f"handforge eval interaction: {setup.note}", file=sys.stderr, flush=True)
+    rows = _sampled_rows(args, setup)
+    compared = setup.reference_features
+    if args.equal_samples:  # one draw of the reference for every row: the rows measured against the same frames
+        smallest = min(len(hands["left"]["transl"]) for hands, _ in rows.values())
+        compared = compared[setup.rng.choice(len(compared), smallest, replace=False)]
+    table = {}
+    for name, (hands, seconds) in rows.items():
+        table[name] = _measured(args, setup, hands, seconds, compared)
+        print(f"{name}: " + ", ".join(f"{k} {_number(v)}" for k, v in table[name].items() if k != "not_measured"),
+              flush=True)
+    print(markdown(table))
+    for line in sample_count_warnings(table):
+        print(line)
+    for name, row in table.items():  # (a "–" in the table says nothing of why)
+        for metrics, why in row["not_measured"].items():
+            print(f"not measured: {metrics} of {name}: {why}")
+    if args.out:
+        write_report(args.out, {**run_record(args, setup.folder), "rows": table})
+    return 0
+
+
+def _prepared(args: argparse.Namespace) -> _Setup:
+    """The model, the features and the split's draws; ``_Refused`` for what the user must change."""
     import numpy as np
     import torch
 
@@ -155,28 +206,22 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.checkpoints import CheckpointError, load_model
     from handforge.engines.interaction.data import load_pairs
     from handforge.engines.interaction.model import InteractionDenoiser
-    from handforge.engines.interaction.pipeline import InteractionPipeline, SampleSettings
+    from handforge.engines.interaction.pipeline import InteractionPipeline
     from handforge.engines.interaction.settings import CHECKPOINT
-    from handforge.engines.interaction.templates import TemplateSampler
     from handforge.evaluation.common import training_split_note
-    from handforge.evaluation.contact import pair_metrics
-    from handforge.evaluation.distribution import diversity, frechet_feature_distance, kid
     from handforge.evaluation.features import load_features
     from handforge.hands import load_hand_model
 
-    torch.set_num_threads(1)  # small batches: see train.py
     folder = args.checkpoint or config.value(CHECKPOINT.key)
     try:
         denoiser = load_model(InteractionDenoiser, folder)
     except CheckpointError as exc:
-        print(f"handforge eval interaction: {exc}", file=sys.stderr)
-        return 2
+        raise _Refused(str(exc)) from None
     # as the job does: DDIM cannot take more steps than the model's diffusion steps (diffusers' set_timesteps
     # raised a ValueError after the data was loaded, a traceback)
     if args.steps > denoiser.config.num_train_timesteps:
-        print(f"handforge eval interaction: --steps {args.steps} is more than the model's "
-              f"{denoiser.config.num_train_timesteps} diffusion steps", file=sys.stderr)
-        return 2
+        raise _Refused(f"--steps {args.steps} is more than the model's {denoiser.config.num_train_timesteps} "
+                       "diffusion steps")
     features = load_features()  # (before the corpus is read: a bad evaluation.features setting is said at once)
     hand_model = load_hand_model("open")
     rng = np.random.default_rng(args.seed)
@@ -185,46 +230,63 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetError, ValueError) as exc:  # a wrong folder or split name
         # (as eval motion's: the other split is the quicker fix; load_pairs says "make a larger corpus")
         empty = "holds no clips" in str(exc) or "no interaction frames" in str(exc)
-        print(f"handforge eval interaction: {exc}{', or choose another split (--split)' if empty else ''}",
-              file=sys.stderr)
-        return 2
+        raise _Refused(f"{exc}{', or choose another split (--split)' if empty else ''}") from None
     try:
         reference_rows, truth_rows = clip_disjoint_draws(frames.clips.numpy(), args.reference, args.samples, rng)
     except ValueError as exc:
-        print(f"handforge eval interaction: the {args.split} split: {exc}", file=sys.stderr)
-        return 2
+        raise _Refused(f"the {args.split} split: {exc}") from None
     reference = frames.take(torch.as_tensor(reference_rows))
     truth = frames.take(torch.as_tensor(truth_rows))
-    fields = ("global_orient", "hand_pose", "betas", "transl")
-
-    def as_hands(pairs) -> dict:
-        return {side: {f: pairs.arrays[f][:, h] for f in fields} for h, side in enumerate(("left", "right"))}
-
-    def forward(hands: dict) -> dict:
-        with torch.no_grad():
-            return {s: hand_model(s, **{f: torch.as_tensor(hands[s][f]) for f in fields}) for s in ("left", "right")}
-
-    reference_features = features.frame_features(
-        torch.cat([o.keypoints for o in forward(as_hands(reference)).values()], dim=1))
+    pipe = InteractionPipeline(denoiser, hand_model)
+    reference_features = _features(pipe, features, _as_hands(reference))
     # k-NN precision/recall needs more than K_NEAREST distinct reference configurations (the generated side,
     # ground truth included, counts its copies); the corpus's contact frames repeat template poses, so a small
     # split's draw can hold fewer: say so before sampling
     distinct = len(distinct_rows(reference_features))
     if distinct <= K_NEAREST:
-        print(f"handforge eval interaction: the {args.split} split's reference (--reference {len(reference_features)} "
-              f"frames) holds {distinct} distinct configurations, and k-NN precision/recall needs more than "
-              f"{K_NEAREST}: draw more, or use a larger corpus or another split", file=sys.stderr)
-        return 2
-    note = training_split_note([args.split], "--split")
-    if note:
-        print(f"handforge eval interaction: {note}", file=sys.stderr, flush=True)
-    pipe = InteractionPipeline(denoiser, hand_model)
+        raise _Refused(f"the {args.split} split's reference (--reference {len(reference_features)} frames) holds "
+                       f"{distinct} distinct configurations, and k-NN precision/recall needs more than {K_NEAREST}: "
+                       "draw more, or use a larger corpus or another split")
+    return _Setup(folder, pipe, features, truth, reference_features, training_split_note([args.split], "--split"),
+                  rng)
+
+
+def _as_hands(pairs) -> dict:
+    from handforge.engines.interaction.data import FIELDS
+
+    return {side: {f: pairs.arrays[f][:, h] for f in FIELDS} for h, side in enumerate(("left", "right"))}
+
+
+def _forward(pipe, hands: dict) -> dict:
+    import torch
+
+    from handforge.engines.interaction.data import FIELDS
+    with torch.no_grad():
+        return {s: pipe.hand_model(s, **{f: torch.as_tensor(hands[s][f]) for f in FIELDS}) for s in ("left", "right")}
+
+
+def _features(pipe, features, hands: dict):
+    import torch
+
+    out = _forward(pipe, hands)
+    return features.frame_features(torch.cat([out["left"].keypoints, out["right"].keypoints], dim=1))
+
+
+def _sampled_rows(args: argparse.Namespace, setup: _Setup) -> dict[str, tuple[dict, float]]:
+    """Each row's hands and seconds a sample: ground truth, the learned engine without and with guidance (and
+    around held-out hands), the templates engine."""
+    import numpy as np
+
+    from handforge.engines.interaction.data import FIELDS
+    from handforge.engines.interaction.pipeline import SampleSettings
+    from handforge.engines.interaction.templates import TemplateSampler
+
+    pipe, truth = setup.pipe, setup.truth
     guidance = SampleSettings().penetration_guidance if args.guidance is None else args.guidance
     cfg = SampleSettings().cfg_scale if args.cfg is None else args.cfg
     contact = SampleSettings().contact_guidance if args.contact is None else args.contact
     separation = not args.no_separation
     redraws = SampleSettings().redraws if args.redraws is None else args.redraws
-
     touch = not args.no_touch
 
     def learned(strength: float, separate: bool, redraw: int, touching: bool) -> tuple[dict, float]:
@@ -235,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
                                         penetration_guidance=strength, contact_guidance=contact,
                                         separation=separate, redraws=redraw, touch=touching))
             parts.append(found.hands)
-        hands = {s: {f: np.concatenate([p[s][f] for p in parts]) for f in fields} for s in ("left", "right")}
+        hands = {s: {f: np.concatenate([p[s][f] for p in parts]) for f in FIELDS} for s in ("left", "right")}
         return hands, (time.monotonic() - started) / args.samples
 
     def conditioned(count: int) -> tuple[dict, float]:
@@ -243,21 +305,21 @@ def run(args: argparse.Namespace) -> int:
         started, rows = time.monotonic(), []
         for i in range(count):
             side = ("left", "right")[i % 2]
-            anchor = {"side": side, **{f: truth.arrays[f][i, i % 2].numpy() for f in fields}}
+            anchor = {"side": side, **{f: truth.arrays[f][i, i % 2].numpy() for f in FIELDS}}
             found = pipe(SampleSettings(count=1, seed=args.seed + i, steps=args.steps, cfg_scale=cfg,
                                         penetration_guidance=guidance,
                                         contact_guidance=contact, separation=separation, redraws=redraws,
                                         touch=touch), anchor)
             rows.append(found.hands)
-        hands = {s: {f: np.concatenate([r[s][f] for r in rows]) for f in fields} for s in ("left", "right")}
+        hands = {s: {f: np.concatenate([r[s][f] for r in rows]) for f in FIELDS} for s in ("left", "right")}
         return hands, (time.monotonic() - started) / count
 
     def templates() -> tuple[dict, float]:
         started = time.monotonic()
-        found = TemplateSampler(hand_model)(SampleSettings(count=args.template_samples, seed=args.seed))
+        found = TemplateSampler(pipe.hand_model)(SampleSettings(count=args.template_samples, seed=args.seed))
         return found.hands, (time.monotonic() - started) / args.template_samples
 
-    rows = {"ground truth": (as_hands(truth), 0.0)}
+    rows = {"ground truth": (_as_hands(truth), 0.0)}
     rows["learned, no guidance"] = learned(0.0, False, 0, False)
     guided = (f"learned, guidance {guidance:g}" + (f", contact {contact:g}" if contact else "")
               + (", separation" if separation else "") + (", touch" if touch else "")
@@ -268,55 +330,49 @@ def run(args: argparse.Namespace) -> int:
               f"uses {args.samples}", file=sys.stderr)
         args.conditioned_samples = args.samples  # what the row and the report use (the report said the number asked)
     if args.conditioned_samples > 0:
-        anchors = f"{args.split} hands" if note else "held-out hands"  # (the training split's are not)
+        anchors = f"{args.split} hands" if setup.note else "held-out hands"  # (the training split's are not)
         rows[guided.replace("learned,", f"learned around {anchors},")] = conditioned(args.conditioned_samples)
     rows["templates"] = templates()
-    compared = reference_features
-    if args.equal_samples:  # one draw of the reference for every row: the rows measured against the same frames
-        smallest = min(len(hands["left"]["transl"]) for hands, _ in rows.values())
-        compared = reference_features[rng.choice(len(reference_features), smallest, replace=False)]
-    table = {}
-    for name, (hands, seconds) in rows.items():
-        out = forward(hands)
-        feats = features.frame_features(torch.cat([out["left"].keypoints, out["right"].keypoints], dim=1))
-        m = min(args.mesh_samples, len(feats))
-        penetration, contact = pair_metrics(out["left"].vertices[:m].numpy(), out["right"].vertices[:m].numpy(),
-                                            hand_model.faces("left").numpy(), hand_model.faces("right").numpy())
-        drawn = feats[rng.choice(len(feats), len(compared), replace=False)] if args.equal_samples else feats
-        not_measured = {}
-        try:  # (one row that cannot be measured must not lose the rows measured before it)
-            precision, recall = knn_precision_recall(compared, drawn, k=K_NEAREST)
-        except ValueError as exc:
-            precision = recall = None
-            not_measured["precision, recall"] = str(exc)
-        table[name] = {
-            "samples": len(feats),
-            "compared_samples": len(drawn),  # FD, KID, precision/recall: of this many samples,
-            "reference_frames": len(compared),  # against this many reference frames
-            "feature_dim": feats.shape[1],
-            "mesh_samples": m,  # the pairs the mesh metrics measured (at most --mesh-samples)
-            "penetration_volume_cm3": penetration.summary()["penetration_volume_cm3"],
-            "max_depth_mm": penetration.summary()["max_depth_mm"],
-            "contact_ratio": contact.summary()["contact_ratio"],
-            "in_contact": contact.summary()["contact_fraction_of_pairs"],
-            "diversity": diversity(feats),
-            "fd": frechet_feature_distance(drawn, compared),
-            "kid": kid(drawn, compared)[0],
-            "precision": precision, "recall": recall,
-            "ms_per_sample": 1e3 * seconds,
-            "not_measured": not_measured,
-        }
-        print(f"{name}: " + ", ".join(f"{k} {_number(v)}" for k, v in table[name].items() if k != "not_measured"),
-              flush=True)
-    print(markdown(table))
-    for line in sample_count_warnings(table):
-        print(line)
-    for name, row in table.items():  # (a "–" in the table says nothing of why)
-        for metrics, why in row["not_measured"].items():
-            print(f"not measured: {metrics} of {name}: {why}")
-    if args.out:
-        write_report(args.out, {**run_record(args, folder), "rows": table})
-    return 0
+    return rows
+
+
+def _measured(args: argparse.Namespace, setup: _Setup, hands: dict, seconds: float, compared) -> dict[str, Any]:
+    """One row of the table: ``hands``' metrics, FD, KID and precision/recall against ``compared``."""
+    import torch
+
+    from handforge.evaluation.contact import pair_metrics
+    from handforge.evaluation.distribution import diversity, frechet_feature_distance, kid
+
+    hand_model = setup.pipe.hand_model
+    out = _forward(setup.pipe, hands)
+    feats = setup.features.frame_features(torch.cat([out["left"].keypoints, out["right"].keypoints], dim=1))
+    m = min(args.mesh_samples, len(feats))
+    penetration, contact = pair_metrics(out["left"].vertices[:m].numpy(), out["right"].vertices[:m].numpy(),
+                                        hand_model.faces("left").numpy(), hand_model.faces("right").numpy())
+    drawn = feats[setup.rng.choice(len(feats), len(compared), replace=False)] if args.equal_samples else feats
+    not_measured = {}
+    try:  # (one row that cannot be measured must not lose the rows measured before it)
+        precision, recall = knn_precision_recall(compared, drawn, k=K_NEAREST)
+    except ValueError as exc:
+        precision = recall = None
+        not_measured["precision, recall"] = str(exc)
+    return {
+        "samples": len(feats),
+        "compared_samples": len(drawn),  # FD, KID, precision/recall: of this many samples,
+        "reference_frames": len(compared),  # against this many reference frames
+        "feature_dim": feats.shape[1],
+        "mesh_samples": m,  # the pairs the mesh metrics measured (at most --mesh-samples)
+        "penetration_volume_cm3": penetration.summary()["penetration_volume_cm3"],
+        "max_depth_mm": penetration.summary()["max_depth_mm"],
+        "contact_ratio": contact.summary()["contact_ratio"],
+        "in_contact": contact.summary()["contact_fraction_of_pairs"],
+        "diversity": diversity(feats),
+        "fd": frechet_feature_distance(drawn, compared),
+        "kid": kid(drawn, compared)[0],
+        "precision": precision, "recall": recall,
+        "ms_per_sample": 1e3 * seconds,
+        "not_measured": not_measured,
+    }
 
 
 def run_record(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
