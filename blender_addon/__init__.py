@@ -47,6 +47,12 @@ def _forget_loaded() -> None:
         names += [name for name in sys.modules if name == SHARED or name.startswith(SHARED + ".")]
     for name in names:
         sys.modules.pop(name, None)
+        parent, _, child = name.rpartition(".")
+        if parent == __name__:
+            # Reload Scripts re-runs this file in the same package object, which still holds the old submodules as
+            # attributes: `from . import preferences` then took the old one, gone from sys.modules, and Blender could
+            # not read its classes' annotations ("name 'StringProperty' is not defined"), HandForge left disabled
+            globals().pop(child, None)
 
 
 _forget_loaded()

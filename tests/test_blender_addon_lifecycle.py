@@ -119,3 +119,16 @@ def test_uninstall_then_install_runs_the_installed_shared_code(upgrade_session):
     assert found["error"] == "" and found["installed"] == ["FINISHED"] and found["enabled"] and found["one_copy"], found
     assert found["shared_probe"] is None and found["addon_probe"] is None, found
     assert found["add_hands"] == ["FINISHED"] and found["preset"] == ["FINISHED"], found
+
+
+def test_reload_scripts_enables_handforge_again(addon_zip, tmp_path):  # noqa: F811 - fixture
+    # before: Reload Scripts re-ran the add-on's __init__.py in the same package object, whose old submodules (dropped
+    # from sys.modules) `from . import` took again: "HandForge: its file preferences.py failed to register (name
+    # 'StringProperty' is not defined) ... reinstall HandForge", and HandForge was left disabled
+    found = run_blender("lifecycle_reload_session.py", addon_zip, tmp_path)
+    found.no_error("before", "reloaded")
+    before, reloaded = found["before"], found["reloaded"]
+    assert reloaded["enabled"] and reloaded["preset"] == "", reloaded
+    assert "Exception in module register" not in found.log, found.log[-3000:]
+    assert reloaded["one_copy"], reloaded
+    assert reloaded["classes"] == before["classes"] and reloaded["handlers"] == before["handlers"], (before, reloaded)
