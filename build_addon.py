@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Build the HandForge Blender extension: ``python build_addon.py`` → ``dist/handforge-<version>.zip``.
 
-The zip holds ``blender_manifest.toml``, the add-on code (``blender_addon/``), the project's shared
-package ``handforge_shared`` as a pure wheel built here (with the open hand's CC0 rig, so hands can
-be added without a backend; the add-on imports it as ``handforge_shared``, as the backend does) and
-pyzmq wheels for every platform Blender ships on, for Python 3.11 (Blender 4.2–4.5) and 3.13
-(Blender 5.x). Blender installs the wheels itself; nothing runs pip inside Blender.
+The zip holds ``blender_manifest.toml``, the licence (``LICENSE``), the add-on code (``blender_addon/``), the
+project's shared package ``handforge_shared`` as a pure wheel built here (with the open hand's CC0 rig, so hands
+can be added without a backend; the add-on imports it as ``handforge_shared``, as the backend does) and pyzmq wheels
+for every platform Blender ships on, for Python 3.11 (Blender 4.2–4.5) and 3.13 (Blender 5.x). Blender installs the
+wheels itself; nothing runs pip inside Blender.
 
 Wheels are fetched once with ``pip download`` into a cache folder (``.cache/wheels``); later builds
 are offline. ``--wheels-from DIR`` takes them from a folder instead, ``--no-wheels`` leaves them out
@@ -53,6 +53,9 @@ PYTHON_VERSIONS = ("3.11", "3.13")
 # Files of shared/ the add-on needs: the code and the open hand's rig (CC0).
 SHARED_PATTERNS = ("*.py", "assets/open_hand_right.npz", "assets/open_hand_right.json")
 SKIP_DIRS = {"__pycache__"}
+# The licence's text travels with the code (GPL-3.0 §4: a copy of the License with every copy conveyed); the manifest
+# only names it.
+LICENSE = ROOT / "LICENSE"
 
 
 class BuildError(RuntimeError):
@@ -196,9 +199,11 @@ def build(out: Path, wheels: list[Path]) -> Path:
     version = project_version()
     if not (ADDON_DIR / "__init__.py").is_file():
         raise BuildError(f"{ADDON_DIR}/__init__.py is missing: run this from a HandForge checkout")
+    if not LICENSE.is_file():
+        raise BuildError(f"{LICENSE} is missing: run this from a HandForge checkout")
     entries: list[tuple[Path, str]] = [(p, p.relative_to(ADDON_DIR).as_posix())
                                     for p in _files(ADDON_DIR, ("*.py", "thumbnails/*.png"))]  # pose browser
-    entries += [(w, f"wheels/{w.name}") for w in wheels]
+    entries += [(LICENSE, "LICENSE"), *((w, f"wheels/{w.name}") for w in wheels)]
     shared_name, shared_bytes = shared_wheel(version)
 
     out.parent.mkdir(parents=True, exist_ok=True)

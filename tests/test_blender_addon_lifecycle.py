@@ -56,7 +56,9 @@ def _upgraded_session(addon_zip, work, newer_version: bool):
     """The zip, then one built from a copy of the sources whose handforge_shared.poses has a new function that the
     add-on's keys.py imports (as keys.py came to import check_reach), of a newer version or not, installed over it."""
     src = work / "src"
-    shutil.copy(ROOT / "build_addon.py", src.mkdir() or src / "build_addon.py")
+    src.mkdir()
+    for name in ("build_addon.py", "LICENSE"):  # (the zip holds the licence's text)
+        shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "blender_addon", src / "blender_addon", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "shared", src / "shared", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     with open(src / "shared" / "handforge_shared" / "poses.py", "a") as poses:

@@ -38,6 +38,14 @@ def test_manifest_declares_the_extension(contents):
     assert set(manifest["permissions"]) == {"network", "files"}
 
 
+def test_the_zip_holds_the_licence_it_names(contents, addon_zip):  # noqa: F811 - fixture
+    # before: the manifest said GPL-3.0-or-later and the zip, the copy an artist gets, held no text of it
+    names, manifest = contents
+    assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
+    with zipfile.ZipFile(addon_zip) as zf:
+        assert zf.read("LICENSE") == (ROOT / "LICENSE").read_bytes()
+
+
 def test_zip_holds_code_and_the_shared_wheel_with_the_open_hand(contents, addon_zip, tmp_path):  # noqa: F811
     names, manifest = contents
     for module in ("__init__.py", "rig.py", "pose.py", "keys.py", "jobs.py", "connection.py", "importers.py", "panels.py"):
