@@ -972,5 +972,8 @@ def register() -> None:
 
 def unregister() -> None:
     app_handlers.remove(("load_post", _forget_on_load))
+    # forgotten, as an upgrade's fresh module does: a file opened while HandForge is disabled reaches no handler, and
+    # Regenerate, enabled again, was offered there and said its scene was gone ('Scene' shown, another datablock)
+    LAST_RUN.clear()
     del bpy.types.Scene.handforge_motion
     bpy.utils.unregister_class(HANDFORGE_PG_motion)

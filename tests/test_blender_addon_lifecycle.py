@@ -134,3 +134,13 @@ def test_reload_scripts_enables_handforge_again(addon_zip, tmp_path):  # noqa: F
     assert "Exception in module register" not in found.log, found.log[-3000:]
     assert reloaded["one_copy"], reloaded
     assert reloaded["classes"] == before["classes"] and reloaded["handlers"] == before["handlers"], (before, reloaded)
+
+
+def test_a_file_opened_while_handforge_is_disabled_forgets_the_last_motion(addon_zip, tmp_path):  # noqa: F811
+    # before: the file's opening reached no handler of HandForge's, and once enabled again Regenerate was offered
+    # there and said "the scene 'Scene' the last motion (Generate Motion) was made in is gone" with 'Scene' shown
+    found = run_with_backend("lifecycle_regenerate_session.py", addon_zip, tmp_path)
+    found.no_error("reopened")
+    reopened = found["reopened"]
+    assert reopened["made"][0] == ["FINISHED"] and reopened["can_regenerate"] is False, reopened
+    assert reopened["regenerated"][0] == ["CANCELLED"] and "no motion yet: run In-between" in reopened["regenerated"][1]
