@@ -19,6 +19,7 @@ import base64
 import fnmatch
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -150,7 +151,44 @@ def wheels_from_dir(folder: Path) -> list[Path]:
     wheels = sorted(folder.glob("pyzmq-*.whl"))
     if not wheels:
         raise BuildError(f"no pyzmq-*.whl in {folder}")
+    # The manifest names every platform of PLATFORMS: a folder lacking one's wheel made a zip that installed there and
+    # then failed to enable, "No module named 'zmq'" (Blender unpacks only the wheels that fit its platform).
+    missing = [f"{label} ({platform}) / Python {python}" for platform, label, _ in PLATFORMS
+               for python in PYTHON_VERSIONS if not any(_fits(wheel.name, platform, python) for wheel in wheels)]
+    if missing:
+        raise BuildError(f"{folder} has no pyzmq wheel for {', '.join(missing)}: add them (pip download "
+                         f"--only-binary=:all: --no-deps --platform PLATFORM --python-version VERSION "
+                         f"pyzmq=={PYZMQ_VERSION}), or leave out --wheels-from to download them")
     return wheels
+
+
+def _fits(wheel: str, platform: str, python: str) -> bool:
+    """Whether a wheel file runs on ``platform`` (a pip --platform of PLATFORMS) under ``python`` ("3.11"), as pip
+    takes it: its Python tag that version (cp311), or a stable-ABI (abi3) one of that version or before; a platform
+    tag of the same system and machine (universal2 holds both Macs) no newer than ``platform``'s."""
+    try:
+        py_tag, abi, plat_tags = wheel[:-len(".whl")].split("-")[-3:]
+    except ValueError:  # (not a wheel's name)
+        return False
+    wanted = int(python.replace(".", ""))
+    tagged = [int(tag[2:]) for tag in py_tag.split(".") if tag.startswith("cp") and tag[2:].isdigit()]
+    if not any(v == wanted or (abi == "abi3" and v <= wanted) for v in tagged):
+        return False
+    system, version, machine = _platform_parts(platform)
+    for tag in plat_tags.split("."):
+        tag_system, tag_version, tag_machine = _platform_parts(tag)
+        machines = {machine, "universal2"} if system == "macosx" else {machine}
+        if tag_system == system and tag_machine in machines and tag_version <= version:
+            return True
+    return False
+
+
+def _platform_parts(tag: str) -> tuple[str, tuple[int, ...], str]:
+    """(system, version, machine) of a platform tag: ("manylinux", (2, 28), "x86_64") of "manylinux_2_28_x86_64",
+    ("win", (), "amd64") of "win_amd64"."""
+    system, *rest = tag.split("_")
+    numbers = list(itertools.takewhile(str.isdigit, rest))  # the version only: x86_64's 64 is the machine's
+    return system, tuple(int(n) for n in numbers), "_".join(rest[len(numbers):])
 
 
 # ---------------------------------------------------------------------- the shared wheel

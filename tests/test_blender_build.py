@@ -190,6 +190,23 @@ def test_missing_wheels_folder_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "x.zip").exists()
 
 
+def test_a_wheels_folder_lacking_a_platform_is_refused_naming_it(tmp_path, capsys):
+    # before: a folder with only the Linux wheels made a zip whose manifest named every platform: on a Mac or Windows
+    # it installed and then failed to enable, "No module named 'zmq'"
+    import shutil
+
+    for wheel in build_addon.fetch_wheels(build_addon.DEFAULT_CACHE):  # (the cache, filled once per machine)
+        if "manylinux" in wheel.name:
+            shutil.copy(wheel, tmp_path)
+    assert build_addon.main(["--out", str(tmp_path / "x.zip"), "--wheels-from", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    said = f"{tmp_path} has no pyzmq wheel for macOS arm64 (macosx_11_0_arm64) / Python 3.11, macOS arm64 "
+    assert said + "(macosx_11_0_arm64) / Python 3.13, " in err, err
+    assert "Windows x64 (win_amd64) / Python 3.13: add them (pip download" in err and "Linux" not in err, err
+    assert not (tmp_path / "x.zip").exists()
+    assert build_addon.main(["--out", str(tmp_path / "all.zip"), "--wheels-from", str(build_addon.DEFAULT_CACHE)]) == 0
+
+
 def test_out_may_be_a_folder_and_an_unwritable_one_is_one_line(tmp_path, capsys):
     # before: `--out dist/` (an existing folder) raised IsADirectoryError, an unwritable one FileNotFoundError
     (tmp_path / "dist").mkdir()
