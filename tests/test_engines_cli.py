@@ -167,6 +167,26 @@ def test_an_engine_module_without_its_functions_is_said_so(tmp_path, monkeypatch
             monkeypatch.delitem(sys.modules, module)
 
 
+@pytest.mark.parametrize("command, module", [("train", "train"), ("eval", "evaluate")])
+def test_an_engine_folder_without_init_py_is_named_with_the_fix(command, module, tmp_path, monkeypatch, capsys):
+    """A folder with a train.py but no __init__.py (no package, pkgutil skips it) was told "no engine in PKG has a
+    train.py yet", while serve and doctor name the missing file."""
+    package = f"initless_{module}_engines"  # (one per case: monkeypatch puts back the modules it deleted)
+    root = tmp_path / package / "initless"
+    root.mkdir(parents=True)
+    (root.parent / "__init__.py").write_text("")
+    (root / f"{module}.py").write_text("def main(argv):\n    return 0\n")  # its __init__.py forgotten
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main([command, "--package", package, "initless"]) == 2
+        assert capsys.readouterr().err == (f"handforge {command}: {root} has {'an' if module == 'evaluate' else 'a'} "
+                                           f"{module}.py but no __init__.py, so it is no package: add an empty "
+                                           "__init__.py to it\n")
+    finally:
+        for name in [m for m in sys.modules if m.startswith(package)]:
+            monkeypatch.delitem(sys.modules, name)
+
+
 def test_package_after_the_engine_is_pointed_before_it(capsys):
     """`handforge train example --package tests.engines` (options usually go anywhere) said only that
     'example' is no engine of handforge.engines."""

@@ -9,7 +9,7 @@ import importlib
 import sys
 
 from handforge.arguments import Parser, nearest_hint, python_package
-from handforge.engines import PACKAGE, declare_settings, engines_with
+from handforge.engines import PACKAGE, declare_settings, engines_with, unpackaged_with
 
 
 def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
@@ -27,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
 
 def run(args: argparse.Namespace, module: str, command: str) -> int:
     engines = engines_with(module, args.package)
+    bare = unpackaged_with(module, args.package).get(args.engine)
+    if args.engine not in engines and bare is not None:  # (as serve and doctor name it)
+        print(f"handforge {command}: {bare} has {_a(module)}.py but no __init__.py, so it is no package: add an "
+              "empty __init__.py to it", file=sys.stderr)
+        return 2
     if args.engine not in engines:
         known = (f"engines with {_a(module)}.py: {', '.join(engines)}" if engines
                  else f"no engine in {args.package} has {_a(module)}.py yet")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
+from pathlib import Path
 
 PACKAGE = __name__
 
@@ -50,6 +51,14 @@ def engines_with(module: str, package: str = PACKAGE) -> list[str]:
     return sorted(found)
 
 
+def unpackaged_with(module: str, package: str = PACKAGE) -> dict[str, Path]:
+    """The folders of ``package`` that hold a ``<module>.py`` but no ``__init__.py``, by name: no package, so
+    ``engines_with`` (pkgutil) skips them; a command names the missing file rather than "no such engine"."""
+    root = importlib.import_module(package)
+    return {path.parent.name: path.parent for folder in root.__path__
+            for path in sorted(Path(folder).glob(f"*/{module}.py")) if not (path.parent / "__init__.py").is_file()}
+
+
 def declare_settings(package: str, engine: str) -> None:
     """Import ``<package>.<engine>.settings`` if it exists, declaring the engine's config keys:
     ``handforge.config`` finds only ``handforge/**/settings.py`` itself, not an outside package's."""
@@ -58,4 +67,4 @@ def declare_settings(package: str, engine: str) -> None:
         importlib.import_module(name)
 
 
-__all__ = ["PACKAGE", "declare_settings", "engines_with", "is_package"]
+__all__ = ["PACKAGE", "declare_settings", "engines_with", "is_package", "unpackaged_with"]
