@@ -454,3 +454,18 @@ def test_work_that_cannot_finish_before_its_deadline_fails_as_soon_as_its_pace_s
     ctx.check_pace(100, 100, since=first)  # (done)
     ctx.deadline = None
     ctx.check_pace(10, 10**6, since=first)  # (no deadline: nothing to judge against)
+
+
+@pytest.mark.parametrize("code", ["bad_input", "no_backend", "backend_lost"])
+def test_a_job_error_takes_only_the_codes_the_backend_sends_and_names_them(code):
+    """JobError("no_backend", ...) from a handler reached the client, which raised BackendUnavailable as if no
+    backend ran (the add-on says so); an unknown code was "'bad_input' is not a valid ErrorCode", naming none."""
+    from handforge.server.jobs import JobError
+
+    with pytest.raises(ValueError) as refused:
+        JobError(code, "it failed", "do this")
+    assert str(refused.value) == (f"JobError code {code!r} is none a backend sends; give one of: bad_message, "
+                                  "unsupported_version, too_large, unknown_kind, unknown_job, invalid_params, busy, "
+                                  "missing_weights, timeout, internal")
+    assert JobError("invalid_params", "m").code is ErrorCode.INVALID_PARAMS  # (a name or the ErrorCode)
+    assert JobError(ErrorCode.TIMEOUT, "m").code is ErrorCode.TIMEOUT

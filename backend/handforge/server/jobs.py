@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
 import numpy as np
 
-from handforge_shared.protocol import ErrorCode
+from handforge_shared.protocol import WIRE_ERROR_CODES, ErrorCode
 
 if TYPE_CHECKING:
     from handforge.server.model_cache import ModelCache
@@ -50,6 +50,10 @@ class JobError(Exception):
 
     def __init__(self, code: str, message: str, hint: str = "") -> None:
         super().__init__(message)
+        # only a code the backend sends: a client-side one ("no_backend") made the client say no backend ran
+        if code not in WIRE_ERROR_CODES:
+            raise ValueError(f"JobError code {str(code)!r} is none a backend sends; give one of: "
+                             + ", ".join(c.value for c in ErrorCode if c in WIRE_ERROR_CODES))
         self.code = ErrorCode(code)
         self.message = message
         self.hint = hint
