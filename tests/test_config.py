@@ -305,3 +305,20 @@ def test_a_config_path_that_cannot_be_a_file_is_said_not_read_as_not_created_yet
     assert main(["models", "list"]) == 2
     err = capsys.readouterr().err
     assert f"{folder / 'afile'} is a file, not a folder" in err and "Traceback" not in err, err
+
+
+def test_a_setting_declared_twice_or_on_anothers_variable_is_refused_with_what_to_do():
+    """An engine's setting under a key another module declares was refused naming neither the other nor a fix; one
+    on another setting's variable was taken, so that variable set both (an outside engine's silently)."""
+    known = config.setting("motion.checkpoint")
+    with pytest.raises(config.SettingClash) as same_key:
+        config.register(config.Setting(key="motion.checkpoint", env="HANDFORGE_TEST_OTHER", help="mine"))
+    assert str(same_key.value) == (f"setting motion.checkpoint is already declared differently ({known.help}): give "
+                                   "yours a key of its own, under its engine's own section (e.g. <engine>.checkpoint)")
+    with pytest.raises(config.SettingClash) as same_variable:
+        config.register(config.Setting(key="wave_test.model", env=known.env, help="mine"))
+    assert str(same_variable.value) == (f"setting wave_test.model: the environment variable {known.env} is "
+                                        "motion.checkpoint's already: give yours one of its own "
+                                        "(HANDFORGE_WAVE_TEST_MODEL)")
+    assert "wave_test.model" not in {s.key for s in config.settings()}
+    assert config.register(known) is known  # the same declaration again is fine (a module imported twice)

@@ -356,3 +356,23 @@ def test_an_out_of_memory_mid_run_names_the_checkpoint_a_rerun_resumes_from(tmp_
     assert main(["train", *EXAMPLE, "--out", str(run), "--steps", "20", "--quiet"]) == 0
     rows = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert rows == [10, 20], rows  # (logged every 10 steps: the rerun's, none twice)
+
+
+def test_an_engine_setting_that_clashes_is_one_line_for_train(tmp_path, monkeypatch, capsys):
+    """A settings.py declaring a key another module has was a traceback from `handforge train`."""
+    root = tmp_path / "clashing_engines" / "clash"
+    root.mkdir(parents=True)
+    (root.parent / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "settings.py").write_text("from handforge import config\nconfig.register(config.Setting("
+                                      "key='motion.checkpoint', env='HANDFORGE_TEST_CLASH', help='mine'))\n")
+    (root / "train.py").write_text("def main(argv):\n    return 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["train", "--package", "clashing_engines", "clash"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("handforge train: clashing_engines.clash.settings: setting motion.checkpoint is already "
+                              "declared differently (") and err.count("\n") == 1, err
+    finally:
+        for name in [m for m in sys.modules if m.startswith("clashing_engines")]:
+            monkeypatch.delitem(sys.modules, name)

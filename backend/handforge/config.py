@@ -23,6 +23,7 @@ import errno
 import importlib
 import json
 import os
+import re
 import threading
 import tomllib
 from dataclasses import dataclass
@@ -92,11 +93,23 @@ _discovery_lock = threading.RLock()
 _discovery_state = "not started"  # → "running" → "done"
 
 
+class SettingClash(ValueError):
+    """A setting declared with the key or the environment variable of another (an engine's settings.py)."""
+
+
 def register(setting: Setting) -> Setting:
-    """Declare a setting (idempotent for an identical declaration)."""
+    """Declare a setting (idempotent for an identical declaration). Its key and its variable must be its own: an
+    outside engine's setting on another's variable was taken, and setting that variable set both."""
+    _discover()  # (the shipped settings first, so that an outside engine's clash is said here, naming the other)
     known = _SETTINGS.get(setting.key)
     if known is not None and known != setting:
-        raise ValueError(f"setting {setting.key} is already declared differently")
+        raise SettingClash(f"setting {setting.key} is already declared differently ({known.help}): give yours a key "
+                           f"of its own, under its engine's own section (e.g. <engine>.{setting.name})")
+    other = next((s for s in _SETTINGS.values() if s.env == setting.env and s.key != setting.key), None)
+    if other is not None:
+        own = "HANDFORGE_" + re.sub(r"[^A-Z0-9]+", "_", setting.key.upper())
+        raise SettingClash(f"setting {setting.key}: the environment variable {setting.env} is {other.key}'s already: "
+                           f"give yours one of its own ({own})")
     _SETTINGS[setting.key] = setting
     return setting
 

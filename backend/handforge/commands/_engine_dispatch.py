@@ -40,7 +40,13 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
               f"{_package_after(args, command)}",
               file=sys.stderr)
         return 2
-    declare_settings(args.package, args.engine)  # its config keys, as serve declares them
+    from handforge import config
+
+    try:
+        declare_settings(args.package, args.engine)  # its config keys, as serve declares them
+    except config.SettingClash as exc:  # (a traceback, while doctor said it in a line)
+        print(f"handforge {command}: {args.package}.{args.engine}.settings: {exc}", file=sys.stderr)
+        return 2
     target = importlib.import_module(f"{args.package}.{args.engine}.{module}")
     if not callable(getattr(target, "main", None)) and not all(callable(getattr(target, f, None))
                                                                for f in ("add_arguments", "run")):
