@@ -14,6 +14,7 @@ import pytest
 
 from handforge import config
 from handforge.server import ArraySpec, Engine, Integer, JobError, JobKind, JobResult, Registry, Schema, invalid
+from handforge.server import builtin_jobs
 from handforge.server.app import Server, ServerConfig
 from handforge.server.registry import discover_engines
 from handforge_shared.client import Client, JobFailed, Progress, Result
@@ -261,6 +262,34 @@ def test_an_engine_packages_settings_py_is_declared_as_a_built_in_engines_is(tmp
         for module in [m for m in sys.modules if m.startswith("outside_engines")]:
             monkeypatch.delitem(sys.modules, module)
         config._SETTINGS.pop("own.weights", None)
+
+
+def test_an_engines_kind_without_engine_is_refused_not_filed_under_builtin(tmp_path, monkeypatch):
+    """JobKind's engine= left out (its default, "builtin") filed an engine's kind under builtin: doctor listed it there
+    and the engine as "no job kinds", and the kind ran whatever the engine's settings said."""
+    root = tmp_path / "unfiled_engines"
+    (root / "wave").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "wave" / "__init__.py").write_text("")
+    (root / "wave" / "jobs.py").write_text(textwrap.dedent("""
+        from handforge.server import Engine, JobKind, JobResult
+        def register_jobs(registry):
+            registry.add_engine(Engine("wave"))
+            registry.add_kind(JobKind("wave.sample", lambda ctx, p, a: JobResult()))  # engine="wave" forgotten
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    builtin_jobs.register_jobs(registry)  # (as the server's registry: builtin is there, so the kind was taken)
+    try:
+        discover_engines(registry, package="unfiled_engines")
+    finally:
+        for module in [m for m in sys.modules if m.startswith("unfiled_engines")]:
+            monkeypatch.delitem(sys.modules, module)
+    assert [k.name for k in registry.kinds()] == ["ping", "echo", "sleep", "sleep.gpu"]
+    status = registry.engine("wave").status()
+    assert not status.available
+    assert status.reason == ("failed to load: unfiled_engines.wave.jobs registers wave.sample without its engine: "
+                             "give JobKind(..., engine='wave')"), status
 
 
 def test_every_job_kind_bounds_a_hands_pose_arrays_alike():

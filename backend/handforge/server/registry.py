@@ -269,12 +269,21 @@ def discover_engines(registry: Registry, package: str = "handforge.engines") -> 
             continue
         try:
             declare_settings(package, info.name)
+            before = {k.name for k in registry.kinds()}
             importlib.import_module(module_name).register_jobs(registry)
+            # JobKind's engine= left out is "builtin": the kind ran whatever its engine's settings said, listed
+            # under builtin while doctor said the engine had no job kinds
+            unfiled = [k.name for k in registry.kinds() if k.name not in before and k.engine == "builtin"]
+            if unfiled:
+                for name in unfiled:
+                    del registry._kinds[name]
+                raise ValueError(f"{module_name} registers {', '.join(unfiled)} without its engine: give "
+                                 f"JobKind(..., engine={info.name!r})")
         except Exception as exc:
             log.exception("engine module %s failed to register", module_name)
-            if info.name not in {e.name for e in registry.engines()}:
-                registry.add_engine(Engine(info.name, f"failed to load ({module_name})",
-                                           availability=lambda exc=exc: f"failed to load: {exc}"))
+            # (one registered before the failure is replaced: it said "available" with what it had registered)
+            registry._engines[info.name] = Engine(info.name, f"failed to load ({module_name})",
+                                                  availability=lambda exc=exc: f"failed to load: {exc}")
     # a folder with a jobs.py but no __init__.py is no package: pkgutil skipped it unsaid (nor would it be installed)
     for path in root.__path__:
         for jobs in sorted(Path(path).glob("*/jobs.py")):
