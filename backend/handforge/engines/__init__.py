@@ -17,7 +17,7 @@ and data apart; diffusers makes models, schedulers and pipelines swappable):
                   the server's model cache: ``ctx.pretrained(ModelClass, folder)``
 
 This package itself must stay light too: the server imports it at start. A worked example engine
-lives in ``tests/engines/example/``.
+lives in ``tests/engines/example/``; README.md's "Adding an engine" walks through writing one, step by step.
 """
 
 from __future__ import annotations
