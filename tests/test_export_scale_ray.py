@@ -181,3 +181,44 @@ def test_ray_without_an_address_starts_its_own_beside_a_running_one(reference, t
     for name in ("dataset_card.json", "dataset_card.md"):  # the commands differ (the reference's is a stand-in)
         result.pop(name), expected.pop(name)
     assert result == expected
+
+
+def test_sigterm_stops_a_ray_run_as_ctrl_c_does(reference, tmp_path):
+    """SIGTERM (a scheduler's stop, `kill`) ends a `--ray` run as it ends any other: the samples made kept,
+    "stopped by SIGTERM" with the hint, status 143, and a rerun finishes the single-process dataset. ray.init put
+    its own SIGTERM handler in place of the command's: Ray's "*** SIGTERM received" dump and status 15, no hint."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    root = Path(__file__).resolve().parents[1]
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-ray-{os.getpid()}"  # short: Ray's socket paths
+    env = {**os.environ, "RAY_TMPDIR": str(scratch), "HANDFORGE_EXPORT_FAULT": "hang_after=2",  # still running
+           "PYTHONPATH": os.pathsep.join([str(root / "backend"), str(root / "shared")])}
+    command = [sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--ray", "--workers", "2",
+               "--quiet"]
+    out = tmp_path / "data"
+    try:
+        driver = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 120
+        while len(list(out.glob("samples/[0-9]*/labels.json"))) < 4:  # both workers hang after their 2
+            assert driver.poll() is None and time.monotonic() < end, driver.stderr.read()[-2000:]
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGTERM)
+        stderr = driver.communicate(timeout=120)[1]
+        assert driver.returncode == 143, stderr[-2000:]
+        assert "stopped by SIGTERM: finished samples are kept" in stderr and "SIGTERM received" not in stderr
+        assert not list(out.glob("samples/.partial-*"))
+        env.pop("HANDFORGE_EXPORT_FAULT")
+        rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result, expected = tree(out), dict(reference)
+    for name in ("dataset_card.json", "dataset_card.md"):  # the commands differ (the reference's is a stand-in)
+        result.pop(name), expected.pop(name)
+    assert result == expected

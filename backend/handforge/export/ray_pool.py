@@ -7,16 +7,20 @@ shared storage (the same path on every node): actors write their samples there t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from handforge import config
 from handforge.arguments import usable_cpus
 from handforge.export.shards import Event
+from handforge.termination import Terminated
 
 # the addresses --ray takes, as errors name them
 FORMS = "HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001 (Ray Client)"
@@ -40,6 +44,10 @@ def _import_ray():
 
 
 def _connect(ray, **kwargs: Any) -> None:
+    # ray.init puts its own SIGTERM handlers in place of the command's (``handforge.termination``): a SIGTERM then
+    # ended the run with Ray's "*** SIGTERM received" dump and status 1 or 15, not as Ctrl-C does (status 143)
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:  # most often a cluster with token authentication and no token here
@@ -51,6 +59,9 @@ def _connect(ray, **kwargs: Any) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise RayUnavailable(f"{where} did not start: {type(exc).__name__}: {first} (check the free space and "
                              "permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default)") from None
+    finally:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
 
 
 def _parse(address: str, named: str | None = None) -> tuple[str, str, int]:
@@ -137,6 +148,21 @@ def _advice(client: bool, port: int) -> tuple[str, str, str]:
 _NOT_RAY = {"DEADLINE_EXCEEDED": "was silent for {timeout:g} s",
             "UNAVAILABLE": "does not speak gRPC (an HTTP server, say)",
             "UNIMPLEMENTED": "is a gRPC server of another kind"}
+
+
+@contextlib.contextmanager
+def _sigterm_said() -> Iterator[None]:
+    """A SIGTERM during a call of Ray's (``ray.wait``, ``ray.get``) is said as one: Ray turns the ``Terminated``
+    the command's handler raises there into a plain KeyboardInterrupt ("interrupted", status 130). That handler
+    ignores further SIGTERMs once it has run (``handforge.termination``): that is how it is told from a Ctrl-C."""
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, Terminated) and before is not signal.SIG_IGN and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+            raise Terminated from None
+        raise
 
 
 class _Actor:
@@ -288,14 +314,16 @@ class RayPool:
     def wait(self, timeout: float) -> list[Event]:
         if not self.pending:
             return []
-        ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=timeout)
+        with _sigterm_said():
+            ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=timeout)
         events: list[Event] = []
         for ref in ready:
             slot, kind, chunk = self.pending.pop(ref)
             if slot not in self.actors:
                 continue
             try:
-                value = self.ray.get(ref)
+                with _sigterm_said():
+                    value = self.ray.get(ref)
             except self.ray.exceptions.RayActorError as exc:
                 self._forget(slot)
                 events.append(Event("died", slot, f"Ray actor died: {str(exc).splitlines()[0]}"))
