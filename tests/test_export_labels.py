@@ -1427,7 +1427,8 @@ def test_a_sample_is_on_the_disk_before_it_is_renamed_into_place(tmp_path, monke
     monkeypatch.setattr(os, "replace", lambda src, dst: (calls.append(("rename", str(src))), replace(src, dst))[1])
     images = {"mask_left.png": np.ones((4, 4), bool), "depth.npy": np.zeros((4, 4), np.float32)}
     final = write_sample(tmp_path.resolve(), 3, {"index": 3}, images)
-    partial = str(final.parent / f"{PARTIAL_PREFIX}000003")
+    partial = calls[4][1]  # (the writer's own hidden folder: .partial-000003.<random>)
+    assert partial.startswith(str(final.parent / f"{PARTIAL_PREFIX}000003."))
     # the files' and the folder's fsyncs run at once (ext4 commits them together), all before the rename
     assert sorted(calls[:4]) == sorted([*(("fsync", f"{partial}/{name}") for name in
                                           ("mask_left.png", "depth.npy", LABELS)), ("fsync", partial)])
@@ -2064,3 +2065,33 @@ def test_a_sample_folder_without_its_labels_is_not_finished(tmp_path):
     (sample_dir(tmp_path, 1) / "labels.json").write_text("{}")
     assert [is_finished(tmp_path, i) for i in range(3)] == [False, True, False]
     assert pending_indices(tmp_path, 3) == [0, 2]
+def test_two_writers_of_one_sample_at_once_leave_it_whole(tmp_path):
+    """A Ray worker stopped as hung goes on for a moment after ``ray.kill`` returns (its process is killed later,
+    tens of ms here, longer on a busy or distant node) while its samples are handed to another worker: two writers
+    of one sample at once. Each must leave it whole: they shared one hidden folder, each removing the other's
+    files from under it or renaming it into place half written."""
+    import threading
+
+    from handforge.export.folder import LABELS, is_finished
+    from handforge.export.samples import write_sample
+
+    images = {f"mask{k}.png": np.ones((64, 64), bool) for k in range(4)} | {"depth.npy": np.ones((64, 64), np.float32)}
+    errors = []
+
+    def write(out):
+        try:
+            write_sample(out, 3, {"index": 3}, images)
+        except Exception as exc:  # noqa: BLE001 - said below
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    for attempt in range(40):
+        out = tmp_path / str(attempt)
+        writers = [threading.Thread(target=write, args=(out,)) for _ in range(2)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        assert not errors, errors
+        final = out / "samples" / "000003"
+        assert is_finished(out, 3) and sorted(p.name for p in final.iterdir()) == sorted([*images, LABELS])
+        assert sorted(p.name for p in final.parent.iterdir()) == ["000003"]  # no hidden folder left

@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -148,8 +149,10 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     after it: without, a renamed sample could come back with empty files, counted as finished).
     ``images``: file name → array (.png: uint8 or bool image; .npy: raw float32 array)."""
     final = sample_dir(out, index)
-    partial = final.parent / f"{PARTIAL_PREFIX}{final.name}"
-    shutil.rmtree(partial, ignore_errors=True)
+    # a folder of this writer's own: a Ray worker stopped as hung writes on for a moment after ``ray.kill`` (tens of
+    # ms, more on a busy or distant node) while another is given its samples; sharing one name, each removed the
+    # other's files from under it (the sample failed) or renamed the folder into place half written
+    partial = final.parent / f"{PARTIAL_PREFIX}{final.name}.{uuid.uuid4().hex[:12]}"
     try:
         partial.mkdir(parents=True)
         with contextlib.ExitStack() as files:  # each file stays open until it is synced
@@ -175,12 +178,21 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
             raise
         raise said from None
     try:
-        if final.is_dir() and not final.is_symlink():  # a finished sample is never rewritten: a leftover without labels
+        if (final / LABELS).is_file() and not final.is_symlink():  # another writer's, the same bytes: kept
+            shutil.rmtree(partial)
+            return final
+        if final.is_dir() and not final.is_symlink():  # a leftover without labels
             shutil.rmtree(final)
         elif os.path.lexists(final):  # not ours to delete
             raise FileExistsError(errno.EEXIST, "not a sample folder, where this sample goes: move it away, then "
                                                 "export again", str(final))
-        replace_held(partial, final)
+        try:
+            replace_held(partial, final)
+        except OSError as exc:  # another writer's renamed into place since: kept, as above
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (final / LABELS).is_file():
+                raise
+            shutil.rmtree(partial)
+            return final
     except BaseException:  # nothing half-written stays, whatever stood in the way
         shutil.rmtree(partial, ignore_errors=True)
         raise
