@@ -467,3 +467,15 @@ def test_local_workers_of_generated_images_take_the_gpus_in_turn(monkeypatch, tm
     import torch
 
     assert len(worker_gpus(generated)) == torch.cuda.device_count()
+
+
+def test_a_rerun_with_workers_rebuilds_a_damaged_card(reference, tmp_path):
+    """A finished dataset whose dataset_card.json was cut short (a copy stopped midway): a rerun with workers
+    rewrites it, as one without does; it read the card for the GL renderer's name and ended on its JSON error."""
+    out = tmp_path / "data"
+    single_process(out)
+    card = out / "dataset_card.json"
+    card.write_bytes(card.read_bytes()[:100])
+    summary = local(out, 2)
+    assert (summary["written"], summary["skipped"]) == (0, SPEC["samples"])
+    assert tree(out) == reference

@@ -282,11 +282,14 @@ def _known_renderer(out: Path) -> str:
     """The GL renderer's name when no worker ran (everything was finished): the card's, else this machine's."""
     import json
 
-    card = out / CARD_JSON
-    if card.is_file():
-        name = json.loads(card.read_text(encoding="utf-8")).get("gl_renderer")
-        if name:
-            return name
+    try:  # a card cut short or damaged (a copy that stopped midway) is rewritten below, not trusted: its JSON
+        # error ended the rerun meant to rebuild it ("Unterminated string ..."), where one process rebuilt it
+        card = json.loads((out / CARD_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        card = None
+    name = card.get("gl_renderer") if isinstance(card, dict) else None
+    if isinstance(name, str) and name:
+        return name
     from handforge.render.gl import renderer
 
     return renderer().renderer_name
