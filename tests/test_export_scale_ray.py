@@ -222,3 +222,31 @@ def test_sigterm_stops_a_ray_run_as_ctrl_c_does(reference, tmp_path):
     for name in ("dataset_card.json", "dataset_card.md"):  # the commands differ (the reference's is a stand-in)
         result.pop(name), expected.pop(name)
     assert result == expected
+
+
+def test_a_ray_worker_that_never_started_is_not_waited_for_at_the_end(local_ray, reference, tmp_path):
+    """The run's end asked each actor to close its worker, 10 s at most each: one still waiting for a node with its
+    resources (`--workers 32` on a cluster with room for 8) has none, and held the end 10 s (4 minutes for 24),
+    or, placed once another's resources were freed, made its whole worker only to close it."""
+    import time
+
+    stops: dict[int, float] = {}
+    started: set[int] = set()
+
+    class Timed(RayPool):
+        def wait(self, timeout: float):
+            events = super().wait(timeout)
+            started.update(event.slot for event in events if event.kind == "ready")
+            return events
+
+        def stop(self, slot: int, force: bool = False) -> None:
+            start = time.perf_counter()
+            super().stop(slot, force)
+            stops[slot] = time.perf_counter() - start
+
+    out = tmp_path / "data"
+    summary = export_sharded(spec(), out, lambda: Timed(spec().to_dict(), str(out), None, 3, gpus_per_worker=1), 3,
+                             command=COMMAND, progress=False)  # the one GPU: one worker runs, two wait
+    assert summary["finished"] == SPEC["samples"] and tree(out) == reference
+    assert len(stops) == 3 and len(started) == 1
+    assert max(seconds for slot, seconds in stops.items() if slot not in started) < 1, stops

@@ -260,6 +260,7 @@ class RayPool:
         if settings:
             self.options["runtime_env"] = {"env_vars": settings}
         self.actors: dict[int, Any] = {}
+        self.ready: set[int] = set()  # the slots whose actor has started (its worker made)
         self.pending: dict[Any, tuple[int, str, int | None]] = {}  # object ref → (slot, "ready"|"run", chunk)
         self._started = False
 
@@ -335,6 +336,8 @@ class RayPool:
                                                   f"{(str(cause).splitlines() or [''])[0]}"))
                 continue
             if kind == "ready":
+                if "fatal" not in value:
+                    self.ready.add(slot)
                 events.append(Event("fatal", slot, value["fatal"]) if "fatal" in value
                               else Event("ready", slot, value["ready"]))
             else:
@@ -342,10 +345,13 @@ class RayPool:
         return events
 
     def stop(self, slot: int, force: bool = False) -> None:
-        """End an actor: asked to close its worker first (10 s), unless ``force`` (a hung one), then killed."""
+        """End an actor: asked to close its worker first (10 s), unless ``force`` (a hung one) or it has not
+        started (waiting for a node with its resources, or still making its worker), then killed. Asked, one never
+        started held the end of the run 10 s (`--workers 32` on a cluster with room for 8: 4 minutes), or made its
+        worker, a Blender too, only to close it."""
         actor = self.actors.get(slot)
         if actor is not None:
-            if not force:
+            if not force and slot in self.ready:
                 try:
                     self.ray.get(actor.close.remote(), timeout=10)
                 except Exception:  # dead, busy or slow: killed all the same
@@ -355,5 +361,6 @@ class RayPool:
 
     def _forget(self, slot: int) -> None:
         self.actors.pop(slot, None)
+        self.ready.discard(slot)
         for ref in [r for r, (s, _, _) in self.pending.items() if s == slot]:
             del self.pending[ref]
