@@ -250,3 +250,41 @@ def test_a_ray_worker_that_never_started_is_not_waited_for_at_the_end(local_ray,
     assert summary["finished"] == SPEC["samples"] and tree(out) == reference
     assert len(stops) == 3 and len(started) == 1
     assert max(seconds for slot, seconds in stops.items() if slot not in started) < 1, stops
+
+
+def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
+    """Ctrl-C (or SIGTERM) kills the actors, and with them their Blender, as a SIGKILL does: each actor's
+    Blender scratch folder (handforge-blender-*) stayed in $TMPDIR until the next export, where local workers
+    remove theirs."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rgb = {**SPEC, "render": {"engine": "workbench", "antialiasing": "OFF"}, "outputs": ["rgb", "mesh"]}
+    (tmp_path / "spec.json").write_text(json.dumps(rgb))
+    root = Path(__file__).resolve().parents[1]
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-ray-{os.getpid()}"  # short: Ray's socket paths
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "RAY_TMPDIR": str(scratch), "TMPDIR": str(temporary),
+           "HANDFORGE_EXPORT_FAULT": "hang_after=2",  # still running when stopped
+           "PYTHONPATH": os.pathsep.join([str(root / "backend"), str(root / "shared")])}
+    out = tmp_path / "data"
+    try:
+        driver = subprocess.Popen([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--ray",
+                                   "--workers", "2", "--quiet"], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                                  text=True)
+        end = time.monotonic() + 180
+        while len(list(out.glob("samples/[0-9]*/labels.json"))) < 4:  # both workers hang after their 2
+            assert driver.poll() is None and time.monotonic() < end, driver.stderr.read()[-2000:]
+            time.sleep(0.05)
+        assert len(list(temporary.glob("handforge-blender-*"))) == 2  # each actor's Blender
+        driver.send_signal(signal.SIGINT)
+        stderr = driver.communicate(timeout=120)[1]
+        assert driver.returncode == 130, stderr[-2000:]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert list(temporary.glob("handforge-*")) == []

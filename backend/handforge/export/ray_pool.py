@@ -165,6 +165,20 @@ def _sigterm_said() -> Iterator[None]:
         raise
 
 
+def _sweep_killed(pids: set[int], seconds: float = 5.0) -> None:
+    """The scratch folders of this machine's actors (``pids``) killed by a stop (Ctrl-C, SIGTERM, an error): their
+    Blender's, left as a SIGKILL leaves them, where local workers remove theirs. A killed actor's process ends a
+    moment after ``ray.kill``: waited for, ``seconds`` at most, then its folders swept (``handforge.scratch``)."""
+    import time
+
+    from handforge.scratch import running, sweep
+
+    end = time.monotonic() + seconds
+    while any(running(pid) for pid in pids) and time.monotonic() < end:
+        time.sleep(0.05)
+    sweep()
+
+
 class _Actor:
     """The actor around a ``SampleWorker``: a constructor error is kept and reported by ``ready``, so
     the driver tells a worker that cannot start (fatal) from one that died (replaced)."""
@@ -187,7 +201,8 @@ class _Actor:
                                "shared storage, or give absolute paths in the spec")
 
     def ready(self) -> dict[str, str]:
-        return {"fatal": self.error} if self.error else {"ready": self.worker.renderer_name}
+        return {"fatal": self.error} if self.error else {"ready": self.worker.renderer_name, "pid": os.getpid(),
+                                                         "host": socket.gethostname()}
 
     def run(self, indices: list[int]) -> list[dict[str, Any]]:
         return self.worker.run(indices)
@@ -261,6 +276,7 @@ class RayPool:
             self.options["runtime_env"] = {"env_vars": settings}
         self.actors: dict[int, Any] = {}
         self.ready: set[int] = set()  # the slots whose actor has started (its worker made)
+        self.pids: set[int] = set()  # the processes of the actors started on this machine
         self.pending: dict[Any, tuple[int, str, int | None]] = {}  # object ref → (slot, "ready"|"run", chunk)
         self._started = False
 
@@ -300,6 +316,8 @@ class RayPool:
         finally:
             if self._started:
                 self.ray.shutdown()
+            if kind is not None and self.pids:
+                _sweep_killed(self.pids)
 
     def describe(self) -> str:
         return f"Ray at {self.address}" if self.address else "a local Ray"
@@ -338,6 +356,8 @@ class RayPool:
             if kind == "ready":
                 if "fatal" not in value:
                     self.ready.add(slot)
+                    if value.get("host") == socket.gethostname():
+                        self.pids.add(value["pid"])
                 events.append(Event("fatal", slot, value["fatal"]) if "fatal" in value
                               else Event("ready", slot, value["ready"]))
             else:
