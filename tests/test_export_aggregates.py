@@ -218,7 +218,7 @@ def test_finishing_reads_each_samples_labels_once_and_writes_the_same_bytes(expo
     shutil.copytree(exported, out)
     aggregates = [p for p in sorted(out.rglob("*")) if p.is_file() and p.name != SPEC_RECORD
                   and SAMPLES_FOLDER not in p.relative_to(out).parts]
-    assert len(aggregates) == 8  # COCO, four InterHand2.6M-style files, the card's two, the contact sheet
+    assert len(aggregates) == 9  # COCO, the four InterHand2.6M-style files and skeleton.txt, the card, the sheet
     before = {p: p.read_bytes() for p in aggregates}
     for p in aggregates:
         p.unlink()

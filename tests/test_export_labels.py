@@ -167,6 +167,68 @@ def test_interhand_files_round_trip_through_the_reader(exported):
         assert joints[str(i)]["hand_type"] == sample["hand_type"]
 
 
+def test_interhands_own_loader_projects_the_joints_onto_the_keypoints(exported):
+    """As InterHand2.6M's loader (facebookresearch/InterHand2.6M, data/InterHand2.6M/dataset.py) reads the files,
+    not through our reader: the data file through pycocotools, each image's capture, camera and frame_idx as
+    keys of the other files (as text), joints world → camera as camrot @ (X - campos) in mm, then
+    x / z * focal + princpt, in float32; the roots it takes, 20 and 41, are the wrists."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    from handforge_shared.skeleton import KEYPOINT_NAMES
+
+    assert KEYPOINT_NAMES.index("wrist") == 20  # (its root_joint_idx: right 20, left 41)
+    paths = interhand_paths(exported, "open")
+    with contextlib.redirect_stdout(io.StringIO()):
+        db = COCO(str(paths["data"]))
+    cameras = json.loads(paths["camera"].read_text())
+    joints = json.loads(paths["joint_3d"].read_text())
+    samples = {s["index"]: s for s in labels(exported)}
+    assert db.anns
+    for ann in db.anns.values():
+        image = db.loadImgs(ann["image_id"])[0]
+        capture, camera, frame = str(image["capture"]), str(image["camera"]), str(image["frame_idx"])
+        table = {key: np.array(cameras[capture][key][camera], np.float32)
+                 for key in ("campos", "camrot", "focal", "princpt")}
+        world = np.array(joints[capture][frame]["world_coord"], np.float32)
+        cam = (table["camrot"] @ (world.T - table["campos"].reshape(3, 1))).T
+        pixels = cam[:, :2] / cam[:, 2:] * table["focal"] + table["princpt"]
+        sample = samples[image["frame_idx"]]
+        assert ann["hand_type"] == sample["hand_type"] and ann["hand_type_valid"] == 1
+        for slot, side in ((0, "right"), (21, "left")):
+            if side not in sample["hands"]:
+                continue
+            hand = sample["hands"][side]
+            assert np.allclose(cam[slot:slot + 21], np.array(hand["keypoints_camera"]) * 1000, atol=0.01)
+            # (their pixel centres are on integers: ours − 0.5, as the README says)
+            assert np.allclose(pixels[slot:slot + 21], np.array(hand["keypoints_2d"]) - 0.5, atol=1e-3)
+
+
+def test_interhands_own_loader_finds_the_skeleton_file(exported):
+    """InterHand2.6M's loader reads annotations/skeleton.txt (beside the split folders; the release ships one)
+    before any annotation, each line "name id parent_id" split on single spaces, '#' lines skipped: there was
+    none, so it stopped with FileNotFoundError before reading a sample. It names the 42 joints in the
+    joint file's order (right 0–20, left 21–41; roots 20 and 41, parent -1)."""
+    from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS
+
+    path = exported / "interhand" / "annotations" / "skeleton.txt"
+    assert path.is_file(), "no interhand/annotations/skeleton.txt for InterHand2.6M's loader"
+    joints = {}
+    with path.open() as fh:
+        for line in fh:
+            if line[0] == "#":
+                continue
+            name, joint, parent = line.split(" ")  # (exactly three fields, as its loader unpacks them)
+            joints[int(joint)] = (name, int(parent))
+    assert sorted(joints) == list(range(42))
+    for slot, prefix in ((0, "r_"), (21, "l_")):
+        for k, (name, parent) in enumerate(zip(KEYPOINT_NAMES, KEYPOINT_PARENTS)):
+            assert joints[slot + k] == (prefix + name, parent if parent < 0 else slot + parent)
+    assert joints[20] == ("r_wrist", -1) and joints[41] == ("l_wrist", -1)
+
+
 def test_a_datasets_record_is_its_spec(exported, tmp_path):
     """export_spec.json holds the spec and the identities a resume checks: read as a spec (a dataset
     received without its spec file) its extra keys were refused as unknown, so it could not be extended."""

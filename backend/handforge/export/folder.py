@@ -8,7 +8,7 @@ Layout of an export folder::
     samples/000042/rgb.png mesh.png mask_left.png mask_right.png skeleton.png depth.npy normals.npy
     coco.json                    COCO keypoints (``export.coco``)
     interhand/annotations/export/InterHand2.6M_export_{MANO_NeuralAnnot,camera,joint_3d,data}.json
-                                 (``export.interhand_format``)
+    interhand/annotations/skeleton.txt  (both ``export.interhand_format``)
     dataset_card.md, dataset_card.json  (``export.card``)
 """
 

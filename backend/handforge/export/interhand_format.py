@@ -14,7 +14,8 @@ from handforge.datasets.interhand_files import MM_PER_M, params_kind
 from handforge.export.coco import image_name
 from handforge.export.folder import INTERHAND
 from handforge.export.streamed_json import JsonArray, KeyedJsonObject, streamed_json
-from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
+from handforge_shared.files import write_atomic
+from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYPOINTS, SIDES
 
 
 SPLIT = "export"  # the InterHand2.6M-style split name
@@ -31,6 +32,22 @@ def interhand_paths(out: Path, hand_model: str = "mano") -> dict[str, Path]:
     params = params_kind(hand_model)
     return {kind: folder / f"InterHand2.6M_{SPLIT}_{name}.json"
             for kind, name in (("params", params), ("camera", "camera"), ("joint_3d", "joint_3d"), ("data", "data"))}
+
+
+def skeleton_path(out: Path) -> Path:
+    """``annotations/skeleton.txt`` beside the split folders: InterHand2.6M's loader reads it (the release ships
+    one) before any annotation, and stopped there with FileNotFoundError without it."""
+    return out / INTERHAND / "annotations" / "skeleton.txt"
+
+
+def skeleton_text() -> str:
+    """The 42 joints of the joint file, one ``name id parent_id`` line each (single spaces: its loader splits on
+    them into exactly three fields; ``#`` lines are skipped): right 0–20, then left 21–41, the wrists the roots."""
+    lines = ["# joint_name joint_id joint_parent_id"]
+    for slot, prefix in ((0, "r_"), (NUM_KEYPOINTS, "l_")):
+        lines += [f"{prefix}{name} {slot + k} {parent if parent < 0 else slot + parent}"
+                  for k, (name, parent) in enumerate(zip(KEYPOINT_NAMES, KEYPOINT_PARENTS))]
+    return "\n".join(lines) + "\n"
 
 
 def interhand_mano(sample: dict[str, Any], hands_mean: dict[str, np.ndarray] | None) -> dict[str, Any]:
@@ -103,14 +120,14 @@ def interhand_writer(out: Path, hands_mean: dict[str, np.ndarray] | None,
                      hand_model: str = "mano") -> Iterator[Callable[[dict[str, Any]], None]]:
     """The four InterHand2.6M annotation files (Moon et al., ECCV 2020,
     https://github.com/facebookresearch/InterHand2.6M), written when the block ends, of the samples given
-    to the function it yields: one capture "0", frame index = camera id = sample index. MANO poses are
-    mean-relative as in the release (``hands_mean`` taken off: loaders add it back; the open hand's mean is
-    zero), translations in metres; joints and camera positions in millimetres; the principal point and the
-    data file's box corner move to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples
-    with no hand in view are in the MANO, camera and joint files but not in the data file (its loaders
-    accept only right, left or interacting hands with a box). The MANO, camera and joint files are keyed by
-    the sample index as text, in the order ``dumps`` sorts keys ("10" before "2"); the data file lists the
-    samples in the order given."""
+    to the function it yields, and then ``skeleton.txt`` (``skeleton_path``): one capture "0", frame
+    index = camera id = sample index. MANO poses are mean-relative as in the release (``hands_mean`` taken
+    off: loaders add it back; the open hand's mean is zero), translations in metres; joints and camera
+    positions in millimetres; the principal point and the data file's box corner move to InterHand2.6M's
+    pixel-centres-on-integers convention (−0.5). Samples with no hand in view are in the MANO, camera and
+    joint files but not in the data file (its loaders accept only right, left or interacting hands with a
+    box). The MANO, camera and joint files are keyed by the sample index as text, in the order ``dumps``
+    sorts keys ("10" before "2"); the data file lists the samples in the order given."""
     paths = interhand_paths(out, hand_model)
     mano, joints = KeyedJsonObject(), KeyedJsonObject()
     cameras = {table: KeyedJsonObject() for table in ("campos", "camrot", "focal", "princpt")}
@@ -131,3 +148,4 @@ def interhand_writer(out: Path, hands_mean: dict[str, np.ndarray] | None,
           streamed_json(paths["joint_3d"], {"0": joints}),
           streamed_json(paths["data"], {"images": images, "annotations": annotations})):
         yield add
+    write_atomic(skeleton_path(out), skeleton_text())
