@@ -324,6 +324,28 @@ def test_a_mano_exports_interhand_params_read_back_as_its_labels_poses(tmp_path,
             assert np.allclose(stored[sample["index"]][side].hand_pose, flat - hands_mean[side], atol=1e-5)
             assert np.allclose(clip.hands[side].hand_pose[frame], flat, atol=1e-5)
             assert np.allclose(clip.hands[side].global_orient[frame], hand["params_world"]["global_orient"], atol=1e-5)
+    # as InterHand2.6M's own tools pose MANO: smplx with its default flat_hand_mean=False, the file's pose[:3] /
+    # pose[3:], shape and trans, the joints (+ smplx's fingertip vertices) in mm are the joint file's world_coord
+    import smplx
+
+    from handforge_shared.skeleton import KEYPOINT_FROM_EXTENDED, MANO_TIP_VERTEX_IDS
+
+    plain = write_synthetic_mano(tmp_path / "plain", chumpy_shapedirs=False)  # (smplx cannot read chumpy)
+    mano_file = json.loads(params.read_text())["0"]
+    joint_file = json.loads(interhand_paths(out, "mano")["joint_3d"].read_text())["0"]
+    for slot, side in ((0, "right"), (21, "left")):
+        layer = smplx.MANO(str(plain / f"MANO_{side.upper()}.pkl"), is_rhand=side == "right", use_pca=False,
+                           dtype=torch.float64)
+        for frame, hands in mano_file.items():
+            if hands[side] is None:
+                continue
+            pose, shape, trans = (torch.tensor(hands[side][k], dtype=torch.float64)[None]
+                                  for k in ("pose", "shape", "trans"))
+            with torch.no_grad():
+                posed = layer(global_orient=pose[:, :3], hand_pose=pose[:, 3:], betas=shape, transl=trans)
+            extended = torch.cat([posed.joints[0, :16], posed.vertices[0, list(MANO_TIP_VERTEX_IDS)]]).numpy()
+            world = np.array(joint_file[frame]["world_coord"])[slot:slot + 21]
+            assert np.allclose(extended[list(KEYPOINT_FROM_EXTENDED)] * 1000, world, atol=1e-3), (frame, side)
 
 
 def test_interrupted_and_resumed_run_is_byte_identical(exported, tmp_path):
