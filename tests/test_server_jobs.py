@@ -326,6 +326,17 @@ def test_unknown_kind_and_bad_timeout(server, client):
     assert "data.timeout" in reply.data["message"]
 
 
+def test_a_timeout_too_large_for_a_float_is_invalid_params_not_internal(server):
+    # JSON integers have no size limit: 10**400 passed "> 0", then float() raised OverflowError (code internal)
+    huge = b"1" + b"0" * 400
+    with RawPeer(server.endpoint) as peer:
+        peer.send([b'{"v":1,"type":"submit","id":"t2","job":"t2","kind":"ping","data":{"timeout":' + huge + b"}}"])
+        reply = peer.recv()
+    assert reply.type == "error" and reply.data["code"] == ErrorCode.INVALID_PARAMS, reply.data
+    assert reply.data["field"] == "data.timeout" and reply.id == "t2" and reply.job == "t2"
+    assert "finite" in reply.data["message"]
+
+
 def test_oversized_requests_are_refused_and_the_server_stays_up(server, client):
     client.hello()  # learns the server's 1 MiB limit: the client refuses locally
     with pytest.raises(ProtocolError) as info:

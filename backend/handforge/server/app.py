@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import itertools
 import logging
+import math
 import os
 import queue
 import re
@@ -647,10 +648,15 @@ def _requested_timeout(data: dict[str, Any] | None) -> float | None:
     value = (data or {}).get("timeout")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ProtocolError(ErrorCode.INVALID_PARAMS, f"data.timeout: must be a positive number of seconds, got "
-                            f"{value!r}", field="data.timeout")
-    return float(value)
+    try:  # (a JSON integer has no size limit: 10**400 is no float, and float() raised OverflowError: "internal")
+        seconds = float(value) if not isinstance(value, bool) and isinstance(value, (int, float)) else math.nan
+    except OverflowError:
+        seconds = math.inf
+    if not (math.isfinite(seconds) and seconds > 0):
+        shown = repr(value) if len(repr(value)) <= 40 else f"an integer of {len(str(value))} digits"
+        raise ProtocolError(ErrorCode.INVALID_PARAMS, f"data.timeout: must be a positive finite number of seconds, "
+                            f"got {shown}", "e.g. 60 for a minute", field="data.timeout")
+    return seconds
 
 
 def local_endpoint(bound: str) -> str:
