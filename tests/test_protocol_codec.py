@@ -171,6 +171,9 @@ def _arrays_header(entries):
     ([{"name": "a", "dtype": "uint8", "shape": [-1]}], [b"1"], ErrorCode.BAD_MESSAGE, "shape"),
     ([{"name": "a", "dtype": "uint8", "shape": [1.0]}], [b"1"], ErrorCode.BAD_MESSAGE, "shape"),
     ([{"name": "a", "dtype": "uint8", "shape": [10**30]}], [b"1"], ErrorCode.BAD_MESSAGE, "bytes"),
+    # empty, so their bytes match, yet no numpy array: "malformed message (ValueError: ...)" naming no request
+    ([{"name": "a", "dtype": "uint8", "shape": [10**20, 0]}], [b""], ErrorCode.BAD_MESSAGE, "shape [100000000000"),
+    ([{"name": "a", "dtype": "uint8", "shape": [2**62, 2**62, 0]}], [b""], ErrorCode.BAD_MESSAGE, "cannot be made"),
     ([{"name": "a", "dtype": "uint8", "shape": [1], "extra": 1}], [b"1"], ErrorCode.BAD_MESSAGE, "exactly"),
     ([{"name": "1a", "dtype": "uint8", "shape": [1]}], [b"1"], ErrorCode.BAD_MESSAGE, "name"),
     ([{"name": "a", "dtype": "uint8", "shape": [1]}] * 2, [b"1", b"1"], ErrorCode.BAD_MESSAGE, "twice"),

@@ -516,7 +516,11 @@ def _decode_arrays(entries: Any, views: list[memoryview], limits: Limits, fail) 
                        f"but its frame has {view.nbytes}")
         if dtype == "bool" and nbytes and np.frombuffer(view, dtype=np.uint8).max() > 1:
             raise fail(ErrorCode.BAD_MESSAGE, f"bool array {name!r} holds bytes other than 0 and 1")
-        arr = np.frombuffer(view, dtype=DTYPES[dtype]).reshape(shape)
+        try:  # an empty array's dims may still be past what numpy can index (10**20 × 0): refused naming the request
+            arr = np.frombuffer(view, dtype=DTYPES[dtype]).reshape(shape)
+        except ValueError as exc:
+            raise fail(ErrorCode.BAD_MESSAGE, f"array {name!r} ({dtype}, shape {shape}) cannot be made: {exc}",
+                       "keep each dimension below 2**63 (and their product too)") from None
         arr.flags.writeable = False
         out[name] = arr
     return out
