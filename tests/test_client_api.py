@@ -17,6 +17,7 @@ from handforge_shared.client import (
     BackendUnavailable,
     Client,
     Connected,
+    Error,
     JobCancelledError,
     JobFailed,
     JobHandle,
@@ -485,3 +486,51 @@ def test_a_refusal_carries_the_field_it_names(client):
     assert info.value.code == "invalid_params" and info.value.field == "params.steps", vars(info.value)
     outcome = client.submit("sleep", {"steps": -1}).wait(timeout=30)
     assert isinstance(outcome, Error) and outcome.field == "params.steps", outcome
+
+
+def test_a_backend_of_another_protocol_version_fails_the_hello_and_the_job_it_answers_at_once():
+    # before: the welcome and accepted of a v2 backend were logged as malformed and dropped, and hello() waited its
+    # whole timeout (60 s) to say "did not answer", and a job its timeout: what to upgrade came as a stray event
+    import json
+    import threading
+
+    import zmq
+
+    from handforge_shared.protocol import MessageType, decode
+
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def backend_of_v2() -> None:  # answers each hello and submit as a v2 backend would
+        while not stop.is_set():
+            if not router.poll(50):
+                continue
+            identity, *frames = router.recv_multipart()
+            message = decode(frames)
+            if message.type in (MessageType.HELLO, MessageType.SUBMIT):
+                reply = {"v": 2, "type": "welcome" if message.type == MessageType.HELLO else "accepted",
+                         "id": message.id, "data": {"position": 0}, **({"job": message.job} if message.job else {})}
+                router.send_multipart([identity, json.dumps(reply).encode()])
+
+    thread = threading.Thread(target=backend_of_v2, daemon=True)
+    thread.start()
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", connect_timeout=10) as client:
+            started = time.monotonic()
+            held = client.submit("echo", arrays={"a": np.zeros(2**21, np.uint8)})  # held for the welcome's limits
+            outcome = held.wait(30)
+            assert isinstance(outcome, Error) and outcome.code == ErrorCode.UNSUPPORTED_VERSION, outcome
+            with pytest.raises(JobFailed) as info:
+                client.hello(timeout=30)
+            assert info.value.code == ErrorCode.UNSUPPORTED_VERSION and "upgrade the client" in info.value.hint
+            handle = client.submit("ping")
+            outcome = handle.wait(30)
+            assert isinstance(outcome, Error) and outcome.code == ErrorCode.UNSUPPORTED_VERSION, outcome
+            assert "upgrade the client" in outcome.hint
+            assert time.monotonic() - started < 10
+    finally:
+        stop.set()
+        thread.join(5)
+        router.close(linger=0)

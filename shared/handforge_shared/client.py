@@ -568,7 +568,19 @@ class Client:
             log.warning("ignored a malformed message from the backend: %s", exc)
             self._last_heard = time.monotonic()
             if exc.code == ErrorCode.UNSUPPORTED_VERSION:
-                self._pending.append(Error(None, exc.code, exc.message, exc.hint))
+                # the request or job it answers ends here, saying what to upgrade: dropped, a hello() waited its
+                # whole timeout to say "did not answer", and a job its own
+                error = Error(None, exc.code, exc.message, exc.hint)
+                for held in [self._jobs.get(m.job) for m in self._held]:  # waiting for a welcome it cannot read
+                    if held is not None:
+                        self._finish(held, replace(error, job=held.id))
+                handle = self._jobs.get(exc.job) if exc.job else None
+                if self._replies.get(exc.msg_id, False) is None:
+                    self._replies[exc.msg_id] = error
+                elif handle is not None:
+                    self._finish(handle, replace(error, job=handle.id))
+                else:
+                    self._pending.append(error)
             return
         self._on_message(message)
 
