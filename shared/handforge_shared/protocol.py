@@ -30,7 +30,8 @@ numpy view of it. numpy and the standard library only: the Blender add-on carrie
     result     the job kind's data                             (+ its arrays)
     cancelled  {reason: "cancelled" | "shutdown", message}
     error      {code, message, hint, field?}                   (field: e.g. "arrays.right.hand_pose")
-    pong, heartbeat  {instance, jobs: ids of the peer's jobs still queued or running, time}
+    pong       {instance, jobs: ids of the peer's jobs still queued or running}
+    heartbeat  {instance, jobs, time: the backend's clock (s)}
 ``instance`` identifies one run of the backend: a new value means it restarted (and lost its jobs).
 """
 
