@@ -1051,3 +1051,76 @@ def test_variation_runs_the_last_round_steps_times_variation_steps_at_least_one(
     calls = []
     MotionPipeline(model)(obs, steps=steps, seed=0, variation=variation, callback=lambda *call: calls.append(call))
     assert calls == [(i, runs, "denoising") for i in range(1, runs + 1)], calls
+
+
+def _tiny_pipeline(trained: Path, frames: int = 24) -> tuple[MotionPipeline, Observation]:
+    """The tiny trained denoiser (its x0 is noisy, which the smoothing and the key imposing must handle) and keys
+    on the first and last frames, everything keyed there."""
+    model = load_model(MotionDenoiser, trained / "model")
+    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+    mask[0] = mask[-1] = True
+    return MotionPipeline(model), Observation(**random_keys(frames, 5), part_mask=mask, betas=np.zeros((2, 10)))
+
+
+def test_the_smoothing_filters_the_generated_part_and_keeps_its_level(trained):
+    """``smoothing`` (the jobs' parameter) is the σ of the Gaussian on the generated part: 0 leaves it unfiltered,
+    and another σ gives another motion between the keys. The filter's weights sum to 1, so a constant comes through
+    unchanged (weights summing to 2.5 at σ 1 scaled the generated motion's departure from the keys' curve by 2.5).
+    Mutation testing: the parameter ignored, or the kernel not normalised, left every motion test passing."""
+    from handforge.engines.motion.pipeline import smooth_free
+
+    level = torch.full((1, 30, 2), 0.7, dtype=torch.float32)
+    for sigma in (0.5, 1.0, 3.0):
+        assert torch.allclose(smooth_free(level, sigma), level, atol=1e-6)
+    pipe, obs = _tiny_pipeline(trained)
+    free = {sigma: pipe(obs, steps=4, seed=0, smoothing=sigma)["hand_pose"][0, 1:-1] for sigma in (0.0, 3.0)}
+    assert np.abs(free[3.0] - free[0.0]).max() > 1e-4
+
+
+def test_the_keys_are_imposed_on_x0_at_every_denoising_step(trained):
+    """MDM's in-painting: at every step the keyed channels of the predicted x0 are the keys, so DDIM (eta 0) carries
+    the same noise on them from step to step: the model's input there is √ᾱ_t·keys + √(1-ᾱ_t)·ε with one ε
+    throughout. Mutation testing: the keys imposed only on the final motion (the denoiser's own x0 at the keys
+    while sampling, which the free frames next to them follow) left every motion test passing."""
+    from handforge.engines.motion.pipeline import make_sampler
+
+    pipe, obs = _tiny_pipeline(trained)
+    model = pipe.model
+    inputs = []
+    hook = model.register_forward_pre_hook(lambda _module, args: inputs.append((args[0].clone(), int(args[1]))))
+    try:
+        pipe(obs, steps=10, seed=0, smoothing=0.0)
+    finally:
+        hook.remove()
+    alphas = make_sampler(model.config.num_train_timesteps).alphas_cumprod
+    mask = torch.as_tensor(obs.channel_mask())[None]
+    keys = model.normalise(torch.as_tensor(obs.motion(), dtype=torch.float32)[None])
+    noise = [((x - alphas[t].sqrt() * keys) / (1 - alphas[t]).sqrt())[mask]
+             for x, t in inputs if 1 - alphas[t] > 0.05]        # (near t 0 the division magnifies rounding)
+    assert len(noise) >= 5
+    for step in noise[1:]:
+        assert torch.allclose(step, noise[0], atol=1e-3), float((step - noise[0]).abs().max())
+
+
+def test_the_pipeline_refuses_settings_it_cannot_run_saying_which():
+    """``MotionPipeline`` called from a script (the jobs' schema bounds these before it): a variation outside (0, 1],
+    fewer than one step, a batch of two lengths and keys of another hand model are refused by name. Mutation
+    testing: each of these checks dropped or loosened by one, every motion test passed."""
+    torch.manual_seed(0)
+    model = MotionDenoiser(d_model=16, num_layers=1, num_heads=2, ff_size=32, max_frames=40).eval()
+    mask = np.zeros((12, 2, rep.PARTS), dtype=bool)
+    mask[0] = mask[-1] = True
+    obs = Observation(**random_keys(12, 5), part_mask=mask, betas=np.zeros((2, 10)))
+    pipe = MotionPipeline(model)
+    for variation in (0.0, -0.5, 1.01):
+        with pytest.raises(ValueError, match=r"variation must be in \(0, 1\]"):
+            pipe(obs, steps=2, variation=variation)
+    with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
+        pipe(obs, steps=0)
+    short = Observation(**random_keys(8, 5), part_mask=mask[:8], betas=np.zeros((2, 10)))
+    with pytest.raises(ValueError, match="observations of one length"):
+        pipe.batch([obs, short], steps=2)
+    pipe(obs, steps=1, seed=2**64 - 1, variation=1.0)  # the seed's bound itself is taken
+    mano_keys = Observation(**random_keys(12, 5), part_mask=mask, betas=np.zeros((2, 10)), hand_model="mano")
+    with pytest.raises(ValueError, match="keys for the mano hand model given to a pipeline of the open hand model"):
+        MotionPipeline(model, load_hand_model("open")).batch([mano_keys], steps=1)
