@@ -671,3 +671,17 @@ def test_the_hint_names_the_most_frames_the_model_takes(tmp_path, monkeypatch, f
     assert refused.value.field == "params.num_frames"
     assert refused.value.hint == (f"generate at most {most} frames at a time at {fps:g} fps, or use the spline "
                                   "engine (any length)")
+
+
+def test_a_job_cancels_while_it_checks_where_the_hands_overlap(server):
+    """After denoising, the learned engine measures where every sample's hands overlap (8 samples of 512 frames take
+    tens of seconds on a CPU): it says so, and a cancel stops the job there. Mutation testing: that stage's progress
+    (the cancel point) left out, every motion test passed."""
+    with server.client() as client:
+        job = client.submit("motion.inbetween", {"steps": 1, "num_samples": 8}, keyed_ends(512))
+        deadline = time.monotonic() + 120
+        while "checking where the hands overlap" not in job.message and not job.done and time.monotonic() < deadline:
+            client.poll(0.05)
+        assert "checking where the hands overlap" in job.message, (job.message, job.outcome)
+        job.cancel()
+        assert isinstance(job.wait(60), Cancelled), job.outcome
