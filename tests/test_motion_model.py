@@ -1124,3 +1124,23 @@ def test_the_pipeline_refuses_settings_it_cannot_run_saying_which():
     mano_keys = Observation(**random_keys(12, 5), part_mask=mask, betas=np.zeros((2, 10)), hand_model="mano")
     with pytest.raises(ValueError, match="keys for the mano hand model given to a pipeline of the open hand model"):
         MotionPipeline(model, load_hand_model("open")).batch([mano_keys], steps=1)
+
+
+def test_the_eval_rows_hermite_curve_turns_a_wrist_along_its_arc():
+    """`eval motion`'s "keys' Hermite curve" row is the curve the learned engine starts from: since ``along_arcs``
+    that curve turns each rotation along its arc. The row left that out: a wrist turned 170° between two keys 40
+    frames apart turned 30° in one frame mid-gap (the even step 4.25°), a kink the engine's curve does not have."""
+    from scipy.spatial.transform import Rotation
+
+    from handforge.engines.motion.evaluate import hermite_inbetween
+
+    frames = 41
+    go, hand_pose, transl = (np.zeros((frames, 2, n)) for n in (3, 45, 3))
+    transl[:, :, 0] = [-0.25, 0.25]
+    go[-1, 0] = [np.radians(170), 0, 0]
+    part_mask = np.zeros((frames, 2, rep.PARTS), bool)
+    part_mask[[0, -1]] = True
+    curve = hermite_inbetween(Observation(go, hand_pose, transl, part_mask, np.zeros((2, 10))))
+    wrist = Rotation.from_rotvec(curve["global_orient"][:, 0])
+    steps = np.degrees((wrist[1:] * wrist[:-1].inv()).magnitude())
+    assert steps.max() < 1.2 * 170 / (frames - 1), steps.round(1)

@@ -160,12 +160,18 @@ def observation_of(window, mask: np.ndarray):
 
 def hermite_inbetween(observation) -> dict[str, np.ndarray]:
     """Rig values (T, 2, size) of the keys' Hermite curve through the motion representation (per
-    channel; the curve is unchanged by the model's per-channel normalisation)."""
+    channel; the curve is unchanged by the model's per-channel normalisation), each rotation brought
+    along its arc as the learned engine's curve is (``MotionDenoiser.along_arcs``): without it the row
+    measured a curve no engine starts from any more (a wrist turned 170° between two keys 40 frames
+    apart turned 30° in one frame mid-gap, the even step 4.25°)."""
     import torch
 
-    from handforge.engines.motion.curves import hermite_keys
+    from handforge.engines.motion import representation as rep
+    from handforge.engines.motion.curves import hermite_keys, slerp_correction
 
-    curve = hermite_keys(torch.as_tensor(observation.motion())[None], torch.as_tensor(observation.channel_mask())[None])
+    motion = torch.as_tensor(observation.motion())[None]
+    mask = torch.as_tensor(observation.channel_mask())[None]
+    curve = hermite_keys(motion, mask) + slerp_correction(motion, mask.bool(), torch.as_tensor(rep.ROTATION_CHANNELS))
     return observation.values_of(curve[0].numpy())
 
 
