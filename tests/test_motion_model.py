@@ -1144,3 +1144,26 @@ def test_the_eval_rows_hermite_curve_turns_a_wrist_along_its_arc():
     wrist = Rotation.from_rotvec(curve["global_orient"][:, 0])
     steps = np.degrees((wrist[1:] * wrist[:-1].inv()).magnitude())
     assert steps.max() < 1.2 * 170 / (frames - 1), steps.round(1)
+
+
+def test_the_eval_tasks_key_what_handdiffuse_keys():
+    """`eval motion`'s tasks: gapN keys the first and last 5 frames whole (HandDiffuse's key-frame task) with N free
+    frames between; trajectory keys both wrists' translations on every frame and nothing else; unconditional nothing.
+    The gap tasks run at the in-between job's variation, the others from noise. Mutation testing: a gap one frame
+    short, a sixth keyed frame at the end, or every task from noise, left every motion test passing."""
+    from handforge.engines.motion.evaluate import KEY_FRAMES, default_variation, task_mask, task_window
+    from handforge.engines.motion.jobs import INBETWEEN_VARIATION
+
+    assert KEY_FRAMES == 5
+    for gap in (15, 30, 60):
+        frames = task_window(f"gap{gap}")
+        mask = task_mask(f"gap{gap}", frames)
+        keyed = mask.reshape(frames, -1)
+        assert keyed.all(-1).tolist() == [True] * 5 + [False] * gap + [True] * 5
+        assert not keyed[5:-5].any()
+        assert default_variation(f"gap{gap}") == INBETWEEN_VARIATION
+    for task in ("trajectory", "unconditional"):
+        assert task_window(task) == 60 and default_variation(task) == 1.0
+    trajectory = task_mask("trajectory", 60)
+    assert trajectory[..., rep.TRANSL_PART].all() and not np.delete(trajectory, rep.TRANSL_PART, -1).any()
+    assert not task_mask("unconditional", 60).any()
