@@ -1167,3 +1167,35 @@ def test_the_eval_tasks_key_what_handdiffuse_keys():
     trajectory = task_mask("trajectory", 60)
     assert trajectory[..., rep.TRANSL_PART].all() and not np.delete(trajectory, rep.TRANSL_PART, -1).any()
     assert not task_mask("unconditional", 60).any()
+
+
+def test_the_keyframe_errors_are_the_largest_keyed_rotation_angle_and_wrist_offset():
+    """`eval motion`'s keyframe errors: the largest angle (rad) between a keyed rotation and the result's
+    (R_keyᵀ·R_result), and the largest keyed wrist-translation error (m), on the frames whose translation is keyed.
+    Every engine keeps its keys exactly, so the eval tests only ever saw 0: mutation testing turned the angle into
+    that of R_key·R_result, the largest error into the mean, and read the translation keys off the rotation's
+    column, with every motion test passing."""
+    from scipy.spatial.transform import Rotation
+
+    from handforge.engines.motion.evaluate import keyframe_errors
+
+    frames = 12
+    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+    mask[:, :, rep.TRANSL_PART] = True            # the wrists' paths on every frame
+    mask[[0, -1], :, 0] = True                     # the wrist rotations at the ends only
+    obs = Observation(**random_keys(frames, 5), part_mask=mask, betas=np.zeros((2, 10)))
+    values = {name: np.array(getattr(obs, name)) for name in ("global_orient", "hand_pose", "transl")}
+    values["transl"][3, 1] += [0.0, 0.01, 0.0]     # a wrist 1 cm off its key on a frame its rotation is free
+    values["transl"][4, 0] += [0.002, 0.0, 0.0]
+    key = Rotation.from_rotvec(values["global_orient"][-1, 0])
+    values["global_orient"][-1, 0] = (Rotation.from_rotvec([0.0, 0.0, 0.3]) * key).as_rotvec()
+    from handforge_shared.poses import HandPose
+
+    # (not obs.clip: it writes the keys back)
+    hands = {side: HandPose(global_orient=values["global_orient"][:, h], hand_pose=values["hand_pose"][:, h],
+                            betas=np.zeros((frames, 10)), transl=values["transl"][:, h])
+             for h, side in enumerate(rep.HAND_AXIS)}
+    clip = MotionClip(hands=hands, fps=30.0)
+    errors = keyframe_errors([clip], [obs])
+    assert errors["keyframe_translation_error_m"] == pytest.approx(0.01, abs=1e-12)
+    assert errors["keyframe_rotation_error_rad"] == pytest.approx(0.3, abs=1e-9)
