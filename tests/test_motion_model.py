@@ -1036,6 +1036,36 @@ def test_keys_outside_the_coupled_limits_hold_without_a_snap_beside_them():
     assert np.abs(clamp_to_limits(right[1:-1])[:, 3] - right[1:-1, 3]).max() < 1e-9
 
 
+@pytest.mark.parametrize("unkeyed", [0, 2])  # the wrist rotation's part, the index PIP's: the index MCP's neighbours
+def test_a_joint_keyed_outside_its_range_holds_whatever_its_neighbours_keys(unkeyed):
+    """The overshoot a key allows is read off that joint's own part of the mask: with the part before or after it
+    unkeyed, a mask read one part off gave the keyed index MCP no allowance, and it snapped into range between its
+    keys (or an unkeyed neighbour took the allowance)."""
+    from handforge.engines.motion.observation import Observation
+    from handforge.engines.motion.synthesis import synthesize
+    from handforge.evaluation.limits import joint_frames
+    from handforge_shared import pose_library
+    from handforge_shared.anatomy import anatomical_to_hand_pose, clamp_to_limits, hand_pose_to_anatomical
+    from handforge_shared.poses import side_by_side
+
+    frames, flat = 30, side_by_side(pose_library.get("flat", side="right"))
+    angles = np.zeros((15, 3))
+    angles[0] = np.radians([90.0, 20.0, 0.0])  # index MCP: flexed and abducted, outside the coupled range
+    go, hp, tr = np.zeros((frames, 2, 3)), np.zeros((frames, 2, 45)), np.zeros((frames, 2, 3))
+    mask = np.zeros((frames, 2, rep.PARTS), bool)
+    for h, side in enumerate(("left", "right")):
+        for f in (0, frames - 1):
+            go[f, h], tr[f, h] = flat.hand(side).global_orient, flat.hand(side).transl
+            hp[f, h] = anatomical_to_hand_pose(angles, joint_frames(side), side)
+            mask[f, h] = True
+    mask[:, :, unkeyed] = False
+    clip = synthesize(Observation(go, hp, tr, mask, np.zeros((2, 10))), "spline")[0]
+    for side in ("left", "right"):
+        moved = hand_pose_to_anatomical(clip.hands[side].hand_pose, joint_frames(side), side)
+        np.testing.assert_allclose(np.degrees(moved[:, 0, 1]), 20.0, atol=1e-6)  # held, as keyed
+        assert np.abs(clamp_to_limits(moved)[:, 1:] - moved[:, 1:]).max() < 1e-9  # the others within range
+
+
 @pytest.mark.parametrize("steps, variation, runs", [(20, 0.01, 1), (20, 0.03, 1), (20, 0.5, 10), (20, 1.0, 20),
                                                     (1, 0.01, 1)])
 def test_variation_runs_the_last_round_steps_times_variation_steps_at_least_one(steps, variation, runs):
