@@ -2149,6 +2149,33 @@ def test_a_sample_folder_without_its_labels_is_not_finished(tmp_path):
     (sample_dir(tmp_path, 1) / "labels.json").write_text("{}")
     assert [is_finished(tmp_path, i) for i in range(3)] == [False, True, False]
     assert pending_indices(tmp_path, 3) == [0, 2]
+def test_a_sample_another_writer_finishes_while_this_one_looks_at_its_place_is_kept(tmp_path, monkeypatch):
+    """The writer looked where the sample goes before renaming its own into place: another writer renaming the
+    same sample there between the look and the rename (once in a full run of the test below) ended this one in
+    "not a sample folder, where this sample goes", or had it delete the other's finished sample."""
+    import pathlib
+
+    from handforge.export.folder import LABELS, is_finished
+    from handforge.export.samples import write_sample
+
+    images = {"mask0.png": np.ones((8, 8), bool)}
+    final = tmp_path / "samples" / "000003"
+    is_dir, looked = pathlib.Path.is_dir, []
+
+    def other_writer_finishes_meanwhile(path, *args, **kwargs):
+        seen = is_dir(path, *args, **kwargs)
+        if path == final and not looked:
+            looked.append(seen)
+            write_sample(tmp_path, 3, {"index": 3}, images)  # the other writer, in the gap after the look
+        return seen
+
+    monkeypatch.setattr(pathlib.Path, "is_dir", other_writer_finishes_meanwhile)
+    write_sample(tmp_path, 3, {"index": 3}, images)
+    monkeypatch.undo()
+    assert is_finished(tmp_path, 3) and sorted(p.name for p in final.iterdir()) == sorted([*images, LABELS])
+    assert sorted(p.name for p in final.parent.iterdir()) == ["000003"]  # no hidden folder left
+
+
 def test_two_writers_of_one_sample_at_once_leave_it_whole(tmp_path):
     """A Ray worker stopped as hung goes on for a moment after ``ray.kill`` returns (its process is killed later,
     tens of ms here, longer on a busy or distant node) while its samples are handed to another worker: two writers

@@ -178,26 +178,36 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
             raise
         raise said from None
     try:
-        if (final / LABELS).is_file() and not final.is_symlink():  # another writer's, the same bytes: kept
-            shutil.rmtree(partial)
-            return final
-        if final.is_dir() and not final.is_symlink():  # a leftover without labels
-            shutil.rmtree(final)
-        elif os.path.lexists(final):  # not ours to delete
-            raise FileExistsError(errno.EEXIST, "not a sample folder, where this sample goes: move it away, then "
-                                                "export again", str(final))
-        try:
-            replace_held(partial, final)
-        except OSError as exc:  # another writer's renamed into place since: kept, as above
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (final / LABELS).is_file():
-                raise
-            shutil.rmtree(partial)
-            return final
+        _put_in_place(partial, final)
     except BaseException:  # nothing half-written stays, whatever stood in the way
         shutil.rmtree(partial, ignore_errors=True)
         raise
     sync_folder(final.parent)
     return final
+
+
+def _put_in_place(partial: Path, final: Path) -> None:
+    """Rename the written ``partial`` folder to ``final``: the rename first, then what stood in its way (a check
+    before it raced with another writer renaming the same sample into place between the check and the rename,
+    ending in "not a sample folder" or deleting that writer's finished sample). Another writer's finished sample
+    there (the same bytes) is kept and ``partial`` removed; a folder without labels, which no writer leaves (each
+    renames its folder whole), is a leftover, replaced; anything else is refused."""
+    for _ in range(3):
+        try:
+            replace_held(partial, final)  # atomic: into no folder or an empty one, else refused
+            return
+        except OSError:
+            if final.is_dir() and not final.is_symlink():
+                if (final / LABELS).is_file():  # another writer's, the same bytes: kept
+                    shutil.rmtree(partial)
+                    return
+                shutil.rmtree(final, ignore_errors=True)  # a leftover without labels: then the rename again
+            elif os.path.lexists(final):  # not ours to delete
+                raise FileExistsError(errno.EEXIST, "not a sample folder, where this sample goes: move it away, "
+                                                    "then export again", str(final)) from None
+            else:  # nothing there: the rename's own failure (e.g. a disk error)
+                raise
+    replace_held(partial, final)  # (a leftover that came back twice: its error said)
 
 
 _SYNC_POOL = None
