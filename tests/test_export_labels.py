@@ -1734,6 +1734,71 @@ def test_a_keypoint_under_an_occluder_is_hidden_even_beside_its_hands_outline():
         assert keypoint_visibility(camera, point, 0, images).tolist() == [expected]
 
 
+def _flat_quad(x0, x1, z, y0=-0.2, y1=0.2):
+    """A rectangle facing the camera at depth z (both windings: drawn from either side)."""
+    vertices = np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]])
+    return vertices, np.array([[0, 1, 2], [0, 2, 3], [0, 2, 1], [0, 3, 2]])
+
+
+def test_a_keypoint_just_past_the_images_edge_is_not_visible_though_its_hand_fills_the_edge():
+    """(Mutation L7, labels.py: a column equal to the width counted as in the image, survived.) A keypoint whose
+    pixel coordinate lies in [W, W + 1) or [H, H + 1) is outside the image (pixel i covers [i, i + 1)), even where
+    its hand fills the last column and row; one just inside is seen, one just before 0 is not."""
+    from handforge.export.labels import keypoint_visibility
+    from handforge.render.camera import Camera
+    from handforge.render.gl import renderer
+
+    camera = Camera(np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 48)
+    images = renderer().render(camera, [_flat_quad(-1.0, 1.0, 1.0, -1.0, 1.0)]).first(1)
+    assert (images.instance == 1).all()
+    # pixel coordinates (u, v) at depth 1: u = 100 x + 32, v = 100 y + 24
+    uv = np.array([[64.3, 10.5], [10.5, 48.3], [-0.3, 10.5], [10.5, -0.3], [63.7, 47.7], [0.3, 0.3]])
+    points = np.c_[(uv - [32, 24]) / 100.0, np.ones(len(uv))]
+    assert np.allclose(camera.project(points)[0], uv)
+    assert keypoint_visibility(camera, points, 0, images).tolist() == [False] * 4 + [True] * 2
+
+
+def test_a_keypoint_beside_its_hands_outline_is_seen_only_where_that_hand_is_near_its_depth():
+    """(Mutation L10, labels.py: the outline rule taking any pixel of its hand beside the point, at any depth,
+    survived.) A point whose own pixel is background is on its hand's outline, and in view, when a pixel beside it
+    shows its hand no more than the tolerance in front of it; its hand's edge far in front of it (another part of
+    the hand, its silhouette passing in front) does not make it seen."""
+    from handforge.export.labels import VISIBILITY_TOLERANCE_M, keypoint_visibility
+    from handforge.render.camera import Camera
+    from handforge.render.gl import renderer
+
+    camera = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 64)
+    point = np.array([[0.001, 0.0, 1.0]])  # pixel column 32; the hand ends at column 32's left edge
+    for depth, expected in ((1.0 - VISIBILITY_TOLERANCE_M / 2, True), (1.0 - 2 * VISIBILITY_TOLERANCE_M, False),
+                            (0.5, False)):
+        x0 = -0.2 * depth  # (the edge x = 0 projects onto u = 32 at any depth)
+        images = renderer().render(camera, [_flat_quad(x0, 0.0, depth)]).first(1)
+        assert images.instance[32, 31] == 1 and images.instance[32, 32] == 0  # the outline runs as said
+        assert keypoint_visibility(camera, point, 0, images).tolist() == [expected], depth
+
+
+def test_the_projected_box_is_clipped_to_the_image_and_holds_the_hands_pixels():
+    """(Mutation L17, labels.py: the projected box's far corner left unclipped, survived.) ``bbox_projected`` is the
+    whole hand's projection clipped to the image: inside [0, W] × [0, H] for a hand past the right and bottom
+    edges, and holding every pixel centre of the hand's mask."""
+    from handforge.export.labels import hand_labels
+    from handforge.render.camera import Camera
+    from handforge.render.gl import renderer
+    from handforge_shared.poses import HandPose
+
+    camera = Camera(np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 48)
+    vertices, faces = _flat_quad(-0.1, 0.5, 1.0, -0.05, 0.4)  # u from 22 to 82 > 64, v from 19 to 64 > 48
+    images = renderer().render(camera, [(vertices, faces)]).first(1)
+    pose = HandPose(global_orient=np.zeros(3), hand_pose=np.zeros(45), betas=np.zeros(10), transl=np.zeros(3))
+    keypoints = np.repeat(vertices[:1], 21, axis=0)
+    hand = hand_labels("right", 0, pose, keypoints, np.zeros(3), vertices, camera, images)
+    x, y, w, h = hand["bbox_projected"]
+    assert (x, y) == pytest.approx((22.0, 19.0)) and (x + w, y + h) == pytest.approx((64.0, 48.0))
+    rows, cols = np.nonzero(images.mask(0))
+    assert x <= cols.min() + 0.5 and cols.max() + 0.5 <= x + w and y <= rows.min() + 0.5 and rows.max() + 0.5 <= y + h
+    assert hand["bbox"] == [22.0, 19.0, 42.0, 29.0]  # (the mask's whole pixels: its box, reaching the edges too)
+
+
 def test_samples_that_show_no_hand_are_warned_of(tmp_path, capsys):
     """Hands 100 m apart (the camera aims between them): every image empty, exit status 0, said only by
     "none: 3" in the card's counts."""

@@ -292,3 +292,37 @@ def test_gl_a_plane_facing_the_camera_has_its_depth_normal_and_shading_by_hand(w
     assert expected.tolist() == [214, 214, 192]
     assert np.abs(images.mesh[covered].astype(int) - expected).max() <= 1
     assert not images.mesh[~covered].any() and not images.depth[~covered].any() and not images.normals[~covered].any()
+
+
+def test_blender_round_trip_through_the_model_to_blender_frame():
+    """(Mutation C15, camera.py from_blender: the camera centre brought back with world_to_blender instead of its
+    transpose, survived: every round trip above used the identity.) The export hands Blender the camera in Blender's
+    world frame (``MODEL_TO_BLENDER``, a quarter turn): read back, it is the same camera."""
+    from handforge_shared.skeleton import MODEL_TO_BLENDER
+
+    R, t = look_at([0.3, -0.8, 0.4], [0.0, 0.1, 0.0], roll=0.3)
+    cam = Camera(np.array([[500.0, 0, 250.0], [0, 520.0, 270.0], [0, 0, 1]]), R, t, 640, 480)
+    back = from_blender(to_blender(cam, world_to_blender=MODEL_TO_BLENDER), world_to_blender=MODEL_TO_BLENDER)
+    assert np.allclose(back.K, cam.K) and np.allclose(back.R, R) and np.allclose(back.t, t)
+    assert np.allclose(back.position, cam.position)
+
+
+def test_gl_occluders_are_background_in_every_image_their_depth_kept_apart():
+    """(Mutations G5, gl.py first: an occluder's depth left in the depth image, and G9: occluder_depth holding the
+    hands' depth too, survived.) Where an occluder (a forearm) is nearest, ``first`` makes the pixel background in
+    the instance, mesh, depth and normals images, and only ``occluder_depth`` keeps its depth; elsewhere that is 0."""
+    camera = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 64)
+
+    def quad(x0, x1, z):
+        return (np.array([[x0, -1.0, z], [x1, -1.0, z], [x1, 1.0, z], [x0, 1.0, z]]),
+                np.array([[0, 1, 2], [0, 2, 3]]))
+
+    images = _gl_renderer().render(camera, [quad(-1.0, 1.0, 1.0), quad(0.0, 1.0, 0.5)], normals=True)
+    occluder = images.instance == 2
+    assert occluder[:, 40:].all() and (images.instance[:, :30] == 1).all()  # the occluder covers the right half
+    images.first(1)
+    assert (images.instance[occluder] == 0).all() and (images.mesh[occluder] == 0).all()
+    assert (images.depth[occluder] == 0).all() and (images.normals[occluder] == 0).all()
+    assert np.allclose(images.occluder_depth[occluder], 0.5, atol=1e-5)
+    assert (images.occluder_depth[~occluder] == 0).all()
+    assert np.allclose(images.depth[:, :30], 1.0, atol=1e-5)  # the hand's own pixels keep theirs
