@@ -1799,6 +1799,31 @@ def test_the_projected_box_is_clipped_to_the_image_and_holds_the_hands_pixels():
     assert hand["bbox"] == [22.0, 19.0, 42.0, 29.0]  # (the mask's whole pixels: its box, reaching the edges too)
 
 
+def test_the_projected_box_of_a_hand_through_the_camera_plane_holds_its_visible_pixels():
+    """A hand reaching from behind the camera into view (a camera among the hands) shows its part just in front of
+    the camera plane far out in the image, where no vertex in front projects: its projected box, the box of those
+    vertices, left out what its mask shows (here None, the two vertices in front on one image row, while 86 pixels
+    showed the hand). The whole hand's box holds at least its visible pixels."""
+    from handforge.export.labels import hand_labels
+    from handforge.render.camera import Camera
+    from handforge.render.gl import renderer
+    from handforge_shared.poses import HandPose
+
+    camera = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 64)
+    vertices = np.array([[0.05, -0.05, -0.5], [0.1, -0.05, -0.5], [0.1, 0.05, 1.0], [0.05, 0.05, 1.0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 2, 1], [0, 3, 2]])
+    images = renderer().render(camera, [(vertices, faces)]).first(1)
+    pose = HandPose(global_orient=np.zeros(3), hand_pose=np.zeros(45), betas=np.zeros(10), transl=np.zeros(3))
+    hand = hand_labels("right", 0, pose, np.repeat(vertices[2:3], 21, axis=0), np.zeros(3), vertices, camera,
+                       images)
+    rows, cols = np.nonzero(images.mask(0))
+    assert cols.max() == 63  # the strip runs out of the image's right edge
+    assert hand["bbox_projected"] is not None, hand["bbox"]
+    x, y, w, h = hand["bbox_projected"]
+    assert x <= cols.min() and cols.max() + 1 <= x + w and y <= rows.min() and rows.max() + 1 <= y + h
+    assert x + w <= 64 and y + h <= 64
+
+
 def test_samples_that_show_no_hand_are_warned_of(tmp_path, capsys):
     """Hands 100 m apart (the camera aims between them): every image empty, exit status 0, said only by
     "none: 3" in the card's counts."""

@@ -86,14 +86,19 @@ def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarra
     uv, _ = camera.project(keypoints)
     visible = keypoint_visibility(camera, keypoints, hand_index, images)
     mask = images.mask(hand_index)
+    box = mask_box(mask)
     vuv, vz = camera.project(vertices)
-    vuv = vuv[vz > 0]
     projected = None
-    if vuv.size:
-        lo = np.clip(vuv.min(0), 0, [camera.width, camera.height])
-        hi = np.clip(vuv.max(0), 0, [camera.width, camera.height])
+    if (vz > 0).any():
+        lo = np.clip(vuv[vz > 0].min(0), 0, [camera.width, camera.height])
+        hi = np.clip(vuv[vz > 0].max(0), 0, [camera.width, camera.height])
         if (hi > lo).all():  # else the hand is wholly outside the image: no box, as for bbox
             projected = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+    if (vz <= 0).any():
+        # through the camera plane: its part just in front of it projects far out, where no vertex in front does
+        # (the vertices' box left out what the mask showed, or was None with 86 pixels in view); it holds them.
+        # A hidden part there may still be left out: the vertices alone do not say where the mesh crosses the plane
+        projected = union_box([projected, box])
     root_rest = root - pose.transl
     return {
         "side": side,
@@ -103,7 +108,7 @@ def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarra
         "visible": visible.astype(int).tolist(),
         "params_world": pose.to_dict(),
         "params_camera": pose_in_camera(pose, root_rest, camera),
-        "bbox": mask_box(mask),            # visible pixels
+        "bbox": box,                       # visible pixels
         "bbox_projected": projected,       # the whole hand (occluded parts too), clipped to the image
         "mask_pixels": int(mask.sum()),
     }
