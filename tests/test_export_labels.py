@@ -1777,6 +1777,22 @@ def test_a_keypoint_beside_its_hands_outline_is_seen_only_where_that_hand_is_nea
         assert keypoint_visibility(camera, point, 0, images).tolist() == [expected], depth
 
 
+def test_a_keypoint_on_its_hands_outline_is_hidden_by_the_other_hand_in_front_only():
+    """(Mutation L33, labels.py: the outline rule taking the other hand at its pixel as nothing in front, at any
+    depth, survived.) A point on its hand's outline whose pixel shows the other hand is in view when that hand lies
+    behind it, and hidden when it lies in front."""
+    from handforge.export.labels import keypoint_visibility
+    from handforge.render.camera import Camera
+    from handforge.render.gl import renderer
+
+    camera = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 64)
+    point = np.array([[0.001, 0.0, 1.0]])  # pixel column 32; its hand ends at column 32's left edge
+    for other, expected in ((_flat_quad(0.0, 0.3, 1.5), True), (_flat_quad(0.0, 0.1, 0.9), False)):
+        images = renderer().render(camera, [_flat_quad(-0.2, 0.0, 1.0), other]).first(2)
+        assert images.instance[32, 31] == 1 and images.instance[32, 32] == 2  # the outline and the other hand
+        assert keypoint_visibility(camera, point, 0, images).tolist() == [expected]
+
+
 def test_the_projected_box_is_clipped_to_the_image_and_holds_the_hands_pixels():
     """(Mutation L17, labels.py: the projected box's far corner left unclipped, survived.) ``bbox_projected`` is the
     whole hand's projection clipped to the image: inside [0, W] × [0, H] for a hand past the right and bottom

@@ -27,6 +27,19 @@ def test_blender_round_trip(fit, size):
     assert np.allclose(back.K, K) and np.allclose(back.R, R) and np.allclose(back.t, t)
 
 
+def test_blender_settings_keep_lens_and_sensor_at_blenders_1_mm_and_the_camera():
+    """(Mutation C22, camera.py to_blender: the scaling up of a lens or sensor side under 1 mm left out, survived
+    here; only the slow Blender test held it.) A tall image of a short focal length: Blender raises a lens or sensor
+    side under 1 mm to 1 mm, zooming the image, so none is given to it, and the settings read back are the camera."""
+    R, t = look_at([0.0, -0.5, 0.0], [0.0, 0.0, 0.0])
+    for width, height, focal in ((64, 320, 32.0), (4, 600, 300.0)):
+        cam = Camera(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]]), R, t, width, height)
+        for fit in ("AUTO", "HORIZONTAL", "VERTICAL"):
+            settings = to_blender(cam, sensor_fit=fit)
+            assert min(settings.lens, settings.sensor_width, settings.sensor_height) >= 1.0, (width, fit, settings)
+            assert np.allclose(from_blender(settings).K, cam.K)
+
+
 def test_gl_projection_maps_pixels_to_ndc():
     R, t = look_at([0.0, -1.0, 0.0], [0.0, 0.0, 0.0])
     cam = Camera(np.array([[300.0, 0, 90], [0, 310.0, 70], [0, 0, 1]]), R, t, 160, 120)
