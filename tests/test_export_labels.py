@@ -1537,6 +1537,31 @@ def test_a_copied_sample_folder_is_not_a_sample_and_a_damaged_label_is_named(tmp
         export(spec, tmp_path / "out", progress=False)
 
 
+def test_the_labels_check_holds_the_boxes_image_size_and_visible_flags_to_what_their_readers_need(exported):
+    """(Mutations S4, S5, S6 and S3 of samples.py's labels_problem, survived: a hand's bbox_projected left
+    unchecked, a hand's bbox without its mask file, an image 0 pixels wide taken, a visible flag given as true or
+    false refused.) The readers of labels (the aggregates, the engines' datasets) crop with the boxes, read the masks
+    and build a camera from its size; a visible flag written as a JSON true or false is a flag, as intended."""
+    from handforge.export.samples import labels_problem
+
+    sample = labels(exported)[0]
+    index, side = sample["index"], next(s for s, h in sample["hands"].items() if h["bbox"] is not None)
+    assert labels_problem(sample, index) == ""
+
+    def edited(change):
+        copy = json.loads(json.dumps(sample))
+        change(copy)
+        return labels_problem(copy, index)
+
+    assert edited(lambda l: l["hands"][side].update(bbox_projected="abc")) == \
+        f"hands.{side}.bbox_projected must be null or 4 numbers"
+    assert edited(lambda l: l["hands"][side].update(bbox_projected=None)) == ""
+    assert edited(lambda l: l["files"].pop(f"mask_{side}")) == \
+        f"hands.{side}.bbox must be null or 4 numbers, with files.mask_{side}"
+    assert edited(lambda l: l["camera"].update(width=0)) == "camera.width and camera.height must be positive whole numbers"
+    assert edited(lambda l: l["hands"][side].update(visible=[bool(v) for v in l["hands"][side]["visible"]])) == ""
+
+
 @pytest.mark.parametrize("edit, problem", [
     (lambda labels: {"a": 1}, "no index: not a sample's labels"),
     (lambda labels: [1, 2], "a JSON list, not an object"),
