@@ -59,3 +59,36 @@ def test_the_loss_is_the_weakest_tokens_shortfall():
     assert batch.shape == (3,)
     assert batch.tolist() == pytest.approx([0.8, 0.5, 0.7])
     assert tas.tas_loss(torch.tensor([[0.25]])).tolist() == pytest.approx([0.75])
+
+
+def test_the_padding_tokens_after_the_prompt_are_left_out_of_the_softmax():
+    """Only the prompt's tokens 1..L are softmaxed: the end and padding tokens after it (which in SD take much of
+    the attention, like the start token) are left out. Counting them, the peak token lost its pixel to them."""
+    length, p = 10, 5
+    maps = synthetic_maps(length, p, other=8)
+    maps[..., length + 1:] = 2.0  # end and padding tokens, high everywhere
+    assert float(tas.token_scores(maps, length, [p])[0, 0]) == pytest.approx(CENTRE, abs=1e-4)
+
+
+def test_the_maps_are_the_mean_over_the_recorded_layers_and_heads():
+    """Sec. 3.3 averages the 16×16 cross-attention maps over layers and heads: a sum over either scaled the maps
+    (and so sharpened the ×100 softmax) by the UNet's layer and head counts."""
+    store = tas.AttentionStore((2, 2))
+    first = torch.rand(1, 2, 4, 3, generator=torch.Generator().manual_seed(0))  # (batch, heads, queries, tokens)
+    second = torch.rand(1, 2, 4, 3, generator=torch.Generator().manual_seed(1))
+    store.add(first)
+    store.add(second)
+    expected = ((first.mean(dim=1) + second.mean(dim=1)) / 2).reshape(1, 2, 2, 3)
+    assert torch.allclose(store.maps(), expected, atol=1e-6)
+
+
+def test_the_smoothing_pads_by_reflection_so_a_token_along_the_border_is_not_cut_down():
+    """Attend-and-Excite's smoothing pads by reflection: a token owning the two columns along the map's left edge
+    scores 1 there, as it would inside. (Zero padding cut it to the kernel's weight inside the map, ≈ 0.79.)"""
+    length, p = 10, 5
+    maps = torch.zeros(1, 4, 4, 77)
+    maps[..., 0] = 3.0
+    maps[..., 8] = 1.0
+    maps[:, :, :2, 8] = 0.0
+    maps[:, :, :2, p] = 1.0
+    assert float(tas.token_scores(maps, length, [p])[0, 0]) == pytest.approx(1.0, abs=1e-4)
