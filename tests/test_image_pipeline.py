@@ -277,3 +277,51 @@ def test_attention_slicing_reaches_each_controlnet_of_several(weights):
             assert sliced(net) == {True}, nets
         pipe.disable_attention_slicing()  # (a cached pipeline serves jobs with it off too)
         assert all(sliced(model) == {False} for model in [pipe.unet, *pipe.controlnets])
+
+
+def test_tas_moves_each_image_by_its_own_loss(pipe):
+    """X̂_t = X_t − α ∇L with each image's own L: an image moves as it would alone, whatever the batch (the
+    gradient of the batch's mean loss moved each image by α / batch)."""
+    chosen = [c.index for c in hand_tokens(PROMPT, pipe.tokenizer)[0]]
+    text, length = pipe.encode_text(PROMPT, "cpu")
+    pipe.scheduler.set_timesteps(20)
+    t = pipe.scheduler.timesteps[0]
+    latents = torch.randn(2, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(4))
+    both, losses = tas.tas_update(pipe.unet, latents, t, text.repeat(2, 1, 1), length, chosen, alpha=tas.DEFAULT_STRENGTH)
+    moved = both - latents
+    assert moved.abs().max() > 0
+    for k in range(2):
+        alone, loss = tas.tas_update(pipe.unet, latents[k:k + 1], t, text, length, chosen, alpha=tas.DEFAULT_STRENGTH)
+        assert torch.allclose(moved[k:k + 1], alone - latents[k:k + 1], rtol=1e-2, atol=1e-3 * float(moved.abs().max()))
+        assert torch.allclose(losses[k:k + 1], loss, atol=1e-6)
+
+
+def test_the_pipeline_applies_tas_to_the_prompt_at_the_first_steps_with_a_step_size_over_all_steps(pipe, monkeypatch):
+    """At each of the first tas_steps steps TAS gets the latents, the prompt's own embeddings and token count (not
+    the negative prompt's, nor the guidance batch) and α_t = step_size(i, steps, tas_strength): falling from
+    tas_strength to half of it over all the sampling steps, not over the TAS steps only. The first latents it sees
+    are the seed's noise. (The outputs alone could not tell: the pipeline test checks only that TAS changes them.)"""
+    calls = []
+    real = tas.tas_update
+
+    def watched(unet, latents, t, text, length, indices, alpha):  # the real update, its arguments kept
+        calls.append((latents.clone(), text.clone(), length, list(indices), alpha))
+        return real(unet, latents, t, text, length, indices, alpha)
+
+    monkeypatch.setattr(tas, "tas_update", watched)
+    chosen = [c.index for c in hand_tokens(PROMPT, pipe.tokenizer)[0]]
+    out = pipe(PROMPT, [control()], negative_prompt="blurry", num_inference_steps=5, guidance_scale=7.5,
+               num_images=2, generator=torch.Generator().manual_seed(2), tas_tokens=chosen, tas_strength=12.0,
+               tas_steps=3)
+    assert [c[4] for c in calls] == pytest.approx([12.0, 10.5, 9.0])  # 12 → 6 over the 5 steps
+    assert [c[4] for c in calls] == pytest.approx([tas.step_size(i, 5, 12.0) for i in range(3)])
+    text, length = pipe.encode_text(PROMPT, "cpu")
+    for latents, embeddings, count, indices, _ in calls:
+        assert torch.equal(embeddings, text.repeat(2, 1, 1)) and count == length == 10 and indices == chosen
+    noise = torch.randn(2, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(calls[0][0], noise * pipe.scheduler.init_noise_sigma)
+    with torch.no_grad():
+        pipe.scheduler.set_timesteps(5)
+        first = tas.tas_loss(tas.attention_scores(pipe.unet, noise, pipe.scheduler.timesteps[0], text.repeat(2, 1, 1),
+                                                  length, chosen))
+    assert out.tas_losses[0] == pytest.approx(first.tolist(), abs=1e-5)
