@@ -325,3 +325,19 @@ def test_the_pipeline_applies_tas_to_the_prompt_at_the_first_steps_with_a_step_s
         first = tas.tas_loss(tas.attention_scores(pipe.unet, noise, pipe.scheduler.timesteps[0], text.repeat(2, 1, 1),
                                                   length, chosen))
     assert out.tas_losses[0] == pytest.approx(first.tolist(), abs=1e-5)
+
+
+def test_the_offline_vbg_rule_leaves_out_ing_nouns_and_ing_words_after_a_determiner(weights):
+    """The lexicon rule's two exceptions: not right after a determiner ("the clapping crowd": an adjective there,
+    "a crowd clapping" a verb), and not a common noun or preposition in -ing ("during", which the lexicon does
+    not know, and "clothing", which it knows as "clothe" too). Before this test either could go unnoticed: the
+    one example, "a painting", is both."""
+    tok = tiny_sd.tokenizer(weights[0] / "tokenizer")
+
+    def words(prompt: str) -> list[str]:
+        chosen, tagger = hand_tokens(prompt, tok)
+        assert tagger == "lexicon"
+        return list(dict.fromkeys(c.word for c in chosen))
+
+    assert words("the clapping crowd") == [] and words("a crowd clapping") == ["clapping"]
+    assert words("hands up during warm clothing") == ["hands"]
