@@ -341,3 +341,21 @@ def test_the_offline_vbg_rule_leaves_out_ing_nouns_and_ing_words_after_a_determi
 
     assert words("the clapping crowd") == [] and words("a crowd clapping") == ["clapping"]
     assert words("hands up during warm clothing") == ["hands"]
+
+
+def test_init_images_run_only_the_last_strength_of_the_steps_from_them(pipe):
+    """Image-to-image (refine_hands' second pass): with init_images and strength s only the last round(s · steps)
+    steps run, from the init images noised to that point, so the result depends on them. (The pipeline ran all
+    the steps from the init images unnoticed here: only the job test's progress messages would tell.)"""
+    def run(init, strength):
+        steps = []
+        out = pipe(PROMPT, [control()], num_inference_steps=4, generator=torch.Generator().manual_seed(5),
+                   init_images=init, strength=strength, on_step=lambda i, n, latents: steps.append((i, n)))
+        return out.images, steps
+
+    start = control(7)[None]
+    images, steps = run(start, 0.5)
+    assert steps == [(0, 2), (1, 2)]
+    assert run(start, 0.75)[1] == [(0, 3), (1, 3), (2, 3)] and len(run(start, 0.1)[1]) == 1
+    assert np.array_equal(run(start, 0.5)[0], images)  # seeded
+    assert not np.array_equal(run(control(9)[None], 0.5)[0], images)  # the init image is used
