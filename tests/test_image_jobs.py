@@ -352,3 +352,35 @@ def test_missing_weights_name_the_setting(served):
         # before: the default engine was attentionhand, and failed so with only ControlNets set up
         ran = client.run("image.generate", {**params, "steps": 1}, arrays, timeout=600)
         assert ran.data["engine"] == "controlnet" and ran.arrays["images"].shape == (1, SIZE, SIZE, 3)
+
+
+def test_refine_hands_conditions_its_pass_on_the_local_view(tmp_path, monkeypatch):
+    """The refine pass (AttentionHand's local branch) runs on the crop's own mesh image, not the global one again.
+    In process, each pipeline call's control image kept: before this test, a refine pass on the global view
+    passed (the job test checks only where the image changed)."""
+    from handforge.engines.image import jobs as image_jobs
+    from handforge.engines.image.pipeline import HandImagePipeline
+    from handforge.server.builtin_jobs import default_registry
+    from handforge.server.jobs import JobContext
+    from handforge.server.model_cache import ModelCache
+
+    sd = tiny_sd.build_sd(tmp_path / "sd")
+    guidance = tiny_sd.build_controlnet(tmp_path / "guidance", sd, seed=1)
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    controls = []
+    real = HandImagePipeline.__call__
+
+    def watched(self, prompt, control_images, **kwargs):  # the real call, its control images kept
+        controls.append([np.array(image) for image in control_images])
+        return real(self, prompt, control_images, **kwargs)
+
+    monkeypatch.setattr(HandImagePipeline, "__call__", watched)
+    params, arrays = request(seed=3, steps=2, tas=False, refine_hands=True, refine_strength=0.5)
+    valid = default_registry().kind("image.generate").schema.validate(params, arrays)
+    result = image_jobs.generate(JobContext("j", "image.generate", lambda *a: None, models=ModelCache()), valid, arrays)
+    assert result.data["refined_box"] is not None and len(controls) == 2
+    (first,), (second,) = controls
+    np.testing.assert_array_equal(first, result.arrays["control.mesh"])  # the global pass: the camera's view
+    assert second.shape == first.shape and (second.sum(-1) > 0).mean() > (first.sum(-1) > 0).mean()  # hands fill the crop
