@@ -359,3 +359,19 @@ def test_init_images_run_only_the_last_strength_of_the_steps_from_them(pipe):
     assert run(start, 0.75)[1] == [(0, 3), (1, 3), (2, 3)] and len(run(start, 0.1)[1]) == 1
     assert np.array_equal(run(start, 0.5)[0], images)  # seeded
     assert not np.array_equal(run(control(9)[None], 0.5)[0], images)  # the init image is used
+
+
+def test_the_control_image_goes_to_the_controlnet_as_diffusers_prepares_it(pipe):
+    """RGB in [0, 1], one copy per image and guidance half: what diffusers' ControlNet pipelines give ControlNets
+    (their control image processor does not normalise to [−1, 1]). Compared directly: the tiny ControlNets barely
+    feel their input's range, so the comparisons of whole pipelines above passed with a [−1, 1] control image."""
+    from diffusers.image_processor import VaeImageProcessor
+    from PIL import Image
+
+    image = control(6)
+    expected = VaeImageProcessor(vae_scale_factor=8, do_convert_rgb=True, do_normalize=False).preprocess(
+        Image.fromarray(image), height=SIZE, width=SIZE)
+    got = pipe.control_tensor(image, 4, "cpu", torch.float32)
+    assert got.shape == (4, 3, SIZE, SIZE)
+    for k in range(4):
+        assert torch.allclose(got[k:k + 1], expected, atol=1e-6)
