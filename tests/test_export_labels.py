@@ -2280,6 +2280,8 @@ def test_a_sample_folder_without_its_labels_is_not_finished(tmp_path):
     (sample_dir(tmp_path, 1) / "labels.json").write_text("{}")
     assert [is_finished(tmp_path, i) for i in range(3)] == [False, True, False]
     assert pending_indices(tmp_path, 3) == [0, 2]
+
+
 def test_a_sample_another_writer_finishes_while_this_one_looks_at_its_place_is_kept(tmp_path, monkeypatch):
     """The writer looked where the sample goes before renaming its own into place: another writer renaming the
     same sample there between the look and the rename (once in a full run of the test below) ended this one in
@@ -2305,6 +2307,78 @@ def test_a_sample_another_writer_finishes_while_this_one_looks_at_its_place_is_k
     monkeypatch.undo()
     assert is_finished(tmp_path, 3) and sorted(p.name for p in final.iterdir()) == sorted([*images, LABELS])
     assert sorted(p.name for p in final.parent.iterdir()) == ["000003"]  # no hidden folder left
+
+
+@pytest.mark.parametrize("platform", ["linux", "win32"])
+def test_a_sample_another_writer_renames_into_place_just_before_this_one_is_kept(tmp_path, monkeypatch, platform):
+    """Another writer renames the same sample into place just before this one's rename (a Ray worker stopped as
+    hung, writing on, while its samples went to another): this rename finds a finished sample there, which is kept,
+    files untouched, and this writer's own folder removed. Only the two-writers test below reached this path, by
+    chance; the test of the look before the rename no longer reaches it since the rename comes first. Windows
+    imitated: there a folder renamed onto an existing one raises PermissionError (WinError 5), not ENOTEMPTY, which
+    the rename's error must not be told apart by."""
+    import os
+    import sys
+    import time
+
+    from handforge.export import samples
+    from handforge.export.folder import LABELS, is_finished
+    from handforge.export.samples import write_sample
+
+    images = {"mask0.png": np.ones((8, 8), bool)}
+    final = tmp_path / "samples" / "000003"
+    replace_held, renames = samples.replace_held, []
+
+    def other_writer_finishes_first(source, target):
+        renames.append(Path(target))
+        if len(renames) == 1:
+            write_sample(tmp_path, 3, {"index": 3}, images)  # the other writer, just before this one's rename
+            other = final / "mask0.png"
+            renames.append((other.stat().st_ino, other.stat().st_mtime_ns))
+        replace_held(source, target)
+
+    monkeypatch.setattr(samples, "replace_held", other_writer_finishes_first)
+    if platform == "win32":
+        rename = os.replace
+
+        def as_windows(source, target):
+            if os.path.isdir(source) and os.path.isdir(target):
+                raise PermissionError(13, "Access is denied", str(source), None, 5)
+            rename(source, target)
+
+        monkeypatch.setattr(sys, "platform", platform)
+        monkeypatch.setattr(os, "replace", as_windows)
+        monkeypatch.setattr(time, "sleep", lambda seconds: None)  # (replace_held's tries again, each refused)
+    write_sample(tmp_path, 3, {"index": 3}, images)
+    monkeypatch.undo()
+    assert renames[0] == final and renames[1] == final, renames  # this one's rename found the other's sample there
+    assert is_finished(tmp_path, 3) and sorted(p.name for p in final.iterdir()) == sorted([*images, LABELS])
+    kept = final / "mask0.png"
+    assert renames[2] == (kept.stat().st_ino, kept.stat().st_mtime_ns)  # the other's files, kept as they were
+    assert sorted(p.name for p in final.parent.iterdir()) == ["000003"]  # no hidden folder left
+
+
+def test_what_stands_where_a_sample_goes_is_replaced_only_when_a_leftover(tmp_path):
+    """Where a sample goes: a folder without labels (a leftover, emptied or damaged by hand) is replaced; a file or
+    a link is not this export's to delete, and is refused naming it, nothing hidden left beside it."""
+    from handforge.export.folder import LABELS, sample_dir
+    from handforge.export.samples import write_sample
+
+    images = {"mask0.png": np.ones((8, 8), bool)}
+    leftover = sample_dir(tmp_path, 0)
+    leftover.mkdir(parents=True)
+    (leftover / "mesh.png").write_bytes(b"\x89PNG")
+    write_sample(tmp_path, 0, {"index": 0}, images)
+    assert sorted(p.name for p in leftover.iterdir()) == sorted([*images, LABELS])
+
+    sample_dir(tmp_path, 1).write_text("mine")
+    (tmp_path / "elsewhere").mkdir()
+    sample_dir(tmp_path, 2).symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    for index in (1, 2):
+        with pytest.raises(FileExistsError, match="not a sample folder, where this sample goes"):
+            write_sample(tmp_path, index, {"index": index}, images)
+    assert sample_dir(tmp_path, 1).read_text() == "mine" and list((tmp_path / "elsewhere").iterdir()) == []
+    assert sorted(p.name for p in leftover.parent.iterdir()) == ["000000", "000001", "000002"]
 
 
 def test_two_writers_of_one_sample_at_once_leave_it_whole(tmp_path):
