@@ -2358,6 +2358,54 @@ def test_a_sample_another_writer_renames_into_place_just_before_this_one_is_kept
     assert sorted(p.name for p in final.parent.iterdir()) == ["000003"]  # no hidden folder left
 
 
+def test_a_sample_kept_from_another_writer_is_kept_though_this_ones_folder_is_held_on_windows(tmp_path, monkeypatch):
+    """Windows imitated: another writer renamed the same sample into place first, and a file of this writer's own
+    hidden folder is held a moment (an antivirus, the search indexer): the sample is finished all the same, and the
+    hidden folder is a leftover the next run removes (``clean_partial``). Removing it raised PermissionError, which
+    as a folder this user cannot write (``stops_the_run``) stopped the whole export over a finished sample."""
+    import os
+    import shutil
+    import sys
+    import time
+
+    from handforge.export import samples
+    from handforge.export.folder import LABELS, clean_partial, is_finished
+    from handforge.export.samples import write_sample
+
+    images = {"mask0.png": np.ones((8, 8), bool)}
+    final = tmp_path / "samples" / "000003"
+    replace_held, unlink, rename, held, renames = samples.replace_held, os.unlink, os.replace, [], []
+
+    def as_windows(source, target):  # a folder is not renamed onto another there
+        if os.path.isdir(source) and os.path.isdir(target):
+            raise PermissionError(13, "Access is denied", str(source), None, 5)
+        rename(source, target)
+
+    def held_open(path, *, dir_fd=None):
+        if held and Path(path).name == "mask0.png":
+            raise PermissionError(13, "The process cannot access the file", str(path), None, 32)
+        unlink(path, dir_fd=dir_fd)
+
+    def other_writer_finishes_first(source, target):
+        renames.append(source)
+        if len(renames) == 1:
+            write_sample(tmp_path, 3, {"index": 3}, images)  # the other writer, just before this one's rename
+            held.append(source)  # from now on this writer's mask0.png is held open
+        replace_held(source, target)
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(os, "replace", as_windows)
+    monkeypatch.setattr(os, "unlink", held_open)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # (replace_held's tries again, each refused)
+    monkeypatch.setattr(samples, "replace_held", other_writer_finishes_first)
+    assert write_sample(tmp_path, 3, {"index": 3}, images) == final
+    monkeypatch.undo()
+    assert is_finished(tmp_path, 3) and sorted(p.name for p in final.iterdir()) == sorted([*images, LABELS])
+    clean_partial(tmp_path)  # the next run's: the held folder left behind goes
+    assert sorted(p.name for p in final.parent.iterdir()) == ["000003"]
+    shutil.rmtree(tmp_path / "samples")
+
+
 def test_what_stands_where_a_sample_goes_is_replaced_only_when_a_leftover(tmp_path):
     """Where a sample goes: a folder without labels (a leftover, emptied or damaged by hand) is replaced; a file or
     a link is not this export's to delete, and is refused naming it, nothing hidden left beside it."""

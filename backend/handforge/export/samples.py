@@ -199,7 +199,9 @@ def _put_in_place(partial: Path, final: Path) -> None:
         except OSError:
             if final.is_dir() and not final.is_symlink():
                 if (final / LABELS).is_file():  # another writer's, the same bytes: kept
-                    shutil.rmtree(partial)
+                    # (a file of ours held a moment on Windows, an antivirus's: left for the next run's
+                    # clean_partial; its PermissionError stopped the whole export over a finished sample)
+                    shutil.rmtree(partial, ignore_errors=True)
                     return
                 shutil.rmtree(final, ignore_errors=True)  # a leftover without labels: then the rename again
             elif os.path.lexists(final):  # not ours to delete
