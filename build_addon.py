@@ -183,9 +183,16 @@ def _fits(wheel: str, platform: str, python: str) -> bool:
     return False
 
 
+# the legacy manylinux tags, as PEP 600 defines them by glibc version (pip takes a wheel tagged with them alone)
+LEGACY_MANYLINUX = {"manylinux1": "manylinux_2_5", "manylinux2010": "manylinux_2_12", "manylinux2014": "manylinux_2_17"}
+
+
 def _platform_parts(tag: str) -> tuple[str, tuple[int, ...], str]:
     """(system, version, machine) of a platform tag: ("manylinux", (2, 28), "x86_64") of "manylinux_2_28_x86_64",
-    ("win", (), "amd64") of "win_amd64"."""
+    (2, 17) of the legacy "manylinux2014_x86_64", ("win", (), "amd64") of "win_amd64"."""
+    legacy, _, machine = tag.partition("_")
+    if legacy in LEGACY_MANYLINUX:
+        tag = f"{LEGACY_MANYLINUX[legacy]}_{machine}"
     system, *rest = tag.split("_")
     numbers = list(itertools.takewhile(str.isdigit, rest))  # the version only: x86_64's 64 is the machine's
     return system, tuple(int(n) for n in numbers), "_".join(rest[len(numbers):])

@@ -207,6 +207,14 @@ def test_a_wheels_folder_lacking_a_platform_is_refused_naming_it(tmp_path, capsy
     assert build_addon.main(["--out", str(tmp_path / "all.zip"), "--wheels-from", str(build_addon.DEFAULT_CACHE)]) == 0
 
 
+def test_a_wheel_with_a_legacy_manylinux_tag_alone_fits_linux():
+    # before: refused as lacking Linux, though pip installs a wheel tagged manylinux2014 (glibc 2.17) there
+    for tag, fits in (("manylinux2014_x86_64", True), ("manylinux1_x86_64", True), ("manylinux2010_x86_64", True),
+                      ("manylinux2014_aarch64", False), ("manylinux_2_31_x86_64", False)):
+        name = f"pyzmq-26.4.0-cp311-cp311-{tag}.whl"
+        assert build_addon._fits(name, "manylinux_2_28_x86_64", "3.11") is fits, tag
+
+
 def test_out_may_be_a_folder_and_an_unwritable_one_is_one_line(tmp_path, capsys):
     # before: `--out dist/` (an existing folder) raised IsADirectoryError, an unwritable one FileNotFoundError
     (tmp_path / "dist").mkdir()
