@@ -12,7 +12,6 @@ HAND_DIM = 1 + 3 + 45  # present, global_orient, hand_pose
 POSE_DIM = HAND_DIM * len(SIDES)
 
 
-
 def block_on_one_pixel(image_size: int, backbone_channels: tuple[int, ...] | list[int]) -> tuple[int, int] | None:
     """The first backbone block (numbered from 1, with its width) that would see a 1×1 map with one channel in each
     of its GroupNorm's groups (a width of 8 or less): one value a group, which torch refuses for one image
