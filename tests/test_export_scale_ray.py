@@ -206,7 +206,7 @@ def test_sigterm_stops_a_ray_run_as_ctrl_c_does(reference, tmp_path):
         driver = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
         end = time.monotonic() + 120
         while len(list(out.glob("samples/[0-9]*/labels.json"))) < 4:  # both workers hang after their 2
-            assert driver.poll() is None and time.monotonic() < end, driver.stderr.read()[-2000:]
+            assert driver.poll() is None and time.monotonic() < end, _stopped_and_said(driver)
             time.sleep(0.05)
         driver.send_signal(signal.SIGTERM)
         stderr = driver.communicate(timeout=120)[1]
@@ -279,7 +279,7 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
                                   text=True)
         end = time.monotonic() + 180
         while len(list(out.glob("samples/[0-9]*/labels.json"))) < 4:  # both workers hang after their 2
-            assert driver.poll() is None and time.monotonic() < end, driver.stderr.read()[-2000:]
+            assert driver.poll() is None and time.monotonic() < end, _stopped_and_said(driver)
             time.sleep(0.05)
         assert len(list(temporary.glob("handforge-blender-*"))) == 2  # each actor's Blender
         driver.send_signal(signal.SIGINT)
@@ -288,3 +288,10 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     assert list(temporary.glob("handforge-*")) == []
+
+
+def _stopped_and_said(driver: subprocess.Popen) -> str:
+    """The end of a driver's stderr, once it is stopped: read from one still running (a hang past the test's
+    limit), the failure waited for the driver's end, that is for pytest's own timeout."""
+    driver.kill()
+    return driver.communicate()[1][-2000:]
