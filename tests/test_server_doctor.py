@@ -463,3 +463,23 @@ def test_a_setting_with_a_value_says_how_to_change_it_where_the_value_came_from(
         HANDFORGE_CONFIG=str(cfg))
     assert "tochange:give$HANDFORGE_MOTION_CHECKPOINTanothervalue,orunsetit" in said(
         HANDFORGE_CONFIG=str(cfg), HANDFORGE_MOTION_CHECKPOINT=str(tmp_path))
+
+
+def test_a_path_setting_declared_loaded_by_commands_is_said_missing_whatever_its_engine(monkeypatch, tmp_path):
+    """Which path settings commands load was a list of keys in doctor (evaluation.features only): an outside engine's
+    command-loaded path named nothing with no word. The setting declares it now."""
+    from handforge import config
+    from handforge.commands.doctor import _missing_paths
+
+    ours = config.Setting(key="myengine.table", env="HANDFORGE_MYENGINE_TABLE", help="a table `myengine` reads",
+                          loaded_by_commands=True)
+    engines_own = config.Setting(key="myengine.weights", env="HANDFORGE_MYENGINE_WEIGHTS", help="weights")
+    config.settings()  # (the shipped ones found first)
+    monkeypatch.setitem(config._SETTINGS, ours.key, ours)
+    monkeypatch.setitem(config._SETTINGS, engines_own.key, engines_own)
+    rows = [{"key": s.key, "value": str(tmp_path / s.name), "source": "env", "help": s.help}
+            for s in (ours, engines_own)]
+    said = _missing_paths({"settings": rows, "engines": {}}, config)
+    assert [row["key"] for row, _ in said] == ["myengine.table"], said  # no engine gives the other as its reason
+    assert said[0][1] == (f"myengine.table = {tmp_path / 'table'} (from $HANDFORGE_MYENGINE_TABLE) does not exist",
+                          "point $HANDFORGE_MYENGINE_TABLE at one that exists, or unset it")

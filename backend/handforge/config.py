@@ -62,6 +62,8 @@ class Setting:
     help: str                # what it is, for doctor and error messages
     default: Any = None
     kind: Literal["path", "str", "int", "float"] = "path"
+    # a path that commands load, not engines (an engine's missing path is said by its reason): doctor says it missing
+    loaded_by_commands: bool = False
 
     @property
     def section(self) -> str:

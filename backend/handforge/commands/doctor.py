@@ -272,11 +272,6 @@ def _settings_said_below(report: dict[str, Any], config) -> dict[str, tuple[str,
     return said
 
 
-# path settings that commands, not engines, load (an engine's are found by its reason): a missing evaluation.features
-# was shown as set, no problem said, and `handforge measure` then refused to run
-COMMANDS_LOAD = ("evaluation.features",)
-
-
 def _missing_paths(report: dict[str, Any], config) -> list[tuple[dict[str, Any], tuple[str, str]]]:
     """Each settings row whose path names nothing and that an engine gives as why it cannot run, with that reason
     and its fix (for where its value came from: a variable's is fixed in the variable, the file's in the file)."""
@@ -287,11 +282,11 @@ def _missing_paths(report: dict[str, Any], config) -> list[tuple[dict[str, Any],
     found = [(row, missing_path(known[row["key"]], row["value"], row["source"])) for row in report["settings"]
              if "error" not in row and row["value"] is not None and row["key"] in known
              and known[row["key"]].kind == "path" and not Path(row["value"]).exists()]
-    # those an engine gives as its reason only, and the feature networks that `measure` and `eval` load: MANO's
-    # folder is said under Hand models with its own fix, and a folder that commands make (image.models_dir, for
-    # `models import` and `fetch`) is no problem yet
+    # those an engine gives as its reason only, and those commands load (a missing evaluation.features was shown as
+    # set, no problem said, and `handforge measure` then refused to run): MANO's folder is said under Hand models
+    # with its own fix, and a folder that commands make (image.models_dir, for `models import`) is no problem yet
     return [(row, said) for row, said in found
-            if any(said[0] in reason for reason in reasons) or row["key"] in COMMANDS_LOAD]
+            if any(said[0] in reason for reason in reasons) or known[row["key"]].loaded_by_commands]
 
 
 def _status_lines(status: dict[str, Any], said_below: dict[str, tuple[str, str]] | None = None) -> list[str]:

@@ -11,4 +11,5 @@ FEATURES = register(Setting(
     help="feature-network checkpoint folder (from `handforge train-features`) used for the Fréchet "
          "distance, KID and diversity; default: the one shipped with HandForge",
     default=SHIPPED_CHECKPOINT,
+    loaded_by_commands=True,  # `handforge measure` and `eval`, not an engine
 ))
