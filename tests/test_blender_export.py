@@ -552,7 +552,6 @@ def test_a_blender_process_ends_with_the_process_that_started_it(tmp_path):
     without its owner record, so no later run removed it (``handforge-export-workers-*`` left in $TMPDIR)."""
     import os
     import shutil
-    import signal
     import subprocess
     import sys
     import time

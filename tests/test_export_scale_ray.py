@@ -4,6 +4,7 @@ dataset byte for byte, also when a worker dies mid-run; a driver restart resumes
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest

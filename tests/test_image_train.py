@@ -208,7 +208,7 @@ def test_the_model_written_is_named_as_the_config_file_takes_it(setup, tmp_path,
     assert main(["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", "runs/g", "--size", "64",
                  "--steps", "1", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert f'guidance = "{tmp_path / "runs" / "g" / "model"}"' in out and f"HANDFORGE_IMAGE_GUIDANCE=" in out, out
+    assert f'guidance = "{tmp_path / "runs" / "g" / "model"}"' in out and "HANDFORGE_IMAGE_GUIDANCE=" in out, out
 
 
 def test_a_bad_out_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
