@@ -424,12 +424,13 @@ def not_this_exports(labels: dict[str, Any], spec: ExportSpec) -> str:
 
 
 def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settings: dict[str, Any] | None = None,
-             model=None) -> int:
+             model=None, indices: list[int] | None = None) -> int:
     """The aggregate files (COCO, InterHand2.6M-style, card, contact sheet), rebuilt from the finished
     samples in index order: the same bytes whoever wrote the samples and in what order. One pass reads
     and checks each sample's labels once (``sample_labels``, one sample at a time) and hands it to every
-    file; returns how many samples are finished."""
-    indices = finished_indices(out, spec.samples)  # one list: every file describes the same samples
+    file; returns how many samples are finished. ``indices``: the finished samples as listed by the caller."""
+    if indices is None:  # one list: every file describes the same samples
+        indices = finished_indices(out, spec.samples)
     if spec.hand_model == "mano":  # the release's poses are mean-relative; the open hand's mean is zero
         model = model if model is not None else load_hand_model(spec.hand_model)
     hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None

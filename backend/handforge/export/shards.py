@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from handforge.export.folder import CARD_JSON, InputWatch, claimed_folder, clean_partial, is_finished
+from handforge.export.folder import CARD_JSON, InputWatch, claimed_folder, clean_partial, finished_indices, is_finished
 from handforge.export.room import pending_that_fit
 from handforge.export.spec import ExportSpec, input_files
 from handforge.export.worker import replaces_too
@@ -34,6 +34,7 @@ MAX_CHUNK = 8            # samples per chunk at most: what a dead worker costs, 
 CHUNKS_PER_WORKER = 8    # at least this many chunks per worker: the last ones even out the finish
 DEFAULT_SAMPLE_TIMEOUT = 600.0  # s per sample of a chunk before its worker counts as hung (Cycles at high spp)
 START_TIMEOUT_FLOOR = 60.0  # s: a worker not ready this long after its start (and --sample-timeout) is hung
+FINALISE_TRIES = 3       # aggregate files written at most this often while late samples keep landing
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,6 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
 def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, fault,
                    poll_seconds, sample_timeout, removed: int, model, workers_here: bool, watch: InputWatch,
                    record: dict[str, Any]) -> dict[str, Any]:
-    from handforge.export.run import finalise
-
     # as many samples at once as workers get work, each making one (a cluster's memory is not this machine's)
     pending, skipped = pending_that_fit(spec, out, limit, at_once=workers if workers_here else 0)
     chunks = plan_chunks(pending, workers, chunk_size)
@@ -151,12 +150,27 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
                 clean_partial(out)
     seconds = time.perf_counter() - start
     watch.after(out, record, pending)
-    finished = finalise(spec, out, command, renderer_name or _known_renderer(out), model=model)
-    # a failed sample that a replaced worker finished after all is not a failure
-    failed = {i: why for i, why in sorted(failed.items()) if not is_finished(out, i)}
+    described = _finalise_settled(spec, out, command, renderer_name or _known_renderer(out), model)
+    # a failed sample that a replaced worker finished after all is not a failure (when the files describe it)
+    failed = {i: why for i, why in sorted(failed.items()) if i not in described}
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
-            "finished": finished, "seconds": seconds, "failed": failed, "worker_restarts": restarts,
+            "finished": len(described), "seconds": seconds, "failed": failed, "worker_restarts": restarts,
             "workers": workers}
+
+
+def _finalise_settled(spec, out: Path, command: str, renderer_name: str, model) -> set[int]:
+    """``finalise`` over the finished samples, again while one was put in place as it ran; returns the indices the
+    aggregate files describe. A Ray actor stopped as hung writes on until ``ray.kill`` reaches it (a moment, more
+    on a distant node): one that finished a sample the run had given up on while the files were written left it
+    out of them, while the summary, checking the folder afterwards, no longer called it failed (no rerun hinted)."""
+    from handforge.export.run import finalise
+
+    for _ in range(FINALISE_TRIES):
+        described = finished_indices(out, spec.samples)
+        finalise(spec, out, command, renderer_name, model=model, indices=described)
+        if finished_indices(out, spec.samples) == described:
+            break
+    return set(described)
 
 
 def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_seconds,
