@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -51,4 +52,45 @@ def test_a_sample_finished_late_while_the_files_are_written_is_in_them_and_not_f
     assert [image["id"] - 1 for image in coco["images"]] == [0, 1, 2, 3]
     assert summary["failed"] == {} and summary["finished"] == 4 and summary["written"] == 4
     assert calls == [3, 4]
+
+
+def _sample_folder(folder: Path, index: int, files: tuple[str, ...] = ("mesh.png", "depth.npy")) -> Path:
+    """A folder holding a finished sample's file names (the contents do not matter here)."""
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).write_bytes(b"image")
+    (folder / "labels.json").write_text(json.dumps({"index": index}))
+    return folder
+
+
+def test_a_writer_putting_its_sample_in_place_while_it_is_cleaned_away_leaves_it_whole_or_absent(tmp_path,
+                                                                                                 monkeypatch):
+    """``clean_partial`` (the end of a run, or the next one's start) meets a folder whose writer, a worker stopped
+    as hung that writes on, renames it into place just then (here: at the first file removed): the sample is then
+    whole or absent. Removed file by file through an open folder, it lost its files after the rename: an empty
+    sample folder its writer had reported written."""
+    import os
+
+    from handforge.export.folder import clean_partial
+    from handforge.export.samples import _put_in_place
+
+    out = tmp_path / "data"
+    partial = _sample_folder(out / "samples" / ".partial-000003.0123456789ab", 3)
+    final, unlink, put = sample_dir(out, 3), os.unlink, []
+
+    def unlink_as_the_writer_renames(*args, **kwargs):
+        if not put:
+            put.append(True)
+            try:
+                _put_in_place(partial, final)
+            except OSError as exc:  # its folder was taken first: the writer's sample fails
+                put.append(exc)
+        return unlink(*args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink_as_the_writer_renames)
+    clean_partial(out)
+    monkeypatch.undo()
+    assert put
+    assert not final.exists() or sorted(os.listdir(final)) == ["depth.npy", "labels.json", "mesh.png"]
+    assert [p.name for p in (out / "samples").iterdir()] == ([final.name] if final.exists() else [])
 
