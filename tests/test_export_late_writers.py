@@ -94,3 +94,47 @@ def test_a_writer_putting_its_sample_in_place_while_it_is_cleaned_away_leaves_it
     assert not final.exists() or sorted(os.listdir(final)) == ["depth.npy", "labels.json", "mesh.png"]
     assert [p.name for p in (out / "samples").iterdir()] == ([final.name] if final.exists() else [])
 
+
+class Killed(BaseException):
+    """A writer killed where it stands (a Ray actor stopped as hung, reached by ``ray.kill``)."""
+
+
+def test_a_writer_clearing_a_leftover_never_removes_the_sample_another_writer_put_there(tmp_path, monkeypatch):
+    """Two writers of one sample both find a leftover without labels where it goes: writer A clears it and puts its
+    sample there just after writer B found no labels in it (forced here: at B's check). B, killed before its own
+    rename, must leave A's finished sample in place: it cleared by name what it had checked, A's sample then, and a
+    sample the run had counted written was gone."""
+    import os
+
+    import handforge.export.samples as samples
+
+    out = tmp_path / "data"
+    final = sample_dir(out, 3)
+    final.mkdir(parents=True)
+    (final / "mesh.png").write_bytes(b"cut short")  # a leftover: no labels
+    mine = _sample_folder(out / "samples" / ".partial-000003.bbbbbbbbbbbb", 3)
+    theirs = _sample_folder(out / "samples" / ".partial-000003.aaaaaaaaaaaa", 3)
+    stat, replace_held, theirs_put, renames = os.stat, samples.replace_held, [], []
+
+    def stat_as_the_other_writer_puts_its_sample(path, *args, **kwargs):
+        try:
+            return stat(path, *args, **kwargs)
+        except FileNotFoundError:
+            if str(path).endswith("labels.json") and not theirs_put:  # B found no labels: A goes first now
+                theirs_put.append(path)
+                shutil.rmtree(final)
+                replace_held(theirs, final)
+            raise
+
+    def killed_at_the_second_rename(source, target):
+        renames.append(source)
+        if len(renames) == 2:
+            raise Killed
+        replace_held(source, target)
+
+    monkeypatch.setattr(os, "stat", stat_as_the_other_writer_puts_its_sample)
+    monkeypatch.setattr(samples, "replace_held", killed_at_the_second_rename)
+    with pytest.raises(Killed):
+        samples._put_in_place(mine, final)
+    monkeypatch.undo()
+    assert theirs_put and sorted(os.listdir(final)) == ["depth.npy", "labels.json", "mesh.png"]

@@ -10,6 +10,7 @@ import itertools
 import math
 import os
 import shutil
+import stat
 import threading
 import uuid
 from pathlib import Path
@@ -198,18 +199,53 @@ def _put_in_place(partial: Path, final: Path) -> None:
             return
         except OSError:
             if final.is_dir() and not final.is_symlink():
-                if (final / LABELS).is_file():  # another writer's, the same bytes: kept
+                if not _cleared_leftover(final):  # another writer's, the same bytes: kept
                     # (a file of ours held a moment on Windows, an antivirus's: left for the next run's
                     # clean_partial; its PermissionError stopped the whole export over a finished sample)
                     shutil.rmtree(partial, ignore_errors=True)
                     return
-                shutil.rmtree(final, ignore_errors=True)  # a leftover without labels: then the rename again
             elif os.path.lexists(final):  # not ours to delete
                 raise FileExistsError(errno.EEXIST, "not a sample folder, where this sample goes: move it away, "
                                                     "then export again", str(final)) from None
             else:  # nothing there: the rename's own failure (e.g. a disk error)
                 raise
     replace_held(partial, final)  # (a leftover that came back twice: its error said)
+
+
+# the folder opened once, then checked and emptied through it (not on Windows)
+_THROUGH_FOLDER = (shutil.rmtree.avoids_symlink_attacks and hasattr(os, "O_DIRECTORY")
+                   and {os.open, os.stat, os.unlink} <= os.supports_dir_fd and os.scandir in os.supports_fd)
+
+
+def _cleared_leftover(final: Path) -> bool:
+    """Empty the folder at ``final`` unless it holds labels (False: a finished sample, kept), for the rename again.
+    Through the folder as opened once: checked, then removed by name, it was the finished sample of another writer
+    of the same sample if that one had cleared the same leftover and renamed its own there in between, and this
+    writer, killed before its rename (a Ray actor stopped as hung), left the sample missing though counted done."""
+    if not _THROUGH_FOLDER:
+        if (final / LABELS).is_file():
+            return False
+        shutil.rmtree(final, ignore_errors=True)
+        return True
+    try:
+        folder = os.open(final, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:  # cleared by another writer: the rename again
+        return True
+    try:
+        try:
+            if stat.S_ISREG(os.stat(LABELS, dir_fd=folder).st_mode):
+                return False
+        except FileNotFoundError:
+            pass
+        for entry in os.scandir(folder):  # (a removal from under another writer's removal is no error)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.name, dir_fd=folder, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=folder)
+    finally:
+        os.close(folder)
+    return True
 
 
 _SYNC_POOL = None
