@@ -70,3 +70,13 @@ def test_the_gl_buffers_of_a_large_image_are_freed_when_the_export_ends():
     gl.release_large()
     assert resident() - before < 100e6
     assert gl.render(camera(64), [triangle], normals=True).mesh.shape == (64, 64, 3)  # small sizes go on
+
+
+def test_the_refusal_survives_pickling_whole():
+    """Raised where an exception crosses a process by pickle (a worker process, a Ray actor), it arrives whole: it
+    only is in a driver today, but unpickling it raised TypeError (its three arguments given its message alone)."""
+    import pickle
+
+    refusal = pickle.loads(pickle.dumps(ExportTooLarge("disk", "4 samples need 1.0 GB", "free space")))
+    assert isinstance(refusal, ExportTooLarge) and str(refusal) == "4 samples need 1.0 GB: free space"
+    assert (refusal.lacking, refusal.need, refusal.fixes) == ("disk", "4 samples need 1.0 GB", "free space")

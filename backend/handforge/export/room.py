@@ -33,6 +33,9 @@ class ExportTooLarge(ValueError):
         super().__init__(f"{need}: {fixes}")
         self.lacking, self.need, self.fixes = lacking, need, fixes
 
+    def __reduce__(self):  # (pickle gave __init__ the message alone, unpickling raised TypeError)
+        return type(self), (self.lacking, self.need, self.fixes)
+
 
 def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[str, ...], pending: int,
                at_once: int = 1) -> None:
