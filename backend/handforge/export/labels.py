@@ -88,10 +88,10 @@ def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarra
     mask = images.mask(hand_index)
     box = mask_box(mask)
     vuv, vz = camera.project(vertices)
-    projected = None
-    if (vz > 0).any():
-        lo = np.clip(vuv[vz > 0].min(0), 0, [camera.width, camera.height])
-        hi = np.clip(vuv[vz > 0].max(0), 0, [camera.width, camera.height])
+    projected, in_front = None, vuv[vz > 0]
+    if len(in_front):
+        lo = np.clip(in_front.min(0), 0, [camera.width, camera.height])
+        hi = np.clip(in_front.max(0), 0, [camera.width, camera.height])
         if (hi > lo).all():  # else the hand is wholly outside the image: no box, as for bbox
             projected = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
     if (vz <= 0).any():
