@@ -80,3 +80,10 @@ def test_the_refusal_survives_pickling_whole():
     refusal = pickle.loads(pickle.dumps(ExportTooLarge("disk", "4 samples need 1.0 GB", "free space")))
     assert isinstance(refusal, ExportTooLarge) and str(refusal) == "4 samples need 1.0 GB: free space"
     assert (refusal.lacking, refusal.need, refusal.fixes) == ("disk", "4 samples need 1.0 GB", "free space")
+
+
+def test_byte_amounts_are_said_in_the_unit_that_shows_them():
+    from handforge.export.room import byte_amount
+
+    assert [byte_amount(n) for n in (2.84e12, 19_660_800, 2_000_000, 328_000, 0)] == \
+        ["2840.0 GB", "19.7 MB", "2.0 MB", "328 kB", "0 kB"]

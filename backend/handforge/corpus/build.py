@@ -43,6 +43,7 @@ from handforge.corpus.summary import (
     write_json,
 )
 from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, clip_path, load_clip
+from handforge.export.room import byte_amount
 from handforge.runtime import torch_threads
 from handforge.scratch import running
 from handforge_shared.files import file_error, replace_held
@@ -159,18 +160,9 @@ def _check_room(out: Path, sequences: int) -> None:
     disk = existing_ancestor(out.parent)
     free = shutil.disk_usage(disk).free
     if sequences * CLIP_BYTES_LOW > free:
-        raise CorpusError(f"{sequences:,} clips need about {_amount(sequences * CLIP_BYTES_MEAN)} "
-                          f"({CLIP_BYTES_MEAN / 1e3:.0f} kB a clip on average), and {disk} has {_amount(free)} "
+        raise CorpusError(f"{sequences:,} clips need about {byte_amount(sequences * CLIP_BYTES_MEAN)} "
+                          f"({CLIP_BYTES_MEAN / 1e3:.0f} kB a clip on average), and {disk} has {byte_amount(free)} "
                           "free: free space, build fewer clips (--sequences), or write elsewhere (--out)")
-
-
-def _amount(size: int) -> str:
-    """Bytes in GB, or MB or kB below 1 GB: in GB alone, 500 clips on a nearly full disk "need about 0.0 GB"
-    of the "0.0 GB free"."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size / 1e3:.0f} kB"
 
 
 def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int = 1,

@@ -49,8 +49,8 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
     if need > available:
         made = f"{at_once} samples of {width}×{height} made at once need" if at_once > 1 else \
             f"a sample of {width}×{height} needs"
-        raise ExportTooLarge("memory", f"{made} about {_size(need)} of memory, and this machine has "
-                                       f"{_size(available)} available",
+        raise ExportTooLarge("memory", f"{made} about {byte_amount(need)} of memory, and this machine has "
+                                       f"{byte_amount(available)} available",
                              f"lower the resolution{' or --workers' if at_once > 1 else ''}, or free memory")
     per_sample = pixels * sum(ARRAY_BYTES_PER_PIXEL.get(o, 0) for o in outputs)
     if not pending or not per_sample:
@@ -60,15 +60,19 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
     if pending * per_sample > free:
         arrays = " and ".join(o for o in ARRAY_BYTES_PER_PIXEL if o in outputs)
         raise ExportTooLarge("disk", f"{pending} samples of {width}×{height} need at least "
-                                     f"{_size(pending * per_sample)} (their {arrays} arrays alone), and {disk} has "
-                                     f"{_size(free)} free",
+                                     f"{byte_amount(pending * per_sample)} (their {arrays} arrays alone), and "
+                                     f"{disk} has {byte_amount(free)} free",
                              "free space, lower the resolution, or export fewer samples (a rerun into the same "
                              "folder resumes)")
 
 
-def _size(count: float) -> str:
-    """Bytes as GB, or MB below one (a small disk's refusal said it needed "0.0 GB" and had "0.0 GB free")."""
-    return f"{count / GB:.1f} GB" if count >= GB else f"{count / 1e6:.1f} MB"
+def byte_amount(count: float) -> str:
+    """Bytes in GB, or MB or kB below 1 GB: in GB alone, a small disk's refusal said it needed "0.0 GB" and had
+    "0.0 GB free" (the export's, and the corpus's: 500 clips on a nearly full disk)."""
+    for unit, scale in (("GB", GB), ("MB", 1e6)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count / 1e3:.0f} kB"
 
 
 def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1) -> tuple[list[int], int]:
@@ -82,4 +86,5 @@ def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1
     return pending, finished
 
 
-__all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "check_room", "pending_that_fit"]
+__all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "byte_amount", "check_room",
+           "pending_that_fit"]
