@@ -121,6 +121,19 @@ def relative_paths(spec_path: str, out: str, spec) -> list[str]:
     return [p for p in paths if p and not Path(p).expanduser().is_absolute()]
 
 
+def _refuse_rgb_without_blender(spec) -> None:
+    """Workbench and Cycles RGB is rendered by the bpy module, which the `backend` extra leaves out: said in one
+    line before anything is written (it was the Blender worker's ModuleNotFoundError traceback)."""
+    import importlib.util
+
+    from handforge.export.run import renders_looks
+
+    if renders_looks(spec) and importlib.util.find_spec("bpy") is None:
+        raise ValueError(f"render.engine {spec.render.engine!r} renders the RGB images in Blender, whose Python "
+                         "module (bpy) is not installed here: pip install bpy==4.5.15 (Python 3.11), or pass "
+                         "--engine none for the labels and GL images alone")
+
+
 def run(args: argparse.Namespace) -> int:
     from handforge.export.ray_pool import RayUnavailable
     from handforge.export.run import export
@@ -155,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         if not status["available"]:
             raise ValueError(f"hand_model: {spec.hand_model!r} is not available here: "
                              + with_hint(status["reason"], status["hint"]))
+        _refuse_rgb_without_blender(spec)
         # (a relative --out, spec or path in the spec: the command said only from the folder it ran in)
         workdir = Path.cwd() if relative_paths(args.spec, args.out, spec) else None
         command = reproducing_command(getattr(args, "command_argv", None) or [args.spec, "--out", args.out], args.ray,
