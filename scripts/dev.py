@@ -99,6 +99,18 @@ def setup() -> Path:
     return py
 
 
+def demo_args_with_absolute_out(demo_args: list[str]) -> list[str]:
+    """The demo's ``--out`` made absolute from the folder the command was typed in: the demo runs in the checkout
+    (its default output is ``handforge_out/demo`` there), and a relative ``--out`` had landed in the checkout too."""
+    args = list(demo_args)
+    for k, arg in enumerate(args):
+        if arg == "--out" and k + 1 < len(args):
+            args[k + 1] = os.path.abspath(args[k + 1])
+        elif arg.startswith("--out="):
+            args[k] = "--out=" + os.path.abspath(arg[len("--out="):])
+    return args
+
+
 def main(argv: list[str], python_version: tuple[int, ...] = tuple(sys.version_info)) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
@@ -116,7 +128,7 @@ def main(argv: list[str], python_version: tuple[int, ...] = tuple(sys.version_in
         return 0
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if command == "demo":
-        return _run([py, "-m", "handforge", "demo", *rest], cwd=ROOT, env=env)
+        return _run([py, "-m", "handforge", "demo", *demo_args_with_absolute_out(rest)], cwd=ROOT, env=env)
     return _run([py, "-m", "pytest", *rest], cwd=ROOT, env=env)
 
 

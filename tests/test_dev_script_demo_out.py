@@ -1,0 +1,39 @@
+"""`python3 scripts/dev.py demo --out DIR` run from outside the checkout: DIR is where the command was typed."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _dev_script():
+    spec = importlib.util.spec_from_file_location("handforge_dev_script_out", ROOT / "scripts" / "dev.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _demo_command(monkeypatch, tmp_path, argv: list[str]) -> list[str]:
+    dev = _dev_script()
+    ran = []
+    monkeypatch.setattr(dev, "setup", lambda: Path("python"))
+    monkeypatch.setattr(dev, "_run", lambda cmd, **kwargs: ran.append([str(c) for c in cmd]) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert dev.main(argv, python_version=(3, 11, 7)) == 0
+    return ran[0]
+
+
+def test_a_relative_demo_out_is_taken_from_where_the_command_was_typed(monkeypatch, tmp_path):
+    # (the demo runs in the checkout: "--out mydemo" had written into the checkout's mydemo)
+    command = _demo_command(monkeypatch, tmp_path, ["demo", "--out", "mydemo", "--no-blender"])
+    assert command[-3:] == ["--out", str(tmp_path / "mydemo"), "--no-blender"]
+    command = _demo_command(monkeypatch, tmp_path, ["demo", "--out=mydemo"])
+    assert command[-1] == f"--out={tmp_path / 'mydemo'}"
+
+
+def test_the_demo_default_and_an_absolute_out_are_left_as_they_are(monkeypatch, tmp_path):
+    assert _demo_command(monkeypatch, tmp_path, ["demo"])[-1] == "demo"
+    absolute = str(tmp_path / "elsewhere")
+    assert _demo_command(monkeypatch, tmp_path, ["demo", "--out", absolute])[-1] == absolute
