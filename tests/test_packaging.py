@@ -52,3 +52,47 @@ def test_dev_script_on_another_python_stops_before_installing_anything(command, 
     assert "needs Python 3.11" in said.err and "Python 3.12.3" in said.err
     assert f"python3.11 scripts/dev.py {command}\n" in said.err and "deadsnakes" in said.err
     assert dev.python_version_problem((3, 11, 7)) == "" and dev.python_version_problem((3, 10, 14))
+
+
+# modules the backend imports that an extra (or Blender) brings, each where it is imported behind its own check
+_FROM_ELSEWHERE = {"anny": "anny", "smplx": "mano", "mediapipe": "landmarks", "ray": "cluster",
+                   "grpc": "cluster",  # (ray[default]'s; its error type only)
+                   "bpy": "Blender", "mathutils": "Blender",  # the demo's and export's Blender side
+                   "nltk": "optional (a lexicon fallback when absent)"}
+
+
+def _imported_modules(folder: Path) -> dict[str, str]:
+    """Each third-party top-level module imported anywhere under ``folder``, inside functions too: a file that does."""
+    import ast
+
+    found: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("handforge", "handforge_shared"):
+                    found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_module_the_backend_imports_is_installed_by_the_backend_install():
+    """pycocotools was in the dev extra only: on the README's artist install (`.[backend]`) every labelled export,
+    the demo's included, failed at its end ("No module named 'pycocotools'")."""
+    import importlib.metadata
+    import re
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = meta["project"]["dependencies"] + meta["project"]["optional-dependencies"]["backend"]
+    names = {re.split(r"[<>=~!\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-") for requirement in declared}
+    distributions = importlib.metadata.packages_distributions()
+    missing = {}
+    for module, where in {**_imported_modules(ROOT / "backend" / "handforge"),
+                          **_imported_modules(ROOT / "shared" / "handforge_shared")}.items():
+        if module in _FROM_ELSEWHERE:
+            continue
+        dists = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+        if not dists & names:
+            missing[module] = f"{where} (from {sorted(dists)})"
+    assert not missing, f"imported but not in the core or backend dependencies of pyproject.toml: {missing}"
