@@ -7,6 +7,7 @@ The comparison with Blender's own camera projection is tests/test_blender_export
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -267,3 +268,26 @@ def test_a_folder_that_cannot_take_samples_fails_the_job_at_once_in_words(tmp_pa
                     r"user read and write it \(or choose another Output folder\)$", failure.value.message), failure.value
     assert failure.value.hint == "the samples already made are kept: export again to go on"
     assert refusals(tmp_path) <= 3  # not 16: stopped at the first
+
+
+def test_rendered_rgb_on_a_backend_without_blender_is_refused_before_queueing_naming_the_fix(tmp_path):
+    """On the artist's install (the backend extra, no bpy) Export Labelled Renders with Workbench or Cycles was
+    queued, and its Blender worker ended in a ModuleNotFoundError traceback; RGB None needs no Blender."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(  # bpy not installed, as far as the backend can tell
+        "import importlib.util\n_find = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a, **k: None if name == 'bpy' else _find(name, *a, **k)\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    params, arrays = _request(tmp_path / "out", np.random.default_rng(6))
+    with running_server(env=env) as server, server.client() as client:
+        for engine in ("workbench", "cycles"):
+            handle = client.submit("export_renders", {**params, "engine": engine}, arrays)
+            outcome = handle.wait(60)
+            assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
+            assert str(outcome).startswith(f"params.engine: render engine {engine!r} renders the RGB images in "
+                                           "Blender, whose Python module (bpy) is not installed"), outcome
+            assert "pip install bpy==4.5.15" in outcome.hint and "RGB None" in outcome.hint, outcome.hint
+            assert handle.position is None  # never accepted
+        assert not (tmp_path / "out").exists()
+        assert client.run("export_renders", params, arrays).data["written"] == FRAMES * CAMERAS  # engine none

@@ -122,16 +122,13 @@ def relative_paths(spec_path: str, out: str, spec) -> list[str]:
 
 
 def _refuse_rgb_without_blender(spec) -> None:
-    """Workbench and Cycles RGB is rendered by the bpy module, which the `backend` extra leaves out: said in one
-    line before anything is written (it was the Blender worker's ModuleNotFoundError traceback)."""
-    import importlib.util
-
+    """Workbench and Cycles RGB without the bpy module: said in one line before anything is written."""
+    from handforge.export.room import BLENDER_FIX, blender_missing
     from handforge.export.run import renders_looks
 
-    if renders_looks(spec) and importlib.util.find_spec("bpy") is None:
-        raise ValueError(f"render.engine {spec.render.engine!r} renders the RGB images in Blender, whose Python "
-                         "module (bpy) is not installed here: pip install bpy==4.5.15 (Python 3.11), or pass "
-                         "--engine none for the labels and GL images alone")
+    missing = renders_looks(spec) and blender_missing(spec.render.engine)
+    if missing:
+        raise ValueError(f"{missing}: {BLENDER_FIX}, or pass --engine none for the labels and GL images alone")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,7 +55,7 @@ def _arrays() -> dict[str, ArraySpec]:
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     from handforge.export.blender_scene import BlenderExportError, check_folder, request_record
-    from handforge.export.room import ExportTooLarge, check_room
+    from handforge.export.room import BLENDER_FIX, ExportTooLarge, blender_missing, check_room
 
     frames, cameras = len(arrays["frames"]), len(params["cameras"])
     if arrays["camera.lens"].shape != (cameras, frames):
@@ -101,6 +101,9 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     except CameraError as exc:
         raise invalid("params.pixel_aspect", str(exc)) from None
     check_model_available(params, arrays)
+    missing = blender_missing(params["engine"])
+    if missing:  # (refused before queueing: the job's Blender worker ended in a ModuleNotFoundError traceback)
+        raise invalid("params.engine", missing, f"{BLENDER_FIX}, or choose RGB None for the GL images and labels")
     try:
         check_folder(params["out"], request_record(params, arrays))
     except BlenderExportError as exc:
