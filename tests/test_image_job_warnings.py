@@ -95,3 +95,21 @@ def test_tas_at_no_step_is_said(job, asked, says):
     assert says in data["warning"] and "set tas off" in data["warning"]
     ran = run(steps=2)  # at one step: nothing to say
     assert ran["tas"]["steps"] == 1 and len(ran["tas"]["losses"]) == 1 and "warning" not in ran
+
+
+def test_tas_updates_skipped_for_an_overflow_are_said_and_the_result_is_json(job, monkeypatch):
+    # before: an update skipped (its loss or gradient not finite: float16 overflow) was unsaid, and a NaN loss in
+    # the result's tas.losses made the finished job's result unsendable (the protocol's JSON refuses NaN)
+    import json
+
+    from handforge.engines.image import tas
+
+    real = tas.attention_scores
+    monkeypatch.setattr(tas, "attention_scores", lambda *a, **k: real(*a, **k) * float("nan"))
+    data = job("image.generate", {"prompt": "two hands holding a cup", "steps": 4, "batch": 2, "tas_steps": 1})
+    assert data["tas"]["losses"] == [[None, None]]
+    json.dumps(data["tas"], allow_nan=False)
+    assert "TAS skipped 2 of its 2 updates (image × step)" in data["warning"]
+    assert "dtype float32 or bfloat16 avoids it" in data["warning"]
+    monkeypatch.setattr(tas, "attention_scores", real)
+    assert "warning" not in job("image.generate", {"prompt": "two hands holding a cup", "steps": 2})

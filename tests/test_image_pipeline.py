@@ -90,7 +90,8 @@ def test_tas_raises_the_attention_of_the_chosen_tokens(pipe):
     with torch.no_grad():
         before = tas.attention_scores(pipe.unet, latents, t, text, length, indices)
     assert before.shape == (2, len(indices)) and torch.all((before > 0) & (before <= 1))
-    updated, loss = tas.tas_update(pipe.unet, latents, t, text, length, indices, alpha=tas.DEFAULT_STRENGTH)
+    updated, loss, skipped = tas.tas_update(pipe.unet, latents, t, text, length, indices, alpha=tas.DEFAULT_STRENGTH)
+    assert not skipped.any()
     with torch.no_grad():
         after = tas.attention_scores(pipe.unet, updated, t, text, length, indices)
     assert torch.allclose(loss, tas.tas_loss(before))
@@ -114,7 +115,7 @@ def test_tas_runs_beside_attention_slicing(pipe):
         pipe.enable_attention_slicing(1)
         try:
             sliced = tas.attention_scores(pipe.unet, latents, t, text, length, chosen)
-            updated, _ = tas.tas_update(pipe.unet, latents, t, text, length, chosen, alpha=tas.DEFAULT_STRENGTH)
+            updated, _, _ = tas.tas_update(pipe.unet, latents, t, text, length, chosen, alpha=tas.DEFAULT_STRENGTH)
         finally:
             pipe.disable_attention_slicing()
     assert torch.allclose(plain, sliced, atol=1e-5) and not torch.equal(updated, latents)
@@ -287,11 +288,12 @@ def test_tas_moves_each_image_by_its_own_loss(pipe):
     pipe.scheduler.set_timesteps(20)
     t = pipe.scheduler.timesteps[0]
     latents = torch.randn(2, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(4))
-    both, losses = tas.tas_update(pipe.unet, latents, t, text.repeat(2, 1, 1), length, chosen, alpha=tas.DEFAULT_STRENGTH)
+    both, losses, _ = tas.tas_update(pipe.unet, latents, t, text.repeat(2, 1, 1), length, chosen,
+                                     alpha=tas.DEFAULT_STRENGTH)
     moved = both - latents
     assert moved.abs().max() > 0
     for k in range(2):
-        alone, loss = tas.tas_update(pipe.unet, latents[k:k + 1], t, text, length, chosen, alpha=tas.DEFAULT_STRENGTH)
+        alone, loss, _ = tas.tas_update(pipe.unet, latents[k:k + 1], t, text, length, chosen, alpha=tas.DEFAULT_STRENGTH)
         assert torch.allclose(moved[k:k + 1], alone - latents[k:k + 1], rtol=1e-2, atol=1e-3 * float(moved.abs().max()))
         assert torch.allclose(losses[k:k + 1], loss, atol=1e-6)
 

@@ -401,6 +401,17 @@ def out_of_view(view) -> list[str]:
     return ["no hand is in the camera's view, so the image follows no pose: aim the camera at the hands"]
 
 
+def tas_skipped(losses: list[list[float | None]]) -> list[str]:
+    """The warning for TAS updates skipped (an image's loss or gradient not finite: None in its losses), or none:
+    the image was sampled without them, and the losses alone did not say so."""
+    skipped = sum(loss is None for step in losses for loss in step)
+    if not skipped:
+        return []
+    total = sum(len(step) for step in losses)
+    return [f"TAS skipped {skipped} of its {total} updates (image × step): the attention loss or its gradient was not "
+            "finite, as float16 overflows; dtype float32 or bfloat16 avoids it"]
+
+
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     import torch
 
@@ -472,6 +483,7 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
         why = ("tas_steps is 0" if params["tas_steps"] is not None else
                f"it runs at the first half of the steps by default, 0 of {steps}")
         warnings.append(f"TAS did nothing: {why}; give tas_steps 1 or more (or more steps), or set tas off")
+    warnings += tas_skipped(out.tas_losses + refine_losses)
     if warnings:
         data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
@@ -552,9 +564,10 @@ def register_jobs(registry: Registry) -> None:
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 control images",
                  "hands": "per side the export's labels (keypoints_2d, visible, boxes, parameters)",
                  "hand_model": "the hand model the labels' parameters belong to, with hand_model_licence",
-                 "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's)",
+                 "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's), null "
+                        "where an update was skipped (a loss or gradient not finite)",
                  "warning": "what did not happen as asked (no hand in view, a prompt cut short, TAS with no "
-                            "hand-related word), "
+                            "hand-related word, TAS updates skipped), "
                             "only then"}))
 
 

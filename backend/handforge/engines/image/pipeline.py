@@ -41,7 +41,9 @@ def latent_preview(latents: torch.Tensor) -> np.ndarray:
 @dataclass
 class Generated:
     images: np.ndarray                 # (N, H, W, 3) uint8
-    tas_losses: list[list[float]] = field(default_factory=list)  # per TAS step, per image: L before the update
+    # per TAS step, per image: L before the update, or None where the update was skipped (a loss or gradient not
+    # finite: float16 overflow); None, not NaN, as the job's result is JSON and refuses NaN
+    tas_losses: list[list[float | None]] = field(default_factory=list)
 
 
 class HandImagePipeline(DiffusionPipeline):
@@ -135,8 +137,10 @@ class HandImagePipeline(DiffusionPipeline):
             for i, t in enumerate(timesteps):
                 if tas_tokens and i < tas_steps:
                     alpha = tas.step_size(i, len(timesteps), tas_strength)
-                    latents, loss = tas.tas_update(self.unet, latents, t, cond, text_length, tas_tokens, alpha)
-                    tas_losses.append(loss.float().cpu().tolist())
+                    latents, loss, skipped = tas.tas_update(self.unet, latents, t, cond, text_length, tas_tokens,
+                                                            alpha)
+                    tas_losses.append([None if s else v for v, s in zip(loss.float().cpu().tolist(),
+                                                                         skipped.cpu().tolist())])
                 model_input = torch.cat([latents] * 2) if cfg else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 if len(nets) == 1:

@@ -155,17 +155,20 @@ def attention_scores(unet, latents: torch.Tensor, timestep, text_embeddings: tor
 
 
 def tas_update(unet, latents: torch.Tensor, timestep, text_embeddings: torch.Tensor, text_length: int,
-               indices: Sequence[int], alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One TAS update X̂_t = X_t − α ∇L (each sample by its own loss); returns it and L before it."""
+               indices: Sequence[int], alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One TAS update X̂_t = X_t − α ∇L (each sample by its own loss); returns it, L before it and which samples
+    were skipped ((batch,) bool): one whose loss or gradient is not finite (float16 overflow) is left as it was
+    while the others still move, since each sample's update is its own (one overflow held back the whole batch)."""
+    none_skipped = torch.zeros(latents.shape[0], dtype=torch.bool, device=latents.device)
     if not indices:
-        return latents, torch.zeros(latents.shape[0], device=latents.device)
+        return latents, torch.zeros(latents.shape[0], device=latents.device), none_skipped
     with torch.enable_grad():
         x = latents.detach().requires_grad_(True)
         loss = tas_loss(attention_scores(unet, x, timestep, text_embeddings, text_length, indices))
         (grad,) = torch.autograd.grad(loss.sum(), x)
-    if not torch.isfinite(grad).all():  # fp16 overflow in the backward pass: skip this update, keep sampling
-        return latents, loss.detach()
-    return (latents - alpha * grad.to(latents.dtype)).detach(), loss.detach()
+    skipped = ~(torch.isfinite(grad).flatten(1).all(dim=1) & torch.isfinite(loss.detach()))
+    step = torch.where(skipped.view(-1, *[1] * (grad.ndim - 1)), torch.zeros_like(grad), grad)
+    return (latents - alpha * step.to(latents.dtype)).detach(), loss.detach(), skipped
 
 
 __all__ = [

@@ -136,8 +136,8 @@ class GuidanceObjective:
             prompt = self.tokenizer.decode(input_ids[i], skip_special_tokens=True)
             indices = [c.index for c in hand_tokens(prompt, self.tokenizer)[0]]
             length = len(self.tokenizer(prompt, truncation=True).input_ids) - 2
-            moved[i:i + 1], _ = tas.tas_update(self.unet, noisy[i:i + 1], t[i], text[i:i + 1], length, indices,
-                                               self.tas_strength)
+            moved[i:i + 1], _, _ = tas.tas_update(self.unet, noisy[i:i + 1], t[i], text[i:i + 1], length, indices,
+                                                  self.tas_strength)
         alpha = self.noise.alphas_cumprod.to(noisy.device)[t].view(-1, 1, 1, 1)
         return moved, (moved - alpha.sqrt() * x0) / (1 - alpha).sqrt()
 
