@@ -66,9 +66,10 @@ def _target_generator() -> str | tuple[str, str]:
     and every job then failed as missing_weights)."""
     from handforge.engines.checkpoints import checkpoint_problem
     from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
+    from handforge.engines.transfer.model_config import feature_map_problem
 
     folder = config.value(TARGET_GENERATOR.key)
-    problem = checkpoint_problem(folder, MODEL, finite=True)
+    problem = checkpoint_problem(folder, MODEL, finite=True) or feature_map_problem(folder)
     if problem:
         return problem, _target_generator_fix()
     return _fits_sd(folder)
@@ -273,17 +274,20 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
                  camera, on_step) -> np.ndarray:
     import torch
 
-    from handforge.engines.checkpoints import CheckpointError, checkpoint_name
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_name, checkpoint_problem
     from handforge.engines.image.loading import WeightsError
     from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
+    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
+    from handforge.engines.transfer.model_config import feature_map_problem
     from handforge.engines.transfer.pipeline import sample_target
 
     sd = config.value(SD_MODEL.key)
     folder = config.value(TARGET_GENERATOR.key)
     try:
         model = ctx.pretrained(TargetGenerator, folder, label=f"the target generator {checkpoint_name(folder)}")
-    except CheckpointError as exc:  # e.g. the run folder instead of its model/
-        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), _target_generator_fix()) from None
+    except CheckpointError as exc:  # e.g. the run folder instead of its model/; a size, in the status's words
+        said = checkpoint_problem(folder, MODEL) or feature_map_problem(folder) or str(exc)
+        raise JobError(ErrorCode.MISSING_WEIGHTS, said, _target_generator_fix()) from None
     try:
         check_fits(model, folder, parts["unet"], sd)
     except WeightsError as exc:

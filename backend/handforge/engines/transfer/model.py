@@ -22,7 +22,13 @@ from handforge_shared.poses import HandPose
 from handforge_shared.skeleton import SIDES
 from torch import nn
 
-from handforge.engines.transfer.model_config import HAND_DIM, POSE_DIM, TARGET_GENERATOR, width_problem
+from handforge.engines.transfer.model_config import (
+    HAND_DIM,
+    POSE_DIM,
+    TARGET_GENERATOR,
+    feature_grid,
+    width_problem,
+)
 
 
 def pose_vector(hands: dict[str, HandPose], camera_rotation: np.ndarray | None = None) -> np.ndarray:
@@ -65,9 +71,7 @@ class TargetGenerator(ModelMixin, ConfigMixin):
         super().__init__()
         channels = [3, *backbone_channels]
         self.backbone = nn.Sequential(*(_conv_block(a, b) for a, b in itertools.pairwise(channels)))
-        grid = image_size
-        for _ in backbone_channels:  # each block's stride-2 convolution (padding 1) gives ceil(n / 2)
-            grid = (grid + 1) // 2
+        grid = feature_grid(image_size, len(backbone_channels))
         self.feature_proj = nn.Linear(channels[-1], feature_dim)
         self.feature_position = nn.Parameter(torch.zeros(1, grid * grid, feature_dim))
 

@@ -38,9 +38,10 @@ def check_target_generator(path: str | Path, digest: bool = False, sd: str | Pat
     from handforge.engines.transfer.jobs import sd_width_problem
     from handforge.engines.transfer.model import TargetGenerator
     from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
+    from handforge.engines.transfer.model_config import feature_map_problem
 
     report = Report(str(path))
-    problem = checkpoint_problem(path, MODEL, finite=True)
+    problem = checkpoint_problem(path, MODEL, finite=True) or feature_map_problem(path)
     if problem:
         report.problems.append(problem)
         return report
