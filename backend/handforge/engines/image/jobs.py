@@ -441,6 +441,10 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
 
     passes = 2 if params["refine_hands"] and cond.local_view is not None else 1
     device = "cpu" if params["cpu_offload"] else ctx.device
+    # one generator per image, seeded seed + k, which the refine pass goes on drawing from: each image depends on its
+    # own seed only. (One generator for the batch and another, seed + 1, for the refine pass drew each image's refine
+    # noise after the whole batch's, so an image changed with the batch size; and seed + 1 was the next seed's.)
+    generators = [torch.Generator(device=device).manual_seed(params["seed"] + k) for k in range(params["batch"])]
 
     def run(view, phase: int, **extra):
         def on_step(i: int, total: int, latents) -> None:
@@ -451,7 +455,7 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
         return pipe(params["prompt"], [view.images[k] for k in kinds], negative_prompt=params["negative_prompt"],
                     num_inference_steps=steps, guidance_scale=params["guidance_scale"],
                     control_scales=params["control_scale"], num_images=params["batch"],
-                    generator=torch.Generator(device=device).manual_seed(params["seed"] + phase),
+                    generator=generators,
                     tas_tokens=[t.index for t in tokens], tas_strength=params["tas_strength"], tas_steps=tas_steps,
                     on_step=on_step, **extra)
 
@@ -531,7 +535,8 @@ def register_jobs(registry: Registry) -> None:
                                      min=0, max=200),
                 "width": Integer(doc="image width = the camera's (multiple of 8)", default=512, min=64, max=2048),
                 "height": Integer(doc="image height = the camera's (multiple of 8)", default=512, min=64, max=2048),
-                "batch": Integer(doc="images with consecutive noise from one seed", default=1, min=1, max=16),
+                "batch": Integer(doc="images, the k-th (from 0) seeded seed + k: each as it is alone at its seed",
+                                 default=1, min=1, max=16),
                 "hand_model": String(doc="hand model of the pose parameters", default=DEFAULT_HAND_MODEL,
                                      choices=HAND_MODELS),
                 "sensor_fit": String(doc="Blender camera: its sensor fit", default="AUTO", choices=SENSOR_FITS),

@@ -90,13 +90,14 @@ class HandImagePipeline(DiffusionPipeline):
     def __call__(self, prompt: str, control_images: Sequence[np.ndarray], negative_prompt: str = "",
                  num_inference_steps: int = 20, guidance_scale: float = 7.5,
                  control_scales: float | Sequence[float] = 1.0, num_images: int = 1,
-                 generator: torch.Generator | None = None, tas_tokens: Sequence[int] = (),
+                 generator: torch.Generator | list[torch.Generator] | None = None, tas_tokens: Sequence[int] = (),
                  tas_strength: float = tas.DEFAULT_STRENGTH, tas_steps: int = 0,
                  on_step: Callable[[int, int, torch.Tensor], None] | None = None, eta: float = 0.0,
                  init_images: np.ndarray | None = None, strength: float = 1.0) -> Generated:
         """``init_images`` (num_images, H, W, 3) uint8 with ``strength`` < 1: start from them noised to
         that fraction of the schedule (image-to-image, as diffusers' img2img pipelines) and run only
-        the remaining steps."""
+        the remaining steps. ``generator``: one, or one per image (as diffusers' pipelines take them), each image then
+        drawing from its own only."""
         nets = self.controlnets
         if len(control_images) != len(nets):
             raise ValueError(f"{len(nets)} ControlNet(s) need as many control images, got {len(control_images)}")
