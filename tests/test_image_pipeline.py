@@ -363,17 +363,53 @@ def test_init_images_run_only_the_last_strength_of_the_steps_from_them(pipe):
     assert not np.array_equal(run(control(9)[None], 0.5)[0], images)  # the init image is used
 
 
+def diffusers_pipeline(pipe, kind: str):
+    """diffusers' own ``StableDiffusionControlNetPipeline`` or ``StableDiffusionImg2ImgPipeline`` on ``pipe``'s parts:
+    the oracle of what their models are given."""
+    import diffusers
+
+    parts = dict(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+                 scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if kind == "controlnet":
+        return diffusers.StableDiffusionControlNetPipeline(controlnet=pipe.controlnet, **parts)
+    return diffusers.StableDiffusionImg2ImgPipeline(**parts)
+
+
 def test_the_control_image_goes_to_the_controlnet_as_diffusers_prepares_it(pipe):
-    """RGB in [0, 1], one copy per image and guidance half: what diffusers' ControlNet pipelines give ControlNets
-    (their control image processor does not normalise to [−1, 1]). Compared directly: the tiny ControlNets barely
-    feel their input's range, so the comparisons of whole pipelines above passed with a [−1, 1] control image."""
-    from diffusers.image_processor import VaeImageProcessor
+    """RGB in [0, 1], one copy per image and guidance half: what diffusers' StableDiffusionControlNetPipeline gives
+    its ControlNets (its own prepare_image, not a processor set up here: its control image processor does not
+    normalise to [−1, 1]). Compared directly: the tiny ControlNets barely feel their input's range, so the
+    comparisons of whole pipelines above pass with a [−1, 1] control image."""
     from PIL import Image
 
     image = control(6)
-    expected = VaeImageProcessor(vae_scale_factor=8, do_convert_rgb=True, do_normalize=False).preprocess(
-        Image.fromarray(image), height=SIZE, width=SIZE)
+    expected = diffusers_pipeline(pipe, "controlnet").prepare_image(
+        Image.fromarray(image), width=SIZE, height=SIZE, batch_size=2, num_images_per_prompt=1, device="cpu",
+        dtype=torch.float32, do_classifier_free_guidance=True)
     got = pipe.control_tensor(image, 4, "cpu", torch.float32)
-    assert got.shape == (4, 3, SIZE, SIZE)
-    for k in range(4):
-        assert torch.allclose(got[k:k + 1], expected, atol=1e-6)
+    assert got.shape == expected.shape == (4, 3, SIZE, SIZE)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert float(got.min()) >= 0 and float(got.max()) > 0.9  # (the oracle itself in [0, 1])
+
+
+def test_the_init_images_go_to_the_vae_as_diffusers_img2img_prepares_them(pipe, monkeypatch):
+    """refine_hands' image-to-image pass encodes its init images in [−1, 1], as diffusers' StableDiffusionImg2-
+    ImgPipeline's image processor gives its VAE. (The test of init_images checks only that they change the result,
+    which images in [0, 1] would too.)"""
+    from PIL import Image
+
+    seen = []
+    real = type(pipe.vae).encode
+
+    def watched(vae, pixels, *args, **kwargs):
+        seen.append(pixels.clone())
+        return real(vae, pixels, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe.vae), "encode", watched)
+    images = np.stack([control(7), control(8)])
+    pipe(PROMPT, [control()], num_inference_steps=2, num_images=2, generator=torch.Generator().manual_seed(5),
+         init_images=images, strength=0.5)
+    expected = diffusers_pipeline(pipe, "img2img").image_processor.preprocess([Image.fromarray(i) for i in images])
+    assert len(seen) == 1 and seen[0].shape == expected.shape == (2, 3, SIZE, SIZE)
+    assert torch.allclose(seen[0], expected, atol=1e-6)
+    assert float(expected.min()) < -0.9  # (the oracle itself in [−1, 1])

@@ -426,3 +426,26 @@ def test_training_without_sd_weights_is_refused_in_one_line_saying_how_to_give_t
     assert capsys.readouterr().err == (f"handforge train {command}: no SD weights: pass --sd or set the environment "
                                        f'variable HANDFORGE_SD_MODEL=<path>, or sd_model = "<path>" under [image] in '
                                        f"{config_file}\n")
+
+
+def test_the_training_pairs_are_in_the_ranges_diffusers_gives_the_models(setup):
+    """The guidance module learns on the mesh images as it is given them at sampling, RGB in [0, 1] (diffusers'
+    StableDiffusionControlNetPipeline's control image processor, which the sampling pipeline's test holds it to),
+    and the photos go to the VAE in [−1, 1] (that pipeline's image processor): compared with diffusers' own
+    processors on the sample's files. The range check above (mesh at most 1) passes a mesh in [−1, 1], and the tiny
+    ControlNets barely feel their input's range: a guidance module trained on one range and run on another would
+    pass every other test."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    sd_path, data, _ = setup
+    sd = load_sd(sd_path)
+    oracle = StableDiffusionControlNetPipeline(
+        vae=sd["vae"], text_encoder=sd["text_encoder"], tokenizer=sd["tokenizer"], unet=sd["unet"],
+        controlnet=ControlNetModel.from_unet(sd["unet"], conditioning_embedding_out_channels=(8, 8, 16, 16)),
+        scheduler=sd["scheduler"], safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    dataset = GuidancePairs(data, sd["tokenizer"], size=SIZE)
+    item, sample = dataset[0], dataset.samples[0]  # (the samples are SIZE², so the whole view is the files as they are)
+    mesh = oracle.control_image_processor.preprocess(Image.open(sample / "mesh.png").convert("RGB"), SIZE, SIZE)
+    rgb = oracle.image_processor.preprocess(Image.open(sample / "rgb.png").convert("RGB"), SIZE, SIZE)
+    assert torch.allclose(item["mesh"], mesh[0], atol=1e-6) and torch.allclose(item["rgb"], rgb[0], atol=1e-6)
+    assert float(mesh.min()) == 0 and float(rgb.min()) < -0.2  # (the oracles' own ranges: [0, 1], [−1, 1])
