@@ -73,3 +73,13 @@ def test_each_refined_image_is_what_it_is_alone_at_its_seed(generate):
     # the two images' refine noise differ, and neither is any image's base noise (seed + 1's, before)
     assert not torch.equal(refine[0], refine[1])
     assert not any(torch.equal(r, b) for r in refine for b in [*base, *second_base])
+
+
+def test_the_batch_is_documented_as_each_kind_seeds_it():
+    """image.transfer takes image.generate's batch setting but draws its batch from one generator: its schema says so
+    (it had image.generate's words, which the seeding above made untrue of it)."""
+    from handforge.server.builtin_jobs import default_registry
+
+    registry = default_registry()
+    assert "seeded seed + k" in registry.kind("image.generate").schema.params["batch"].doc
+    assert registry.kind("image.transfer").schema.params["batch"].doc == "images with consecutive noise from one seed"

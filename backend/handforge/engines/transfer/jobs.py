@@ -475,6 +475,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
 def _schema(generate: Schema) -> Schema:
     """image.generate's target inputs (camera, pose, sampling, memory) + the source and the transfer's own."""
     params = {k: v for k, v in generate.params.items() if k not in NOT_TAKEN}
+    # (its engines draw a batch from one generator: image.generate's images are seeded one by one)
+    params["batch"] = replace(params["batch"], doc="images with consecutive noise from one seed")
     for name in BACKGROUND_ONLY:  # (a client reading the schema learns where ihpt reads them)
         params[name] = replace(params[name], doc=f"{params[name].doc} (reference engine; ihpt: its new background's, "
                                                  "with background_prompt only)")
