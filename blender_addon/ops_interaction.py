@@ -311,13 +311,24 @@ def show_candidate(state) -> None:
         state.message = str(exc)
 
 
-def take_off_preview(state) -> None:
-    """Put the previewed rigs back as they were before the candidates (which are kept)."""
+def take_off_preview(state, keep_posed: bool = False) -> None:
+    """Put the previewed rigs back as they were before the candidates (which are kept); ``keep_posed``: not a rig
+    the artist posed since the add-on last wrote it (``_posed_since``)."""
     if state.previous:
+        written = json.loads(state.shown or "{}")
         for side, saved in json.loads(state.previous).items():
             obj = _find_rig(json.loads(state.rig_names).get(side, ""), json.loads(state.rig_uids or "{}").get(side))
-            if obj is not None:  # (a deleted rig has nothing to put back)
+            if obj is None:  # (a deleted rig has nothing to put back)
+                continue
+            if not (keep_posed and side in written and _posed_since(obj, written[side])):
                 _restore(obj, saved)
+
+
+def _shown_rigs(state) -> dict[str, object]:
+    """The rigs the candidates pose that are still there, by side."""
+    names, uids = json.loads(state.rig_names or "{}"), json.loads(state.rig_uids or "{}")
+    found = {side: _find_rig(names.get(side, ""), uids.get(side)) for side in state.posed_sides.split(",") if side}
+    return {side: rig for side, rig in found.items() if rig is not None}
 
 
 def end_browse(context, restore: bool) -> None:
@@ -331,13 +342,17 @@ def end_browse(context, restore: bool) -> None:
     state.summary = state.shown = ""
 
 
+def _posed_since(rig, written: dict) -> bool:
+    """Whether the artist changed ``rig`` since the add-on wrote ``written`` (its ``_snapshot``) on it, on the frame
+    it was written on (on another, keys may have posed it)."""
+    return written["frame"] == _frame_of(rig) and _snapshot(rig)["bones"] != written["bones"]
+
+
 def _tweaked(state) -> list[str]:
-    """The posed sides whose rig the artist changed since the preview wrote it, on the frame it was written on (on
-    another, keys may have posed it)."""
+    """The posed sides whose rig the artist changed since the preview wrote it (``_posed_since``)."""
     shown_pose = json.loads(state.shown or "{}")
     rigs = _browse_rigs(state)
-    return [side for side, saved in shown_pose.items() if side in rigs and saved["frame"] == _frame_of(rigs[side])
-            and _snapshot(rigs[side])["bones"] != saved["bones"]]
+    return [side for side, saved in shown_pose.items() if side in rigs and _posed_since(rigs[side], saved)]
 
 
 def _step(context, delta: int) -> int:
@@ -365,7 +380,12 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
 
     def job_request(self, context):
         if browsing(context):  # the anchor is read as the artist posed it, not a preview; the candidates
-            take_off_preview(browse_state(context))  # stay until new ones arrive (``job_not_applied``)
+            state = browse_state(context)  # stay until new ones arrive (``job_not_applied``)
+            take_off_preview(state)
+            # the pose put back is what the add-on wrote last: Apply pressed while it runs took it for the artist's
+            # changes to the candidate shown, and kept it; and a hand the artist poses meanwhile is told apart from
+            # it (``job_apply``)
+            state.shown = json.dumps({side: _snapshot(rig) for side, rig in _shown_rigs(state).items()})
         side, found = anchor_and_rigs(context, self.anchor)
         model = next(iter(found.values())).handforge.hand_model
         ok, why = connection.hand_model_status(model)
@@ -429,7 +449,10 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             pose_conv.relative_transform(reference, np.array(rig.matrix_world))  # (scaled while it ran: refused)
             per_side[side] = pose  # kept in the reference rig's space: placed where the rigs stand when used
         if browsing(context):  # the old candidates give way to a usable result (previewed again during the job, perhaps)
-            end_browse(context, restore=True)
+            # a hand the artist posed while it ran keeps that pose, which Cancel gives back, as without old candidates
+            # (the pose from before them was put over it)
+            take_off_preview(browse_state(context), keep_posed=True)
+            end_browse(context, restore=False)
         state = browse_state(context)
         state.candidates.clear()
         templates = result.data.get("templates") or [""] * count

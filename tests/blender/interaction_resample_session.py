@@ -1,0 +1,79 @@
+"""Blender session: Sample Interaction pressed again while candidates are browsed (it takes the preview off the rig
+to read the anchor as the artist posed it, and keeps the candidates until the new ones land): Apply pressed while
+that sampling runs, and the sampled hand posed by the artist while it runs."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+from session import Session, as_user, hand, ui_context, while_a_job_runs
+
+s = Session()
+s.install()
+UI = ui_context()
+ops = bpy.ops.handforge
+
+
+def channels(side: str) -> np.ndarray:
+    return np.array([np.array(pb.matrix_basis) for pb in hand(side).pose.bones])
+
+
+def sample(**kwargs):
+    return as_user(ops.sample_interaction, **{"engine": "templates", "count": 3, "anchor": "LEFT", **kwargs})
+
+
+def state():
+    return bpy.context.window_manager.handforge_interaction
+
+
+def once(action):
+    done = []
+    return done, lambda: done or done.append(action())
+
+
+s.start_backend()
+assert ops.add_hands() == {"FINISHED"}
+bpy.context.view_layer.objects.active = hand("left")
+
+
+def apply_while_resampling():
+    """Candidate 2 shown, Sample Interaction again, Apply pressed while it runs: candidate 2 is what Apply keeps."""
+    before = channels("right")
+    assert sample(seed=2)[0] == ["FINISHED"]
+    assert as_user(ops.interaction_next)[0] == ["FINISHED"]
+    shown = channels("right")
+    done, apply = once(lambda: as_user(ops.interaction_apply))
+    with while_a_job_runs(apply):
+        resampled = sample(seed=5)
+    applied = channels("right")  # (the new candidates land after Apply: shown on the rig now)
+    if len(state().candidates):
+        assert as_user(ops.interaction_cancel)[0] == ["FINISHED"]
+    kept = channels("right")  # what Cancel puts back: what Apply kept
+    found = {"apply": done[0] if done else None, "resampled": resampled,
+             "kept_candidate": bool(np.allclose(kept, shown, atol=1e-6)),
+             "kept_before": bool(np.allclose(kept, before, atol=1e-6)),
+             "applied_differs": bool(not np.allclose(applied, kept, atol=1e-6))}
+    return found
+
+
+s.check("apply_while_resampling", apply_while_resampling)
+
+
+def posed_while_resampling():
+    """The sampled hand posed by the artist (a preset) while a new sampling runs: Cancel on the new candidates
+    puts that pose back, as it does when no candidates were browsed before."""
+    assert sample(seed=2)[0] == ["FINISHED"]
+    done, pose = once(lambda: as_user(ops.apply_preset, preset="fist", sides="RIGHT"))
+    posed = []
+    with while_a_job_runs(lambda: pose() or posed or posed.append(channels("right"))):
+        resampled = sample(seed=5)
+    landed = len(state().candidates)
+    if landed:
+        assert as_user(ops.interaction_cancel)[0] == ["FINISHED"]
+    return {"preset": done[0] if done else None, "resampled": resampled, "landed": landed,
+            "cancel_gives_the_artists_pose": bool(posed and np.allclose(channels("right"), posed[0], atol=1e-6))}
+
+
+s.check("posed_while_resampling", posed_while_resampling)
+s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
+s.finish()

@@ -1,0 +1,45 @@
+"""Sample Interaction pressed again while candidates are browsed. Its request takes the candidate shown off the rig
+(the anchor is read as the artist posed it) and keeps the candidates until the new ones land.
+
+Apply pressed while that sampling ran took the rig, back in the pose from before the candidates, for the artist's
+changes to the candidate shown: it kept that pose, reported as "applied candidate 2 ... with your changes to the right
+hand". It now keeps candidate 2.
+
+The sampled hand posed by the artist while it ran (a preset): when the new candidates landed, the old browse was
+ended by putting back the pose from before the old candidates over the artist's pose, and Cancel on the new ones gave
+that old pose back; the artist's was lost. Without candidates browsed before, Cancel gives the artist's pose back;
+now it does either way."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_with_backend
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("interaction_resample")
+    return run_with_backend("interaction_resample_session.py", addon_zip, work / "blender",
+                            unset=("HANDFORGE_INTERACTION_CHECKPOINT",))
+
+
+def test_apply_while_a_new_sampling_runs_keeps_the_candidate_shown(session):
+    session.no_error("apply_while_resampling")
+    found = session["apply_while_resampling"]
+    result, said = found["apply"]
+    assert result == ["FINISHED"] and "applied candidate 2" in said, found
+    assert "with your changes" not in said, said
+    assert found["kept_candidate"] and not found["kept_before"], found
+    assert found["resampled"][0] == ["FINISHED"], found  # (the new candidates still land, around the same anchor)
+
+
+def test_the_sampled_hand_posed_while_a_new_sampling_runs_is_what_cancel_gives_back(session):
+    session.no_error("posed_while_resampling")
+    found = session["posed_while_resampling"]
+    assert found["preset"][0] == ["FINISHED"], found
+    assert found["resampled"][0] == ["FINISHED"] and found["landed"] == 3, found
+    assert found["cancel_gives_the_artists_pose"], found
