@@ -348,6 +348,22 @@ def _posed_since(rig, written: dict) -> bool:
     return written["frame"] == _frame_of(rig) and _snapshot(rig)["bones"] != written["bones"]
 
 
+def end_browse_for_keys(context, objects, what: str) -> str:
+    """End the browse where its candidates pose one of ``objects``, about to be keyed by ``what`` (a motion), the rigs
+    put back as they were before the candidates first: left browsing, Cancel put that pose over the new keys (the
+    viewport showed a fist where the keys, a render and an export gave the motion) and Apply kept the candidate over
+    them. The note for the report ('' when none of them was browsed), as Key Pose ends a browse."""
+    if not browsing(context):
+        return ""
+    keyed = {obj.session_uid for obj in objects}
+    browsed = [rig for rig in _shown_rigs(browse_state(context)).values() if rig.session_uid in keyed]
+    if not browsed:
+        return ""
+    end_browse(context, restore=True)
+    return (f"the interaction candidates shown on {' and '.join(repr(rig.name) for rig in browsed)} were put away "
+            f"(browsing ended): {what} keys {'it' if len(browsed) == 1 else 'them'} now")
+
+
 def _tweaked(state) -> list[str]:
     """The posed sides whose rig the artist changed since the preview wrote it (``_posed_since``)."""
     shown_pose = json.loads(state.shown or "{}")

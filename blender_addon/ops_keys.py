@@ -126,8 +126,11 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
         clip = MotionClip.load(path)
         # (not set: the current frame; a -1 for it made negative frames unreachable, -20 went to the current one)
         start = self.frame_start if self.properties.is_property_set("frame_start") else context.scene.frame_current
+        keys.check_import(context.scene, clip, found, start)  # (its refusals, before the browse ends)
+        browse_ended = ops_interaction.end_browse_for_keys(
+            context, [rig for side, rig in found.items() if side in clip.hands], "the imported motion")
         summary = keys.import_clip(context, clip, found, start, self.blend)
-        for warning in summary["warnings"]:
+        for warning in summary["warnings"] + ([browse_ended] if browse_ended else []):
             self.report({"WARNING"}, warning)
         moved = "".join(f"; {move}" for move in summary["range"])
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "

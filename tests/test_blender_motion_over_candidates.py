@@ -1,0 +1,43 @@
+"""A motion button's keys landing on a hand whose interaction candidates are browsed (In-between pressed while one is
+shown on it). The browse went on over the new keys: Cancel then put the pose from before the candidates over them,
+and the viewport showed one pose (a fist) where the keys, a render and an export gave another (the motion's flat
+fingers); Apply kept the candidate over the motion. Import Motion did the same. Both now end the browse on the hands
+they key, as Key Pose does, the rig put back first, and say so."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_with_backend
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("motion_over_candidates")
+    return run_with_backend("motion_over_candidates_session.py", addon_zip, work / "blender",
+                            unset=("HANDFORGE_INTERACTION_CHECKPOINT",))
+
+
+def test_motion_keys_end_the_browse_of_the_hand_they_key(session):
+    session.no_error("inbetween_over_candidates")
+    found = session["inbetween_over_candidates"]
+    assert found["sampled"][0] == ["FINISHED"], found
+    result, said = found["made"]
+    assert result == ["FINISHED"], found
+    assert found["browsed_after"] == 0 and found["cancelled"] is None, found
+    assert "interaction candidates" in said and "Hand.R" in said, said
+    assert found["shown_is_keyed"], found
+
+
+def test_import_motion_ends_the_browse_of_the_hand_it_keys(session):
+    session.no_error("import_over_candidates")
+    found = session["import_over_candidates"]
+    assert found["sampled"][0] == ["FINISHED"], found
+    result, said = found["imported"]
+    assert result == ["FINISHED"], found
+    assert found["browsed_after"] == 0 and found["cancelled"] is None, found
+    assert "interaction candidates" in said and "Hand.R" in said, said
+    assert found["shown_is_keyed"], found
