@@ -438,6 +438,12 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         request, arrays = self._request, result.arrays
         count = min(int(np.asarray(arrays["score"]).shape[0]), MAX_CANDIDATES)
         rigs = _rigs(request["rigs"], request["uids"], "the request")
+        # taken out of the scene while it ran (unlinked, still in the file): shown there, every browse button refused
+        away = [rig for rig in rigs.values() if not any(o == rig for o in context.scene.objects)]  # (not by name)
+        if away:
+            names = " and ".join(repr(rig.name) for rig in away)
+            raise ValueError(f"the hand rig(s) {names} it was made for are no longer in the scene, so the candidates "
+                             "were not shown: Sample Interaction again on the hands there now")
         hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: the candidates pose the rigs)
         anchor_side = request["anchor_side"]
         sampled = json.loads(request["sampled_for"])
