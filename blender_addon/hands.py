@@ -101,17 +101,9 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool =
                 obj = None
         if obj is not None:
             hands[side] = obj
-    for side, obj in list(hands.items()):  # a rig that lost joints would be changed halfway, then fail
-        missing = rig_build.missing_bones(obj)
-        if missing and required:
-            # a bone renamed (its vertex group with it) is lost too: HandForge finds the joints by name
-            renamed = {name: rig_build.renamed_bone(obj, name) for name in missing}
-            said = ", ".join(f"{name} (renamed {renamed[name]!r}?)" if renamed[name] else name for name in missing)
-            back = "rename it back, " if any(renamed.values()) else ""
-            raise NoHandsError(f"the {side} hand {obj.name!r} has lost its bone(s) {said}: {back}undo the change that "
-                               "removed them, or add the hands again with HandForge > Add Hands")
-        if missing:
-            del hands[side]
+    if required:
+        check_joints(hands)
+    hands = {side: obj for side, obj in hands.items() if not rig_build.missing_bones(obj)}
     if required and not hands:
         what = {"BOTH": "hands", "LEFT": "left hand", "RIGHT": "right hand"}[target]
         raise NoHandsError(f"no {what} in the scene: add them with HandForge > Add Hands")
@@ -119,6 +111,20 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool =
         check_editable(hands.values())
         check_not_in_edit_mode(hands.values())
     return hands
+
+
+def check_joints(rigs: dict[str, object]) -> None:
+    """Refuse rigs (side → rig) that lost a joint, naming it: a rig that lost joints would be changed halfway, then
+    fail. Also where a job's result lands: a bone renamed while it ran failed there as a bug (a KeyError)."""
+    for side, obj in rigs.items():
+        missing = rig_build.missing_bones(obj)
+        if missing:
+            # a bone renamed (its vertex group with it) is lost too: HandForge finds the joints by name
+            renamed = {name: rig_build.renamed_bone(obj, name) for name in missing}
+            said = ", ".join(f"{name} (renamed {renamed[name]!r}?)" if renamed[name] else name for name in missing)
+            back = "rename it back, " if any(renamed.values()) else ""
+            raise NoHandsError(f"the {side} hand {obj.name!r} has lost its bone(s) {said}: {back}undo the change that "
+                               "removed them, or add the hands again with HandForge > Add Hands")
 
 
 def in_edit_mode(arm_obj) -> str:

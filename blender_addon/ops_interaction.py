@@ -172,6 +172,7 @@ def _rigs(names: dict[str, str], uids: dict[str, int], what: str) -> dict[str, o
     for side, obj in rigs.items():
         if obj is None:
             raise ValueError(f"the {side} hand rig {names[side]!r} of {what} is gone: sample again")
+    hands.check_joints(rigs)  # (a bone renamed since: the poses are read and written by joint name)
     return rigs
 
 

@@ -598,6 +598,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         rigs = job_rigs(context, request)
         if set(request["write"]) - set(rigs):
             return  # a rig written is gone: ``write_result`` refuses, saying which
+        hands.check_joints(rigs)  # (a bone renamed while it ran: its keys are read by joint name)
         start = request["frame_start"]
         try:
             read = self.read_arrays(context, {side: rigs[side] for side in request["write"]}, rigs, start,
