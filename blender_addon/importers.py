@@ -35,11 +35,17 @@ def motion_from_arrays(data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
 
 
 def import_motion(context, clip: MotionClip, frame_start: float | None = None) -> str:
+    from . import ops_interaction  # (an engine's module: not needed to read a result otherwise)
+
     found = hands.scene_hands(context.scene, "BOTH", edit=True)
     start = context.scene.frame_current if frame_start is None else frame_start
+    keys.check_import(context.scene, clip, found, start)  # (its refusals, before the browse ends)
+    browse_ended = ops_interaction.end_browse_for_keys(
+        context, [rig for side, rig in found.items() if side in clip.hands], "the motion")
     summary = keys.import_clip(context, clip, found, start)
     text = f"{clip.num_frames} frames of motion keyed at {keys.frame_range(summary['frame_start'], summary['frame_end'])}"
-    return text + "".join(f"; {w}" for w in summary["warnings"] + summary["range"])
+    notes = summary["warnings"] + summary["range"] + ([browse_ended] if browse_ended else [])
+    return text + "".join(f"; {w}" for w in notes)
 
 
 # ---------------------------------------------------------------------- images

@@ -1,8 +1,8 @@
 """A motion button's keys landing on a hand whose interaction candidates are browsed (In-between pressed while one is
 shown on it). The browse went on over the new keys: Cancel then put the pose from before the candidates over them,
 and the viewport showed one pose (a fist) where the keys, a render and an export gave another (the motion's flat
-fingers); Apply kept the candidate over the motion. Import Motion did the same. Both now end the browse on the hands
-they key, as Key Pose does, the rig put back first, and say so."""
+fingers); Apply kept the candidate over the motion. Import Motion and Run Job (a motion result) did the same. All now
+end the browse on the hands they key, as Key Pose does, the rig put back first, and say so."""
 
 from __future__ import annotations
 
@@ -37,6 +37,17 @@ def test_import_motion_ends_the_browse_of_the_hand_it_keys(session):
     found = session["import_over_candidates"]
     assert found["sampled"][0] == ["FINISHED"], found
     result, said = found["imported"]
+    assert result == ["FINISHED"], found
+    assert found["browsed_after"] == 0 and found["cancelled"] is None, found
+    assert "interaction candidates" in said and "Hand.R" in said, said
+    assert found["shown_is_keyed"], found
+
+
+def test_run_job_motion_ends_the_browse_of_the_hand_it_keys(session):
+    session.no_error("run_job_over_candidates")
+    found = session["run_job_over_candidates"]
+    assert found["sampled"][0] == ["FINISHED"], found
+    result, said = found["ran"]
     assert result == ["FINISHED"], found
     assert found["browsed_after"] == 0 and found["cancelled"] is None, found
     assert "interaction candidates" in said and "Hand.R" in said, said

@@ -66,5 +66,32 @@ def import_over_candidates():
 
 
 s.check("import_over_candidates", import_over_candidates)
+def run_job_over_candidates():
+    """Run Job (the Backend panel) bringing back a motion, keyed from the current frame: the same. The motion: flat
+    hands for 5 frames (echoed by the backend); the right hand posed a fist (not keyed) on frame 40 first."""
+    import json
+
+    from handforge_shared.poses import HandPose, MotionClip
+
+    scene = bpy.context.scene
+    zeros = {"global_orient": np.zeros((5, 3)), "hand_pose": np.zeros((5, 45)), "betas": np.zeros((5, 10)),
+             "transl": np.zeros((5, 3))}
+    clip = MotionClip(hands={side: HandPose(**zeros) for side in ("left", "right")})
+    inputs = str(s.work / "echo.npz")
+    np.savez(inputs, **clip.to_arrays())
+    scene.frame_set(40)
+    assert as_user(ops.apply_preset, preset="fist", sides="RIGHT")[0] == ["FINISHED"]
+    sampled = as_user(ops.sample_interaction, engine="templates", count=3, seed=2, anchor="LEFT")
+    ran = as_user(ops.run_job, kind="echo", params=json.dumps({"data": {"motion": clip.metadata()}}), inputs=inputs)
+    browsed_after = len(bpy.context.window_manager.handforge_interaction.candidates)
+    cancelled = as_user(ops.interaction_cancel) if ops.interaction_cancel.poll() else None
+    shown = channels("right")
+    scene.frame_set(41)
+    scene.frame_set(40)
+    return {"sampled": sampled, "ran": ran, "browsed_after": browsed_after, "cancelled": cancelled,
+            "shown_is_keyed": bool(np.allclose(shown, channels("right"), atol=1e-5))}
+
+
+s.check("run_job_over_candidates", run_job_over_candidates)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
