@@ -431,9 +431,14 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         return JOB_KIND, params, arrays
 
     def job_not_applied(self, context):
-        """Refused, cancelled or failed: the candidates being browsed are shown again."""
-        if browsing(context):
-            show_candidate(browse_state(context))
+        """Refused, cancelled or failed: the candidates being browsed are shown again, but not over a hand the artist
+        posed while it ran (it was posed over, unasked): that pose stays, a change to the candidate shown."""
+        if not browsing(context):
+            return
+        state = browse_state(context)
+        written = json.loads(state.shown or "{}")
+        if not any(_posed_since(rig, written[side]) for side, rig in _shown_rigs(state).items() if side in written):
+            show_candidate(state)
 
     def job_apply(self, context, result):
         request, arrays = self._request, result.arrays

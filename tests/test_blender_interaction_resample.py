@@ -8,7 +8,8 @@ hand". It now keeps candidate 2.
 The sampled hand posed by the artist while it ran (a preset): when the new candidates landed, the old browse was
 ended by putting back the pose from before the old candidates over the artist's pose, and Cancel on the new ones gave
 that old pose back; the artist's was lost. Without candidates browsed before, Cancel gives the artist's pose back;
-now it does either way."""
+now it does either way. And where the new sampling was cancelled (or refused), the candidate shown before was posed
+over the artist's pose; the pose now stays, Apply keeping it as the artist's change to that candidate."""
 
 from __future__ import annotations
 
@@ -43,3 +44,12 @@ def test_the_sampled_hand_posed_while_a_new_sampling_runs_is_what_cancel_gives_b
     assert found["preset"][0] == ["FINISHED"], found
     assert found["resampled"][0] == ["FINISHED"] and found["landed"] == 3, found
     assert found["cancel_gives_the_artists_pose"], found
+
+
+def test_the_sampled_hand_posed_while_a_new_sampling_runs_keeps_its_pose_when_it_is_cancelled(session):
+    session.no_error("posed_while_a_cancelled_resampling_ran")
+    found = session["posed_while_a_cancelled_resampling_ran"]
+    assert found["resampled"][0] == ["CANCELLED"] and "cancelled" in found["resampled"][1], found
+    assert found["count"] == 3 and found["pose_kept"], found
+    result, said = found["apply"]
+    assert result == ["FINISHED"] and "with your changes to the right hand" in said, found

@@ -75,5 +75,27 @@ def posed_while_resampling():
 
 
 s.check("posed_while_resampling", posed_while_resampling)
+def posed_while_a_cancelled_resampling_ran():
+    """The sampled hand posed by the artist while a new sampling runs, which is then cancelled: the candidates stay
+    to browse, and the artist's pose stays on the hand (it was posed over again with the candidate shown before)."""
+    assert sample(seed=2)[0] == ["FINISHED"]
+    posed = []
+
+    def pose_then_cancel():
+        if not posed:  # (flat: the hand is a fist since the check before)
+            assert as_user(ops.apply_preset, preset="flat", sides="RIGHT")[0] == ["FINISHED"]
+            posed.append(channels("right"))
+            as_user(ops.cancel_job)
+
+    with while_a_job_runs(pose_then_cancel):
+        resampled = sample(seed=5)
+    found = {"resampled": resampled, "count": len(state().candidates),
+             "pose_kept": bool(posed and np.allclose(channels("right"), posed[0], atol=1e-6))}
+    if found["count"]:
+        found["apply"] = as_user(ops.interaction_apply)
+    return found
+
+
+s.check("posed_while_a_cancelled_resampling_ran", posed_while_a_cancelled_resampling_ran)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
