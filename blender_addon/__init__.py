@@ -57,6 +57,22 @@ def _forget_loaded() -> None:
 
 _forget_loaded()
 
+
+def _check_pyzmq() -> None:
+    """pyzmq, which the add-on talks to the backend with, importable: Blender installs it from the wheels in the zip,
+    and a zip built without them (``build_addon.py --no-wheels``, for local tests) failed to enable with no more
+    than "No module named 'zmq'"."""
+    try:
+        import zmq  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"HandForge needs pyzmq in Blender's Python, and it cannot be imported ({exc}): a zip built "
+                          "with build_addon.py --no-wheels carries none; install one built by python build_addon.py, "
+                          "which carries pyzmq for every platform Blender runs on",
+                          name=__name__) from exc  # (Blender's handler needs the name: None ended in its TypeError)
+
+
+_check_pyzmq()
+
 from . import (connection, keying_set, library, ops_backend, ops_export, ops_hands, ops_keys, ops_library, ops_pose,
                panels, preferences, properties)
 from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
