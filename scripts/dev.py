@@ -105,10 +105,19 @@ def demo_args_with_absolute_out(demo_args: list[str]) -> list[str]:
     args = list(demo_args)
     for k, arg in enumerate(args):
         if arg == "--out" and k + 1 < len(args):
-            args[k + 1] = os.path.abspath(args[k + 1])
+            args[k + 1] = _from_here(args[k + 1])
         elif arg.startswith("--out="):
-            args[k] = "--out=" + os.path.abspath(arg[len("--out="):])
+            args[k] = "--out=" + _from_here(arg[len("--out="):])
     return args
+
+
+def _from_here(out: str) -> str:
+    """A relative ``out`` joined to this folder, not normalised: the demo checks the folder itself (a ``..`` after a
+    symbolic link, an empty value); an empty, absolute or ``~`` one as given (``--out=~/x``, which the shell leaves
+    alone, became ./~/x)."""
+    if not out or out.startswith("~") or os.path.isabs(out):
+        return out
+    return os.path.join(os.getcwd(), out)
 
 
 def main(argv: list[str], python_version: tuple[int, ...] = tuple(sys.version_info)) -> int:

@@ -37,3 +37,13 @@ def test_the_demo_default_and_an_absolute_out_are_left_as_they_are(monkeypatch, 
     assert _demo_command(monkeypatch, tmp_path, ["demo"])[-1] == "demo"
     absolute = str(tmp_path / "elsewhere")
     assert _demo_command(monkeypatch, tmp_path, ["demo", "--out", absolute])[-1] == absolute
+
+
+def test_an_out_the_demo_must_check_itself_is_passed_on_as_given(monkeypatch, tmp_path):
+    """The demo checks its folder (``~`` expanded, an empty value refused, a ``..`` after a symbolic link refused):
+    made absolute by text first, "--out=~/x" became ./~/x, "" the folder typed in, and a/../b lost its "..".
+    """
+    for out in ("~/mydemo", ""):
+        assert _demo_command(monkeypatch, tmp_path, ["demo", f"--out={out}"])[-1] == f"--out={out}"
+        assert _demo_command(monkeypatch, tmp_path, ["demo", "--out", out])[-1] == out
+    assert _demo_command(monkeypatch, tmp_path, ["demo", "--out", "link/../b"])[-1] == f"{tmp_path}/link/../b"
