@@ -401,15 +401,21 @@ def out_of_view(view) -> list[str]:
     return ["no hand is in the camera's view, so the image follows no pose: aim the camera at the hands"]
 
 
-def tas_skipped(losses: list[list[float | None]]) -> list[str]:
+def tas_skipped(losses: list[list[float | None]], dtype) -> list[str]:
     """The warning for TAS updates skipped (an image's loss or gradient not finite: None in its losses), or none:
-    the image was sampled without them, and the losses alone did not say so."""
+    the image was sampled without them, and the losses alone did not say so. The cause said for the ``dtype`` the
+    job ran in (float16's overflow was said of float32 runs too)."""
+    import torch
+
     skipped = sum(loss is None for step in losses for loss in step)
     if not skipped:
         return []
     total = sum(len(step) for step in losses)
+    why = ("as float16 overflows; dtype float32 or bfloat16 avoids it" if dtype == torch.float16 else
+           f"in {str(dtype).removeprefix('torch.')}, where nothing overflows: the weights or the inputs hold a NaN or an "
+           "infinity (handforge models check finds such weights)")
     return [f"TAS skipped {skipped} of its {total} updates (image × step): the attention loss or its gradient was not "
-            "finite, as float16 overflows; dtype float32 or bfloat16 avoids it"]
+            f"finite, {why}"]
 
 
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
@@ -487,7 +493,7 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
         why = ("tas_steps is 0" if params["tas_steps"] is not None else
                f"it runs at the first half of the steps by default, 0 of {steps}")
         warnings.append(f"TAS did nothing: {why}; give tas_steps 1 or more (or more steps), or set tas off")
-    warnings += tas_skipped(out.tas_losses + refine_losses)
+    warnings += tas_skipped(out.tas_losses + refine_losses, pipe.unet.dtype)
     if warnings:
         data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
