@@ -270,9 +270,10 @@ def test_a_folder_that_cannot_take_samples_fails_the_job_at_once_in_words(tmp_pa
     assert refusals(tmp_path) <= 3  # not 16: stopped at the first
 
 
-def test_rendered_rgb_on_a_backend_without_blender_is_refused_before_queueing_naming_the_fix(tmp_path):
+def test_rendered_rgb_on_a_backend_without_blender_is_refused_before_queueing_naming_the_fix(client, tmp_path):
     """On the artist's install (the backend extra, no bpy) Export Labelled Renders with Workbench or Cycles was
-    queued, and its Blender worker ended in a ModuleNotFoundError traceback; RGB None needs no Blender."""
+    queued, and its Blender worker ended in a ModuleNotFoundError traceback; RGB None needs no Blender, nor does a
+    finished folder resumed (its aggregate files written again)."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(  # bpy not installed, as far as the backend can tell
@@ -280,7 +281,10 @@ def test_rendered_rgb_on_a_backend_without_blender_is_refused_before_queueing_na
         "importlib.util.find_spec = lambda name, *a, **k: None if name == 'bpy' else _find(name, *a, **k)\n")
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     params, arrays = _request(tmp_path / "out", np.random.default_rng(6))
+    rendered = {**params, "out": str(tmp_path / "rendered"), "engine": "workbench"}
+    assert client.run("export_renders", rendered, arrays).data["written"] == FRAMES * CAMERAS  # (bpy here)
     with running_server(env=env) as server, server.client() as client:
+        assert client.run("export_renders", rendered, arrays).data["skipped"] == FRAMES * CAMERAS
         for engine in ("workbench", "cycles"):
             handle = client.submit("export_renders", {**params, "engine": engine}, arrays)
             outcome = handle.wait(60)

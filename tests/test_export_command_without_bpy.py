@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from handforge.cli import main
 
 SPEC = {"seed": 0, "samples": 1, "width": 64, "height": 64}
@@ -30,3 +32,24 @@ def test_gl_only_export_needs_no_bpy(tmp_path, monkeypatch, capsys):
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))
     assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "gl"), "--engine", "none",
                  "--quiet"]) == 0
+
+
+def test_without_bpy_a_finished_export_is_rerun_and_a_cluster_is_not_refused_here(tmp_path, monkeypatch, capsys):
+    """The refusal is of rendering here: a rerun of a finished export writes the aggregate files alone (no Blender),
+    and with a cluster's address the nodes render, each with its own install; both were refused for this machine."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "render": {"engine": "workbench"}}))
+    out = tmp_path / "renders"
+    assert main(["export", str(spec), "--out", str(out), "--quiet"]) == 0  # (bpy here: rendered)
+    capsys.readouterr()
+    _hide_bpy(monkeypatch)
+    assert main(["export", str(spec), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert "(0 new, 1 already there)" in capsys.readouterr().out
+    from handforge.commands.export import _refuse_rgb_without_blender
+    from handforge.export.spec import load_spec
+
+    workbench = load_spec(str(spec))
+    _refuse_rgb_without_blender(workbench, str(tmp_path / "new"), "ray://head:10001")  # the nodes render
+    for ray in (None, ""):  # here, or on a Ray of the run's own on this machine
+        with pytest.raises(ValueError, match="bpy"):
+            _refuse_rgb_without_blender(workbench, str(tmp_path / "new"), ray)

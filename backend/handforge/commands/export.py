@@ -121,13 +121,18 @@ def relative_paths(spec_path: str, out: str, spec) -> list[str]:
     return [p for p in paths if p and not Path(p).expanduser().is_absolute()]
 
 
-def _refuse_rgb_without_blender(spec) -> None:
-    """Workbench and Cycles RGB without the bpy module: said in one line before anything is written."""
+def _refuse_rgb_without_blender(spec, out: str, ray_address: str | None) -> None:
+    """Workbench and Cycles RGB to render on this machine without the bpy module: said in one line before anything
+    is written. Not on a cluster's address (its nodes render, each with its own install), nor when every sample is
+    finished (a rerun then writes the aggregate files alone, with no Blender)."""
+    from handforge.export.folder import finished_indices
     from handforge.export.room import BLENDER_FIX, blender_missing
     from handforge.export.run import renders_looks
 
+    if ray_address:
+        return
     missing = renders_looks(spec) and blender_missing(spec.render.engine)
-    if missing:
+    if missing and len(finished_indices(Path(out).expanduser(), spec.samples)) < spec.samples:
         raise ValueError(f"{missing}: {BLENDER_FIX}, or pass --engine none for the labels and GL images alone")
 
 
@@ -165,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         if not status["available"]:
             raise ValueError(f"hand_model: {spec.hand_model!r} is not available here: "
                              + with_hint(status["reason"], status["hint"]))
-        _refuse_rgb_without_blender(spec)
+        _refuse_rgb_without_blender(spec, args.out, args.ray)
         # (a relative --out, spec or path in the spec: the command said only from the folder it ran in)
         workdir = Path.cwd() if relative_paths(args.spec, args.out, spec) else None
         command = reproducing_command(getattr(args, "command_argv", None) or [args.spec, "--out", args.out], args.ray,

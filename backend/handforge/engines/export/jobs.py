@@ -10,6 +10,7 @@ checked before the job is queued.
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -55,6 +56,7 @@ def _arrays() -> dict[str, ArraySpec]:
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     from handforge.export.blender_scene import BlenderExportError, check_folder, request_record
+    from handforge.export.folder import finished_indices
     from handforge.export.room import BLENDER_FIX, ExportTooLarge, blender_missing, check_room
 
     frames, cameras = len(arrays["frames"]), len(params["cameras"])
@@ -102,7 +104,9 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         raise invalid("params.pixel_aspect", str(exc)) from None
     check_model_available(params, arrays)
     missing = blender_missing(params["engine"])
-    if missing:  # (refused before queueing: the job's Blender worker ended in a ModuleNotFoundError traceback)
+    # (refused before queueing: the job's Blender worker ended in a ModuleNotFoundError traceback; a finished
+    # folder's samples are not rendered again)
+    if missing and len(finished_indices(Path(params["out"]), frames * cameras)) < frames * cameras:
         raise invalid("params.engine", missing, f"{BLENDER_FIX}, or choose RGB None for the GL images and labels")
     try:
         check_folder(params["out"], request_record(params, arrays))
