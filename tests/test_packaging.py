@@ -96,3 +96,13 @@ def test_every_module_the_backend_imports_is_installed_by_the_backend_install():
         if not dists & names:
             missing[module] = f"{where} (from {sorted(dists)})"
     assert not missing, f"imported but not in the core or backend dependencies of pyproject.toml: {missing}"
+
+
+def test_the_bpy_pin_the_backend_names_in_its_fixes_is_the_one_installed():
+    """The fix said when bpy is missing (the export's refusals, the demo's) names the pin: one constant, the dev
+    extra's (it was written out in three places)."""
+    from handforge.render.blender import BLENDER_PIN
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert BLENDER_PIN in meta["project"]["optional-dependencies"]["dev"]
+    assert BLENDER_PIN in (ROOT / "README.md").read_text()

@@ -37,7 +37,9 @@ class BlenderDemoError(RuntimeError):
 def unavailable_reason() -> str:
     """'' when the Blender part can run here, else why not."""
     if importlib.util.find_spec("bpy") is None:
-        return "the bpy module is not installed (pip install bpy==4.5.15, on Python 3.11)"
+        from handforge.render.blender import BLENDER_PIN
+
+        return f"the bpy module is not installed (pip install {BLENDER_PIN}, on Python 3.11)"
     if not (REPO / "build_addon.py").is_file():
         return "the add-on is built from a HandForge checkout (build_addon.py not found)"
     return ""

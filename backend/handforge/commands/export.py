@@ -126,8 +126,8 @@ def _refuse_rgb_without_blender(spec, out: str, ray_address: str | None) -> None
     is written. Not on a cluster's address (its nodes render, each with its own install), nor when every sample is
     finished (a rerun then writes the aggregate files alone, with no Blender)."""
     from handforge.export.folder import finished_indices
-    from handforge.export.room import BLENDER_FIX, blender_missing
     from handforge.export.run import renders_looks
+    from handforge.render.blender import BLENDER_FIX, blender_missing
 
     if ray_address:
         return

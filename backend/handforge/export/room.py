@@ -1,5 +1,4 @@
-"""Whether an export fits: the memory one sample takes while it is made, the disk its samples take, and Blender
-for rendered RGB.
+"""Whether an export fits: the memory one sample takes while it is made, and the disk its samples take.
 
 Refused before the first sample, not when the machine runs out: an 8192² sample took the backend to
 5.2 GB, and 64 of them (70 GB) went on writing into a disk with less free.
@@ -87,19 +86,5 @@ def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1
     return pending, finished
 
 
-def blender_missing(engine: str) -> str | None:
-    """Why RGB of render ``engine`` cannot be made here, or None: Workbench and Cycles render in Blender's Python
-    module (bpy), which the `backend` extra leaves out (the export's Blender worker ended in its traceback)."""
-    import importlib.util
-
-    if engine in ("workbench", "cycles") and importlib.util.find_spec("bpy") is None:
-        return (f"render engine {engine!r} renders the RGB images in Blender, whose Python module (bpy) is not "
-                "installed where the backend runs")
-    return None
-
-
-BLENDER_FIX = "pip install bpy==4.5.15 (Python 3.11) into the backend's environment"
-
-
-__all__ = ["ARRAY_BYTES_PER_PIXEL", "BLENDER_FIX", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "blender_missing",
-           "byte_amount", "check_room", "pending_that_fit"]
+__all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "byte_amount", "check_room",
+           "pending_that_fit"]

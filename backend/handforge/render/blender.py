@@ -30,6 +30,22 @@ from handforge.render.camera import Camera, clip_range, to_blender
 from handforge.scratch import scratch_folder
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
+
+def blender_missing(engine: str) -> str | None:
+    """Why RGB of render ``engine`` cannot be made here, or None: Workbench and Cycles render in Blender's Python
+    module (bpy), which the `backend` extra leaves out (the export's Blender worker ended in its traceback)."""
+    import importlib.util
+
+    if engine in ("workbench", "cycles") and importlib.util.find_spec("bpy") is None:
+        return (f"render engine {engine!r} renders the RGB images in Blender, whose Python module (bpy) is not "
+                "installed where the backend runs")
+    return None
+
+
+BLENDER_PIN = "bpy==4.5.15"  # Blender 4.5 as a Python module (Python 3.11), as pyproject.toml's dev extra has it
+BLENDER_FIX = f"pip install {BLENDER_PIN} (Python 3.11) into the backend's environment"
+
+
 REPLY = "HANDFORGE_WORKER "
 # what a BlenderHung says to do about renders that slow, unless its caller names its own knob (``slow_hint``)
 SLOW_HINT = "allow them more time (BlenderRGB's timeout=SECONDS)"

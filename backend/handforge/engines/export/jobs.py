@@ -57,7 +57,8 @@ def _arrays() -> dict[str, ArraySpec]:
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     from handforge.export.blender_scene import BlenderExportError, check_folder, request_record
     from handforge.export.folder import finished_indices
-    from handforge.export.room import BLENDER_FIX, ExportTooLarge, blender_missing, check_room
+    from handforge.export.room import ExportTooLarge, check_room
+    from handforge.render.blender import BLENDER_FIX, blender_missing
 
     frames, cameras = len(arrays["frames"]), len(params["cameras"])
     if arrays["camera.lens"].shape != (cameras, frames):
