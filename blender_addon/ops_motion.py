@@ -107,6 +107,15 @@ def _generated_type() -> int:
     return bpy.types.Keyframe.bl_rna.properties["type"].enum_items[fcurves.GENERATED].value
 
 
+def _key_parts(arm_obj) -> dict[str, int]:
+    """The key part (column of a key mask) of each F-curve data path of a hand rig."""
+    pbones = arm_obj.pose.bones
+    part_of = {f'pose.bones["{name}"].{pose_conv.channel_prop(pbones[name].rotation_mode)}': k
+               for k, name in enumerate(JOINT_NAMES)}
+    part_of[f'pose.bones["{WRIST}"].location'] = WRIST_LOCATION
+    return part_of
+
+
 def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = None) -> np.ndarray:
     """(T, 17) bool: where the artist's (not GENERATED) keys are, per frame of [start, end] and part.
     An artist key between frames on one of ``columns`` (the kept parts) is refused: the motion is made
@@ -116,10 +125,7 @@ def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = N
     if bag is None:
         return mask
     between: set[float] = set()
-    pbones = arm_obj.pose.bones
-    part_of = {f'pose.bones["{name}"].{pose_conv.channel_prop(pbones[name].rotation_mode)}': k
-               for k, name in enumerate(JOINT_NAMES)}
-    part_of[f'pose.bones["{WRIST}"].location'] = WRIST_LOCATION
+    part_of = _key_parts(arm_obj)
     generated = _generated_type()
     for fc in bag.fcurves:
         part = part_of.get(fc.data_path)
@@ -160,8 +166,34 @@ def _pose_arrays(side: str, poses: HandPose, fields=("global_orient", "hand_pose
 # what In-between's refusal of a hand keyed on fewer than 2 frames advises; Regenerate, which keeps the last run's range
 # and hands, says its own (``REGENERATE_FEW_KEYS_ADVICE``)
 FEW_KEYS_ADVICE = "key the pose at another frame (Key Pose), widen the range, or choose the other hand only"
+_regenerating = False  # True while Regenerate runs a button (``HANDFORGE_OT_motion_regenerate._run``)
 REGENERATE_FEW_KEYS_ADVICE = ("key the pose at another frame (Key Pose), or run In-between again over a wider range "
                               "or on the other hand only")
+
+
+def _generated_frames(arm_obj, start: int, end: int, columns: list[int]) -> int:
+    """How many frames of [start, end] hold generated keys (imported or made by a job) on ``columns``."""
+    found = ~artist_key_mask(arm_obj, start, end, columns) & _keyed_mask(arm_obj, start, end)
+    return int(found[:, columns].any(axis=1).sum())
+
+
+def _keyed_mask(arm_obj, start: int, end: int) -> np.ndarray:
+    """(T, 17) bool: where any key (the artist's or generated) is, per whole frame of [start, end] and part."""
+    mask = np.zeros((end - start + 1, KEY_PARTS), bool)
+    bag = fcurves.find_channelbag(arm_obj)
+    if bag is None:
+        return mask
+    part_of = _key_parts(arm_obj)
+    for fc in bag.fcurves:
+        part = part_of.get(fc.data_path)
+        if part is None or fc.mute or (fc.group is not None and fc.group.mute) or not len(fc.keyframe_points):
+            continue
+        co = np.empty(2 * len(fc.keyframe_points), np.float32)
+        fc.keyframe_points.foreach_get("co", co)
+        rows = np.rint(co[0::2].astype(np.float64))
+        on = (np.abs(co[0::2] - rows) < 1e-3) & (rows >= start) & (rows <= end)
+        mask[(rows[on] - start).astype(int), part] = True
+    return mask
 
 
 def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, fixed: set[str]) -> dict[str, np.ndarray]:
@@ -187,6 +219,15 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
                     slot = getattr(ad.action_slot, "name_display", "") if hasattr(ad, "action_slot") else ""
                     nla += (f" (its action {ad.action.name!r} has no keys in the slot the rig uses"
                             f"{f', {slot!r}' if slot else ''}: choose the rig's slot in the Action editor)")
+                # (not for Regenerate: the generated keys there are the last run's, which it replaces)
+                imported = 0 if _regenerating else _generated_frames(obj, start, end, columns)
+                if imported:  # the hand holds keys there, just not the artist's: "keyed on no frame" read as a bug
+                    raise ValueError(
+                        f"the {side} hand ({obj.name!r}) has your own keys {where} of {start}-{end} (on the kept "
+                        f"parts){nla}: its keys on {imported} frame{'s' if imported != 1 else ''} there are imported "
+                        "or generated, not your own, and in-betweening goes through your own keys only (on at least "
+                        "2 frames): turn them into yours with Make Mine (Animation panel, Generated keys) and press "
+                        f"In-between again, or {FEW_KEYS_ADVICE}")
                 raise ValueError(f"the {side} hand ({obj.name!r}) is keyed {where} of {start}-{end} (on the kept "
                                  f"parts){nla}: in-betweening needs keys on at least 2 frames; {FEW_KEYS_ADVICE}")
         else:
@@ -770,8 +811,10 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
                 return {"CANCELLED"}
             options[prop] = path.name
         button = getattr(bpy.ops.handforge, LAST_RUN["operator"].split(".", 1)[1])
+        global _regenerating
         held, refused = _HeldErrors(sys.stdout), ""
         try:
+            _regenerating = True
             with contextlib.redirect_stdout(held):
                 # undo=True: the button's own undo step, as if pressed (called from an operator it made none, and
                 # Ctrl-Z took back the motion Regenerate replaced too); none still inside an operator that makes
@@ -780,6 +823,7 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
         except RuntimeError as exc:  # the button's own refusal (e.g. its rig is gone)
             refused = str(exc)
         finally:
+            _regenerating = False
             held.release(refused)
         if refused:  # as one line, printed once; its advice as Regenerate can take it (it keeps the range and hands)
             self.report({"ERROR"}, refused.strip().removeprefix("Error: ").replace(FEW_KEYS_ADVICE,
