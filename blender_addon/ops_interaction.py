@@ -687,6 +687,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         count = self.count or available
         if count > available:
             raise ValueError(f"only {available} candidates to key: key at most {available} or sample more (Count)")
+        _check_not_before_zero(context.scene.frame_current, count)
         rigs = _browse_rigs(state)
         hands.check_editable(rigs.values())  # both are keyed (sampling checked only the posed one)
         hands.check_not_in_edit_mode(rigs.values())
@@ -734,6 +735,14 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         self.report({"INFO"}, f"keyed {count} candidates on frames {keys.frame_range(start, start + count - 1)} "
                               f"({summary['keys']} keys)" + "".join(f"; {move}" for move in summary["range"]))
         return {"FINISHED"}
+
+
+def _check_not_before_zero(start: int, count: int) -> None:
+    """Refuse keying candidates on frames before 0, as the motion buttons refuse them (``properties.scene_range``):
+    keyed there, Blender plays none of them, and they were only said to be unplayed after the keys were made."""
+    if start < 0:
+        raise ValueError(f"frames {keys.frame_range(start, start + count - 1)}: frames before 0 cannot be asked for "
+                         f"(Key Candidates keys from the current frame, {start}): go to frame 0 or later")
 
 
 def _worlds_on(scene, rigs: dict[str, object], frames) -> list[dict[str, np.ndarray]]:
