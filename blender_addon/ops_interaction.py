@@ -30,7 +30,7 @@ from . import app_handlers, connection, fingers, hands, jobs, keys, placement
 from . import pose as pose_conv
 from . import rig as rig_build
 from .errors import USER_ERRORS, reports_errors
-from .panels import _engine_note, _Panel
+from .panels import _engine_note, _Panel, _wrapped
 from handforge_shared.poses import HandPose, MotionClip
 from handforge_shared.skeleton import JOINT_NAMES, SIDES, other_side
 
@@ -818,6 +818,20 @@ def draw_panel(layout, context) -> None:
     if not len(state.candidates):
         return
     box = layout.box()
+    if jobs.running(HANDFORGE_OT_sample_interaction.bl_idname):
+        _draw_resampling(box, state)
+    else:
+        _draw_candidate(box, state)
+    row = box.row(align=True)
+    row.operator(HANDFORGE_OT_interaction_apply.bl_idname, text="Apply", icon="CHECKMARK")
+    row.operator(HANDFORGE_OT_interaction_cancel.bl_idname, text="Cancel", icon="CANCEL")
+    row = box.row(align=True)
+    row.prop(settings, "key_count", text="Key")
+    row.operator(HANDFORGE_OT_interaction_key.bl_idname, icon="KEY_HLT").count = settings.key_count
+
+
+def _draw_candidate(box, state) -> None:
+    """The candidate shown on the rig(s): its number, ◀ / ▶, its score."""
     row = box.row(align=True)
     row.operator(HANDFORGE_OT_interaction_previous.bl_idname, text="", icon="TRIA_LEFT")
     row.prop(state, "index", text=f"Candidate (of {len(state.candidates)})")
@@ -829,12 +843,14 @@ def draw_panel(layout, context) -> None:
         box.label(text=f"Template: {candidate.template}")
     if state.message:
         box.label(text=state.message, icon="ERROR")
-    row = box.row(align=True)
-    row.operator(HANDFORGE_OT_interaction_apply.bl_idname, text="Apply", icon="CHECKMARK")
-    row.operator(HANDFORGE_OT_interaction_cancel.bl_idname, text="Cancel", icon="CANCEL")
-    row = box.row(align=True)
-    row.prop(settings, "key_count", text="Key")
-    row.operator(HANDFORGE_OT_interaction_key.bl_idname, icon="KEY_HLT").count = settings.key_count
+
+
+def _draw_resampling(box, state) -> None:
+    """While a new sampling runs the candidate is off the rig (its request read the anchor as the artist posed it):
+    naming it and its score said it was shown. Apply still keeps it."""
+    number = min(max(state.index, 1), len(state.candidates))
+    _wrapped(box, f"Sampling new candidates… The hands show their pose from before the candidates until they land; "
+                  f"Apply keeps candidate {number} (of {len(state.candidates)})", icon="SORTTIME")
 
 
 class HANDFORGE_PT_interaction(_Panel, bpy.types.Panel):
