@@ -10,6 +10,7 @@ backend's labels (``handforge_labels``, JSON) so it can be exported with them.
 from __future__ import annotations
 
 import json
+import traceback
 
 import bpy
 import numpy as np
@@ -17,6 +18,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import connection, hands, importers, jobs
 from . import pose as pose_conv
+from .errors import USER_ERRORS
 from .cameras import active_camera, background_problem, camera_matrix, render_size, unscaled
 from .panels import TOP, _Panel, _wrapped
 from .properties import ONE_SHOT
@@ -69,25 +71,14 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
     session_uids: found renamed, and not another object that took its name) and/or on its scene's plane of
     kind ``plane_name`` (named so where the name is free), in the scene the request was made from even when
     another is shown now; with a note for the report ("" or "; …") when that camera is no longer in that scene,
-    or it is not the one shown. Generate Image and Transfer Pose bring their results back this one way."""
+    or it is not the one shown. Generate Image and Transfer Pose bring their results back this one way.
+    All or nothing: a result that cannot be used (no camera intrinsics where they place the images), or a failure
+    while they are made or shown, removes the images made (they stayed, with their fake users, outside any undo
+    step) and says why."""
     images = np.asarray(result.arrays["images"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
-    labels = json.dumps({key: result.data.get(key) for key in LABEL_FIELDS})
-    made = []
-    for variant, pixels in enumerate(images):
-        # always a new datablock (Blender numbers a taken name, "… seed 0.001"): a run never overwrites an
-        # earlier result or an image of the artist's, and one undo removes exactly what it made
-        image = importers.image_datablock(f"{title} seed {seed}" + (f" v{variant + 1}" if len(images) > 1 else ""),
-                                          pixels)
-        # a fake user: nothing else uses a variant after the first (nor any, with neither background nor plane),
-        # and saving the .blend drops an image with no user, pixels, labels and all. Shown on the image in the
-        # Image editor, the artist's to clear for the ones they don't want to keep
-        image.use_fake_user = True
-        image["handforge_seed"], image["handforge_variant"], image["handforge_labels"] = seed, variant, labels
-        for key, value in properties.items():
-            image[f"handforge_{key}"] = value
-        made.append(image)
+    labels = _result_labels(result)
     # another scene shown while the job ran: the images belong to the one they were made from (before, a
     # finished image was discarded then, minutes of GPU time lost)
     scene = jobs.by_uid(bpy.data.scenes, made_in["scene"])
@@ -97,6 +88,73 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         if camera is not None and background else ""
     if unshown:  # (e.g. a linked duplicate made while the job ran: the request refused one made before)
         background = False
+    K = _intrinsics(result) if camera is not None else None  # (read before anything is made: it places them)
+    made: list = []
+    try:
+        _make_images(made, images, title, seed, labels, properties)
+        return made, _show(context, made, made_in, scene, camera, background, unshown, plane_name, K)
+    except Exception as exc:
+        _discard(made)
+        if isinstance(exc, USER_ERRORS):
+            raise ValueError(f"{exc}; none of the images were kept") from None
+        traceback.print_exception(exc)  # (a bug: its traceback in the console, the report says what it means)
+        raise ValueError(f"the images could not be imported ({type(exc).__name__}: {exc}; see the system console): "
+                         "none of them were kept") from exc
+
+
+def _result_labels(result) -> str:
+    """What each image keeps of the result (``LABEL_FIELDS``), as JSON; refused when the result's are not JSON."""
+    try:
+        return json.dumps({key: result.data.get(key) for key in LABEL_FIELDS})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the backend sent labels that cannot be kept with the images ({exc})") from None
+
+
+def _intrinsics(result) -> np.ndarray:
+    """The (3, 3) intrinsics the backend drew the images with (``data["camera"]["K"]``), checked: they place the
+    images in front of the camera and tell whether they fit behind it."""
+    camera = result.data.get("camera")
+    K = camera.get("K") if isinstance(camera, dict) else None
+    try:
+        K = np.asarray(K, np.float64)
+    except (TypeError, ValueError):
+        K = np.zeros(0)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError("the backend sent images without the camera intrinsics they were drawn with "
+                         "(data[\"camera\"][\"K\"], a 3 × 3 matrix), which place them: run it again, or update the "
+                         "backend to match the add-on")
+    return K
+
+
+def _make_images(made: list, images: np.ndarray, title: str, seed: int, labels: str, properties: dict) -> None:
+    """One packed image datablock a variant, appended to ``made`` as it is made (removed by the caller on failure)."""
+    for variant, pixels in enumerate(images):
+        # always a new datablock (Blender numbers a taken name, "… seed 0.001"): a run never overwrites an
+        # earlier result or an image of the artist's, and one undo removes exactly what it made
+        image = importers.image_datablock(f"{title} seed {seed}" + (f" v{variant + 1}" if len(images) > 1 else ""),
+                                          pixels)
+        made.append(image)
+        # a fake user: nothing else uses a variant after the first (nor any, with neither background nor plane),
+        # and saving the .blend drops an image with no user, pixels, labels and all. Shown on the image in the
+        # Image editor, the artist's to clear for the ones they don't want to keep
+        image.use_fake_user = True
+        image["handforge_seed"], image["handforge_variant"], image["handforge_labels"] = seed, variant, labels
+        for key, value in properties.items():
+            image[f"handforge_{key}"] = value
+
+
+def _discard(made: list) -> None:
+    """Remove the images ``import_images`` made before it failed, and the camera backgrounds it gave them."""
+    for image in made:
+        for camera in bpy.data.cameras:
+            for background in [b for b in camera.background_images if b.image == image]:
+                camera.background_images.remove(background)
+        bpy.data.images.remove(image)
+
+
+def _show(context, made: list, made_in: dict, scene, camera, background: bool, unshown: str,
+          plane_name: str | bool, K) -> str:
+    """The first image shown behind ``camera`` and/or on its scene's plane; the note for the report."""
     # what showing it changed on the camera unasked: its Background Images, off, turned on (the artist's own there
     # show again too); backgrounds of older Run Job results taken off
     camera_changes, behind = [], None
@@ -108,7 +166,7 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         before = importers.scene_plane(scene, plane_name, camera)
         moved_from = before.parent if before is not None and before.parent not in (None, camera) else None
         _, hidden = importers.add_plane(scene, camera, made[0], plane_name, view_corners(
-            result.data["camera"]["K"], made[0].size[0], made[0].size[1], importers.PLANE_DISTANCE))
+            K, made[0].size[0], made[0].size[1], importers.PLANE_DISTANCE))
     # the camera (or its scene) deleted or unlinked while the job ran: the images are kept, and the report
     # says why they are shown nowhere (made from that camera's view, they belong on no other)
     shown = [what for what, asked in (("behind it", background), ("on a plane in front of it", plane_name)) if asked]
@@ -134,7 +192,7 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         now = (render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y)
         # (drawn in the render's pixel aspect as it was sent, fy/fx in its intrinsics: a render of 2:1 pixels shows
         # an image of its resolution in place, stretched to twice its width like a render of it)
-        (fx, _, _), (_, fy, _) = result.data["camera"]["K"][:2]
+        (fx, _, _), (_, fy, _) = K[:2]
         misfit = importers.misfit_behind(scene, behind["background"], (fy, fx)) if behind is not None else ""
         if misfit and importers.moved_behind(behind["background"]):  # (its fix said; a plane shows it in place)
             note += f"; {misfit}, or the Image Plane shows it in place"
@@ -149,7 +207,7 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
                    "and Height 0 follow it)" if then and tuple(then) != now
                    else "generate at the render's shape (Width and Height 0)")
             note += f"; {misfit}, off the rigs: the Image Plane shows it in place, or {how}"
-    return made, note
+    return note
 
 
 def check_text(kind: str, name: str, text: str, field: str) -> str:

@@ -1,0 +1,44 @@
+"""Generate Image's and Transfer Pose's result handler (``import_images``) in real Blender, fed results directly (no
+backend, no weights). A result it failed on after making some images (no ``data["camera"]``, or a property that
+could not be kept on an image) left those images in the file with fake users, and a background on the camera,
+outside any undo step (the job's result refused). It is all or nothing now: it removes what it made, and says why."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    return run_blender("image_import_session.py", addon_zip, tmp_path_factory.mktemp("image_import") / "blender")
+
+
+@pytest.mark.parametrize("check", ["no_camera", "bad_intrinsics"])
+def test_a_result_without_usable_camera_intrinsics_leaves_nothing_and_says_so(session, check):
+    session.no_error(check)
+    found = session[check]
+    assert found["made"] is None and found["after"] == found["before"], found
+    assert found["error"].startswith("ValueError: the backend sent images without the camera intrinsics"), found
+    assert 'data["camera"]["K"]' in found["error"], found
+
+
+def test_a_failure_while_the_images_are_made_removes_the_ones_made(session):
+    session.no_error("property_not_kept")
+    found = session["property_not_kept"]
+    assert found["made"] is None and found["after"] == found["before"], found
+    error = found["error"]
+    assert error.startswith("ValueError: the images could not be imported (TypeError") and "none of them were kept" in (
+        error), found
+
+
+def test_a_good_result_is_imported_and_shown(session):
+    session.no_error("good")
+    found = session["good"]
+    assert found["error"] is None and found["made"] == ["HandForge seed 4 v1", "HandForge seed 4 v2"], found
+    assert found["after"]["backgrounds"] == found["before"]["backgrounds"] + 1, found
+    assert "HandForge image" in found["after"]["objects"], found
