@@ -90,11 +90,12 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         background = False
     K = _intrinsics(result) if camera is not None else None  # (read before anything is made: it places them)
     made: list = []
+    shown_before = [b.image for b in camera.data.background_images] if camera is not None else []
     try:
         _make_images(made, images, title, seed, labels, properties)
         return made, _show(context, made, made_in, scene, camera, background, unshown, plane_name, K)
     except Exception as exc:
-        _discard(made)
+        _discard(made, camera, shown_before)
         if isinstance(exc, USER_ERRORS):
             raise ValueError(f"{exc}; none of the images were kept") from None
         traceback.print_exception(exc)  # (a bug: its traceback in the console, the report says what it means)
@@ -143,12 +144,18 @@ def _make_images(made: list, images: np.ndarray, title: str, seed: int, labels: 
             image[f"handforge_{key}"] = value
 
 
-def _discard(made: list) -> None:
-    """Remove the images ``import_images`` made before it failed, and the camera backgrounds it gave them."""
+def _discard(made: list, camera, shown_before: list) -> None:
+    """Remove the images ``import_images`` made before it failed; on ``camera``, a background it added for them goes
+    and one it gave them (in place of the last result's) shows what it showed before (``shown_before``)."""
+    if camera is not None:
+        backgrounds = camera.data.background_images
+        for index in reversed(range(len(backgrounds))):
+            if backgrounds[index].image in made:
+                if index < len(shown_before) and shown_before[index] not in made:
+                    backgrounds[index].image = shown_before[index]
+                else:
+                    backgrounds.remove(backgrounds[index])
     for image in made:
-        for camera in bpy.data.cameras:
-            for background in [b for b in camera.background_images if b.image == image]:
-                camera.background_images.remove(background)
         bpy.data.images.remove(image)
 
 

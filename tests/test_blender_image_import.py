@@ -40,5 +40,13 @@ def test_a_good_result_is_imported_and_shown(session):
     session.no_error("good")
     found = session["good"]
     assert found["error"] is None and found["made"] == ["HandForge seed 4 v1", "HandForge seed 4 v2"], found
-    assert found["after"]["backgrounds"] == found["before"]["backgrounds"] + 1, found
+    assert found["after"]["backgrounds"] == found["before"]["backgrounds"] + ["HandForge seed 4 v1"], found
     assert "HandForge image" in found["after"]["objects"], found
+
+
+def test_a_failure_once_the_image_is_behind_the_camera_puts_the_last_results_back(session):
+    session.no_error("failed_once_shown")
+    found = session["failed_once_shown"]
+    assert found["made"] is None and found["after"] == found["before"], found
+    assert found["after"]["backgrounds"] == ["HandForge seed 4 v1"], found
+    assert "RuntimeError: plane broke" in found["error"] and "none of them were kept" in found["error"], found

@@ -31,7 +31,7 @@ def result(data: dict):
 
 def state() -> dict:
     return {"images": sorted(i.name for i in bpy.data.images),
-            "backgrounds": len(camera.data.background_images),
+            "backgrounds": [b.image.name if b.image else None for b in camera.data.background_images],
             "objects": sorted(o.name for o in bpy.data.objects)}
 
 
@@ -50,4 +50,23 @@ s.check("no_camera", lambda: imported({}, 1))
 s.check("bad_intrinsics", lambda: imported({"camera": {"K": [[0.0]]}}, 2))
 s.check("property_not_kept", lambda: imported({"camera": {"K": K}}, 3, plane=False, prompt=object()))
 s.check("good", lambda: imported({"camera": {"K": K}}, 4, prompt="two hands"))
+
+
+def failed_once_shown():
+    """A failure after the first image went behind the camera, in place of the last result's (the plane breaking):
+    the last result's image shows there again."""
+    importers = importlib.import_module(f"{ADDON_MODULE}.importers")
+    add_plane = importers.add_plane
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plane broke")
+
+    importers.add_plane = broken
+    try:
+        return imported({"camera": {"K": K}}, 5)
+    finally:
+        importers.add_plane = add_plane
+
+
+s.check("failed_once_shown", failed_once_shown)
 s.finish()
