@@ -95,6 +95,30 @@ def test_a_writer_putting_its_sample_in_place_while_it_is_cleaned_away_leaves_it
     assert [p.name for p in (out / "samples").iterdir()] == ([final.name] if final.exists() else [])
 
 
+def test_a_partial_folder_its_writer_put_in_place_is_not_counted_as_removed(tmp_path, monkeypatch):
+    """The run's summary counts the half-written folders it removed: one whose writer renamed it into place just
+    before the removal's own rename (a finished sample now) was counted as removed all the same."""
+    import os
+
+    from handforge.export.folder import clean_partial
+    from handforge.export.samples import _put_in_place
+
+    out = tmp_path / "data"
+    partial = _sample_folder(out / "samples" / ".partial-000004.0123456789ab", 4)
+    _sample_folder(out / "samples" / ".partial-000005.0123456789ab", 5)  # a leftover: removed
+    rename = os.rename
+
+    def rename_after_the_writer(src, dst, *args, **kwargs):
+        if os.fspath(src) == os.fspath(partial):
+            _put_in_place(partial, sample_dir(out, 4))
+        return rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename_after_the_writer)
+    assert clean_partial(out) == 1
+    monkeypatch.undo()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [sample_dir(out, 4).name]
+
+
 class Killed(BaseException):
     """A writer killed where it stands (a Ray actor stopped as hung, reached by ``ray.kill``)."""
 

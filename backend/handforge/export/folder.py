@@ -446,31 +446,32 @@ def clean_partial(out: Path) -> int:
             pass
         (out / REMOVING).unlink(missing_ok=True)
     stale = list(root.glob(PARTIAL_PREFIX + "*")) if root.is_dir() else []
-    for path in stale:
-        _remove_partial(path)
+    removed = sum(_remove_partial(path) for path in stale)
     # the aggregate files: at the top and in the InterHand2.6M-style tree (not among the samples)
     pattern = f".*{TEMPORARY_SUFFIX}"  # write_atomic's files of a run killed while it wrote them
     temporary = [p for p in [*out.glob(pattern), *(out / INTERHAND).rglob(pattern)] if p.is_file()]
     for path in temporary:
         path.unlink(missing_ok=True)
-    return removing + len(stale) + len(temporary)
+    return removing + removed + len(temporary)
 
 
-def _remove_partial(path: Path) -> None:
+def _remove_partial(path: Path) -> bool:
     """Remove a half-written sample folder, renamed to a name of its own first: its writer may be alive (a Ray
     actor stopped as hung writes on until ``ray.kill`` reaches it) and rename it into place meanwhile. Removed file
     by file through the open folder, the files went on being removed from the sample put in place: an empty or
-    partial sample its writer had reported written. Renamed, it is either this removal's or its writer's."""
+    partial sample its writer had reported written. Renamed, it is either this removal's or its writer's. Whether
+    it was this removal's (one put in place meanwhile is not counted as removed)."""
     import uuid
 
     doomed = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}")  # (still a partial: a later run finishes it)
     try:
         os.rename(path, doomed)
     except FileNotFoundError:  # put in place by its writer, or removed by it
-        return
+        return False
     except OSError:  # e.g. a file held open on Windows, where a folder cannot be renamed then: removed in place
         doomed = path
     shutil.rmtree(doomed, ignore_errors=True)
+    return True
 
 
 @contextlib.contextmanager
