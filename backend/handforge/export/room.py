@@ -69,10 +69,12 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
 def byte_amount(count: float) -> str:
     """Bytes in GB, or MB or kB below 1 GB: in GB alone, a small disk's refusal said it needed "0.0 GB" and had
     "0.0 GB free" (the export's, and the corpus's: 500 clips on a nearly full disk)."""
-    for unit, scale in (("GB", GB), ("MB", 1e6)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count / 1e3:.0f} kB"
+    # the larger unit once the smaller one would show 1000 (999,960,000 bytes was "1000.0 MB", 999,999 "1000 kB")
+    if round(count / 1e3) < 1000:
+        return f"{count / 1e3:.0f} kB"
+    if round(count / 1e6, 1) < 1000:
+        return f"{count / 1e6:.1f} MB"
+    return f"{count / GB:.1f} GB"
 
 
 def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1) -> tuple[list[int], int]:
