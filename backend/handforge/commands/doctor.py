@@ -284,7 +284,8 @@ def _missing_paths(report: dict[str, Any], config) -> list[tuple[dict[str, Any],
              and known[row["key"]].kind == "path" and not Path(row["value"]).exists()]
     # those an engine gives as its reason only, and those commands load (a missing evaluation.features was shown as
     # set, no problem said, and `handforge measure` then refused to run): MANO's folder is said under Hand models
-    # with its own fix, and a folder that commands make (image.models_dir, for `models import`) is no problem yet
+    # with its own fix, and a folder that commands make (image.models_dir, for `models import` and `fetch`) is no
+    # problem yet
     return [(row, said) for row, said in found
             if any(said[0] in reason for reason in reasons) or known[row["key"]].loaded_by_commands]
 
