@@ -541,7 +541,8 @@ def register_jobs(registry: Registry) -> None:
                                      min=0, max=200),
                 "width": Integer(doc="image width = the camera's (multiple of 8)", default=512, min=64, max=2048),
                 "height": Integer(doc="image height = the camera's (multiple of 8)", default=512, min=64, max=2048),
-                "batch": Integer(doc="images, the k-th (from 0) seeded seed + k: each as it is alone at its seed",
+                "batch": Integer(doc="images, the k-th (from 0) seeded seed + k: each as it is alone at its seed, "
+                                     "but for rounding (a batch sums in another order)",
                                  default=1, min=1, max=16),
                 "hand_model": String(doc="hand model of the pose parameters", default=DEFAULT_HAND_MODEL,
                                      choices=HAND_MODELS),
