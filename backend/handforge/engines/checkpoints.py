@@ -558,6 +558,11 @@ def _floats(value: Any) -> Iterator[float]:
             yield from _floats(item)
 
 
+def _as_json(value: Any) -> Any:
+    """A default as config.json would hold it (a tuple as a list), for a message."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _check_config(spec: ModelConfig, folder: Path, config: dict[str, Any],
                   shapes: dict[str, tuple[int, ...]] | None) -> None:
     """Refuse (``CheckpointError`` naming the file, the key, its value and what is allowed) a config.json that
@@ -567,13 +572,19 @@ def _check_config(spec: ModelConfig, folder: Path, config: dict[str, Any],
     a model describing those weights can be; building it could take all memory and time), or a count of blocks
     other than its weights hold (``spec.counts``). Sizes the weights hold are also refused by their shapes; these
     are the values they do not show (max_frames 0 loaded, then every job refused a window "longer than the
-    model's 0 frames")."""
+    model's 0 frames"). The limits are checked on the config as the model is built from it, the class's defaults
+    under the file's keys: a key left out is its default, which may break a limit that reads a key the file sets
+    (the default num_heads not dividing the d_model set: before, 'ready' at status, then torch's error at load)."""
     values = _values(shapes)
     defaults = spec.defaults
     given = {name: config[name] for name in defaults if name in config}
     settings = {**defaults, **given}
 
     def refuse(name: str, allowed: str) -> None:
+        if name not in given:
+            raise CheckpointError(f"{folder}: cannot load the {spec.name} checkpoint: its {CONFIG_NAME} sets no "
+                                  f"{name}, so the default {_SHORT.repr(_as_json(defaults[name]))}, which is not "
+                                  f"{allowed}; set {name} in it to the model's value, or save or train the model again")
         shown = _SHORT.repr(given[name])
         default = "" if isinstance(defaults[name], (tuple, list)) or defaults[name] is None else \
             f" (the default is {defaults[name]!r})"
@@ -584,17 +595,23 @@ def _check_config(spec: ModelConfig, folder: Path, config: dict[str, Any],
     for name, (noun, fits) in kinds.items():  # (all types first: a limit may read another key)
         if not fits(given[name]):
             refuse(name, noun)
-    for name, (noun, _) in kinds.items():
+    # the keys set first (their own words), then the defaults of those left out against the limits the class
+    # declares (a default is its own author's: the whole numbers' at_least(1) is for values a file sets; None: unset)
+    checked = [*given, *(name for name in spec.limits if name not in given and defaults.get(name) is not None)]
+    shown = {name: _as_json(value) for name, value in settings.items()}
+    for name in checked:
+        noun = kinds[name][0] if name in given else _kind(defaults[name])[0]
         listed, whole = noun.startswith("a list"), "whole number" in noun
-        for value in given[name] if listed else [given[name]]:
-            if whole and values is not None and value > max(values, *(defaults[name] if listed else [defaults[name]])):
+        for value in settings[name] if listed else [settings[name]]:
+            if name in given and whole and values is not None and \
+                    value > max(values, *(defaults[name] if listed else [defaults[name]])):
                 raise CheckpointError(f"{folder}: cannot load the {spec.name} checkpoint: its {CONFIG_NAME} sets "
                                       f"{name} to {_SHORT.repr(given[name])}, more than the {values} values its "
                                       "weights file holds, so it does not describe these weights; save or train it "
                                       "again")
             for test, allowed in spec.limits.get(name, (at_least(1),) if whole else ()):
                 if not test(value, settings):
-                    refuse(name, f"{noun}{' each' if listed else ''} {allowed.format_map(settings)}")
+                    refuse(name, f"{noun}{' each' if listed else ''} {allowed.format_map(shown)}")
     for name, prefixes in spec.counts.items():
         if shapes is not None:
             _check_count(spec.name, folder, name, settings[name], prefixes, shapes)
