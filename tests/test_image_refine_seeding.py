@@ -76,10 +76,11 @@ def test_each_refined_image_is_what_it_is_alone_at_its_seed(generate):
 
 
 def test_the_batch_is_documented_as_each_kind_seeds_it():
-    """image.transfer takes image.generate's batch setting but draws its batch from one generator: its schema says so
-    (it had image.generate's words, which the seeding above made untrue of it)."""
+    """image.transfer takes image.generate's batch setting and seeds its images as it does (tests/
+    test_transfer_batch_seeding.py), but for the background a background_prompt draws once: its schema says so."""
     from handforge.server.builtin_jobs import default_registry
 
     registry = default_registry()
     assert "seeded seed + k" in registry.kind("image.generate").schema.params["batch"].doc
-    assert registry.kind("image.transfer").schema.params["batch"].doc == "images with consecutive noise from one seed"
+    transfer = registry.kind("image.transfer").schema.params["batch"].doc
+    assert "seeded seed + k" in transfer and "background_prompt: on the background drawn at seed" in transfer

@@ -272,14 +272,12 @@ def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
 
 def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: np.ndarray, source_hands, hands,
                  camera, on_step) -> np.ndarray:
-    import torch
-
     from handforge.engines.checkpoints import CheckpointError, checkpoint_name, checkpoint_problem
     from handforge.engines.image.loading import WeightsError
     from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
     from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
     from handforge.engines.transfer.model_config import feature_map_problem
-    from handforge.engines.transfer.pipeline import sample_target
+    from handforge.engines.transfer.pipeline import image_generators, sample_target
 
     sd = config.value(SD_MODEL.key)
     folder = config.value(TARGET_GENERATOR.key)
@@ -295,7 +293,7 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
     seen_from = source_camera(params) or camera  # a source without a camera: taken as seen like the target
     return sample_target(parts, model, source, pose_vector(source_hands, seen_from.R),
                          pose_vector(hands, camera.R), params["width"], params["height"], params["steps"], params["batch"],
-                         torch.Generator(device=ctx.device).manual_seed(params["seed"]), on_step)
+                         image_generators(params["seed"], params["batch"], ctx.device), on_step)
 
 
 def _unread_by_ihpt(params: dict[str, Any]) -> list[str]:
@@ -390,12 +388,10 @@ def _new_background(ctx: JobContext, params: dict[str, Any], parts, hand_model, 
 
 
 def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
-    import torch
-
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import resolve
     from handforge.engines.image.pipeline import latent_preview
-    from handforge.engines.transfer.pipeline import opaque, transfer
+    from handforge.engines.transfer.pipeline import image_generators, opaque, transfer
 
     before = BACKGROUND_SHARE if params["background_prompt"] else 0.0  # the new background's part of the bar
     unread = _unread_by_ihpt(params) if params["engine"] == "ihpt" else []  # (as asked: before guide's auto is read)
@@ -458,7 +454,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     out = transfer(pipe, recomposited(pipe.components), [view.images[k] for k in kinds], params["prompt"],
                    negative_prompt=params["negative_prompt"], num_inference_steps=params["steps"],
                    guidance_scale=params["guidance_scale"], control_scales=params["control_scale"],
-                   num_images=params["batch"], generator=torch.Generator(device=device).manual_seed(params["seed"]),
+                   num_images=params["batch"], generator=image_generators(params["seed"], params["batch"], device),
                    reference_scale=params["reference_scale"], on_step=on_step)
     data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
     warnings += truncated(pipe.tokenizer, params["prompt"]) + truncated(
@@ -475,8 +471,9 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
 def _schema(generate: Schema) -> Schema:
     """image.generate's target inputs (camera, pose, sampling, memory) + the source and the transfer's own."""
     params = {k: v for k, v in generate.params.items() if k not in NOT_TAKEN}
-    # (its engines draw a batch from one generator: image.generate's images are seeded one by one)
-    params["batch"] = replace(params["batch"], doc="images with consecutive noise from one seed")
+    # (seeded as image.generate's, but for the background a background_prompt draws, one for the batch)
+    params["batch"] = replace(params["batch"], doc="images, the k-th (from 0) seeded seed + k: each as it is alone at "
+                                                   "its seed (with background_prompt: on the background drawn at seed)")
     for name in BACKGROUND_ONLY:  # (a client reading the schema learns where ihpt reads them)
         params[name] = replace(params[name], doc=f"{params[name].doc} (reference engine; ihpt: its new background's, "
                                                  "with background_prompt only)")

@@ -22,6 +22,23 @@ from handforge.engines.transfer.reference import inject
 # black, or whatever the editor kept under alpha 0) would be copied as the source's background.
 SOURCE_BACKGROUND = (255, 255, 255)
 
+# The reference engine's source noise has a stream of its own: its seed is the request's + 2**31, while image k of a
+# batch is seeded seed + k (``image_generators``, k < 16). The two differ by 2**31 - k, no multiple of 2**32: they
+# never meet, on the GPU (64-bit seeds) nor on the CPU, whose generator keeps a seed's low 32 bits only (seeds 2**32
+# apart draw the same noise there; an offset of 2**63 would be none). (seed + 1, as before, was image 1's seed.)
+SOURCE_NOISE_OFFSET = 2**31
+
+
+def source_noise_seed(seed: int) -> int:
+    """The seed of the source's noise for a request at ``seed`` (see SOURCE_NOISE_OFFSET)."""
+    return (seed + SOURCE_NOISE_OFFSET) % 2**64
+
+
+def image_generators(seed: int, batch: int, device) -> list[torch.Generator]:
+    """One generator per image, the k-th seeded seed + k (as image.generate's): each image is what it is alone at its
+    seed, whatever the batch."""
+    return [torch.Generator(device=device).manual_seed(seed + k) for k in range(batch)]
+
 
 def opaque(image: np.ndarray, background=SOURCE_BACKGROUND) -> np.ndarray:
     """(H, W, 3) uint8 as it is; (H, W, 4) uint8 with straight alpha composited over ``background``."""
@@ -52,18 +69,20 @@ def encode_image(pipe, image: np.ndarray, device) -> torch.Tensor:
 def transfer(pipe, source_image: np.ndarray, control_images: Sequence[np.ndarray], prompt: str = "two hands",
              negative_prompt: str = "", num_inference_steps: int = 20, guidance_scale: float = 7.5,
              control_scales: float | Sequence[float] = 1.0, num_images: int = 1,
-             generator: torch.Generator | None = None, reference_scale: float = 1.0, reference: bool = True,
-             on_step: Callable[[int, int, torch.Tensor], None] | None = None):
+             generator: torch.Generator | list[torch.Generator] | None = None, reference_scale: float = 1.0,
+             reference: bool = True, on_step: Callable[[int, int, torch.Tensor], None] | None = None):
     """Images (``pipeline.Generated``) in the layout of ``control_images`` (the target pose's renders)
     with the appearance of ``source_image`` (resized to their size). ``reference=False``: plain
-    ControlNet sampling with the same seed (the comparison the tests make)."""
+    ControlNet sampling with the same seed (the comparison the tests make). ``generator``: one, or one per image
+    (``image_generators``); the (first) one's seed is the request's, from which the source's noise is seeded."""
     height, width = control_images[0].shape[:2]
     device = pipe._execution_device
     source = encode_image(pipe, fit_image(source_image, width, height), device).to(pipe.unet.dtype)
     # the source's own noise from a generator of its own, so that the sampling noise is the same with
-    # the injection on or off
-    seed = (generator.initial_seed() if generator is not None else 0) + 1
-    noise = randn_tensor(source.shape, generator=torch.Generator(device=generator.device if generator else "cpu")
+    # the injection on or off; seeded off the images' seeds (SOURCE_NOISE_OFFSET)
+    first = generator[0] if isinstance(generator, list) else generator
+    seed = source_noise_seed(first.initial_seed() if first is not None else 0)
+    noise = randn_tensor(source.shape, generator=torch.Generator(device=first.device if first else "cpu")
                          .manual_seed(seed), device=device, dtype=source.dtype)
     kwargs = {"negative_prompt": negative_prompt, "num_inference_steps": num_inference_steps,
               "guidance_scale": guidance_scale, "control_scales": control_scales, "num_images": num_images,
@@ -77,11 +96,12 @@ def transfer(pipe, source_image: np.ndarray, control_images: Sequence[np.ndarray
 @torch.no_grad()
 def sample_target(parts: dict, target_generator, source_image: np.ndarray, source_pose: np.ndarray,
                   target_pose: np.ndarray, width: int, height: int, num_inference_steps: int = 50,
-                  num_images: int = 1, generator: torch.Generator | None = None,
+                  num_images: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
                   on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> np.ndarray:
     """IHPT's inference (Eq. 4): DDIM from noise with the UNet attending to the target generator's
     context of (I_source, P_source, P_target); (N, H, W, 3) uint8. ``parts``: SD 1.x's vae, unet,
-    scheduler (``loading.load_sd``). No classifier-free guidance: the paper trains no unconditional context."""
+    scheduler (``loading.load_sd``). No classifier-free guidance: the paper trains no unconditional context.
+    ``generator``: one, or one per image (``image_generators``), each image then drawing from its own only."""
     vae, unet, scheduler = parts["vae"], parts["unet"], parts["scheduler"]
     device, dtype = unet.device, unet.dtype
     pixels = torch.from_numpy(np.ascontiguousarray(fit_image(source_image, width, height))).permute(2, 0, 1)[None]
@@ -101,4 +121,5 @@ def sample_target(parts: dict, target_generator, source_image: np.ndarray, sourc
     return ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-__all__ = ["SOURCE_BACKGROUND", "encode_image", "fit_image", "opaque", "sample_target", "transfer"]
+__all__ = ["SOURCE_BACKGROUND", "SOURCE_NOISE_OFFSET", "encode_image", "fit_image", "image_generators", "opaque",
+           "sample_target", "source_noise_seed", "transfer"]
