@@ -37,8 +37,8 @@ def test_without_image_size_a_default_size_that_cannot_run_one_image_is_refused_
     with pytest.raises(CheckpointError) as refused:
         load_model(TargetGenerator, folder)
     said = str(refused.value)
-    assert "its config.json sets backbone_channels to [8, 8, 8, 8, 8, 8, ...], not a list of whole numbers each " \
-           "wider than 8 where its block sees a 1×1 map at image_size 224, the default (config.json sets none" in said
+    assert "its config.json sets no image_size, so the default 224, which is not a whole number large enough for " \
+           "backbone_channels [8, 8, 8, 8, 8, 8, 8, 8] that no block of width 8 or less sees a 1×1 map" in said
     assert checkpoint_problem(folder, TARGET_GENERATOR, finite=True) == said  # the status line's words
 
 
