@@ -419,11 +419,9 @@ def tas_skipped(losses: list[list[float | None]], dtype) -> list[str]:
 
 
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
-    import torch
-
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import resolve
-    from handforge.engines.image.pipeline import latent_preview
+    from handforge.engines.image.pipeline import image_generators, latent_preview
     from handforge.engines.image.tokens import hand_tokens
 
     params = {**params, "engine": ready_engine(params["engine"], tuple(ENGINES), params["controls"])}
@@ -447,10 +445,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
 
     passes = 2 if params["refine_hands"] and cond.local_view is not None else 1
     device = "cpu" if params["cpu_offload"] else ctx.device
-    # one generator per image, seeded seed + k, which the refine pass goes on drawing from: each image depends on its
-    # own seed only. (One generator for the batch and another, seed + 1, for the refine pass drew each image's refine
-    # noise after the whole batch's, so an image changed with the batch size; and seed + 1 was the next seed's.)
-    generators = [torch.Generator(device=device).manual_seed(params["seed"] + k) for k in range(params["batch"])]
+    # (a refine pass of its own, seeded seed + 1, had drawn the next seed's noise)
+    generators = image_generators(params["seed"], params["batch"], device)
 
     def run(view, phase: int, **extra):
         def on_step(i: int, total: int, latents) -> None:

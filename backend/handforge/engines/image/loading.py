@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from handforge.engines.checkpoints import (
-    CONFIG_NAME,
     WEIGHTS_NAME,
     config_and_shapes,
     config_json,

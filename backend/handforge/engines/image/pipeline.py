@@ -173,4 +173,11 @@ def _step_parameters(scheduler) -> set[str]:
     return set(inspect.signature(scheduler.step).parameters)
 
 
-__all__ = ["LATENT_RGB", "Generated", "HandImagePipeline", "latent_preview"]
+def image_generators(seed: int, batch: int, device) -> list[torch.Generator]:
+    """One generator per image of a batch, the k-th seeded seed + k, which a refine pass goes on drawing from: each
+    image depends on its own seed only, whatever the batch (image.generate's and image.transfer's). (One generator
+    for the batch drew each image's noise after the images before it, so an image changed with the batch size.)"""
+    return [torch.Generator(device=device).manual_seed(seed + k) for k in range(batch)]
+
+
+__all__ = ["LATENT_RGB", "Generated", "HandImagePipeline", "image_generators", "latent_preview"]

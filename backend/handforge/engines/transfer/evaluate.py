@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge import config
     from handforge.engines.image.settings import SD_MODEL, pass_or_set
     from handforge.engines.transfer.pairs import PosePairs
-    from handforge.export.samples import finished_image, read_labels
+    from handforge.export.samples import read_labels
 
     from handforge.engines.checkpoints import CheckpointError
     from handforge.engines.image.loading import WeightsError

@@ -277,7 +277,8 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
     from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
     from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
     from handforge.engines.transfer.model_config import feature_map_problem
-    from handforge.engines.transfer.pipeline import image_generators, sample_target
+    from handforge.engines.image.pipeline import image_generators
+    from handforge.engines.transfer.pipeline import sample_target
 
     sd = config.value(SD_MODEL.key)
     folder = config.value(TARGET_GENERATOR.key)
@@ -391,7 +392,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import resolve
     from handforge.engines.image.pipeline import latent_preview
-    from handforge.engines.transfer.pipeline import image_generators, opaque, transfer
+    from handforge.engines.image.pipeline import image_generators
+    from handforge.engines.transfer.pipeline import opaque, transfer
 
     before = BACKGROUND_SHARE if params["background_prompt"] else 0.0  # the new background's part of the bar
     unread = _unread_by_ihpt(params) if params["engine"] == "ihpt" else []  # (as asked: before guide's auto is read)

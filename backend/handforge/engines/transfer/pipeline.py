@@ -22,22 +22,17 @@ from handforge.engines.transfer.reference import inject
 # black, or whatever the editor kept under alpha 0) would be copied as the source's background.
 SOURCE_BACKGROUND = (255, 255, 255)
 
-# The reference engine's source noise has a stream of its own: its seed is the request's + 2**31, while image k of a
-# batch is seeded seed + k (``image_generators``, k < 16). The two differ by 2**31 - k, no multiple of 2**32: they
-# never meet, on the GPU (64-bit seeds) nor on the CPU, whose generator keeps a seed's low 32 bits only (seeds 2**32
-# apart draw the same noise there; an offset of 2**63 would be none). (seed + 1, as before, was image 1's seed.)
+# The reference engine's source noise has a stream of its own: its seed is the request's + 2**31, while image k of
+# a batch is seeded seed + k (``image.pipeline.image_generators``, k < 16). The two differ by 2**31 - k, no multiple
+# of 2**32: they never meet, on the GPU (64-bit seeds) nor on the CPU, whose generator keeps a seed's low 32 bits
+# only (seeds 2**32 apart draw the same noise there; an offset of 2**63 would be none). (seed + 1, as before, was
+# image 1's seed.)
 SOURCE_NOISE_OFFSET = 2**31
 
 
 def source_noise_seed(seed: int) -> int:
     """The seed of the source's noise for a request at ``seed`` (see SOURCE_NOISE_OFFSET)."""
     return (seed + SOURCE_NOISE_OFFSET) % 2**64
-
-
-def image_generators(seed: int, batch: int, device) -> list[torch.Generator]:
-    """One generator per image, the k-th seeded seed + k (as image.generate's): each image is what it is alone at its
-    seed, whatever the batch."""
-    return [torch.Generator(device=device).manual_seed(seed + k) for k in range(batch)]
 
 
 def opaque(image: np.ndarray, background=SOURCE_BACKGROUND) -> np.ndarray:
@@ -121,5 +116,5 @@ def sample_target(parts: dict, target_generator, source_image: np.ndarray, sourc
     return ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-__all__ = ["SOURCE_BACKGROUND", "SOURCE_NOISE_OFFSET", "encode_image", "fit_image", "image_generators", "opaque",
+__all__ = ["SOURCE_BACKGROUND", "SOURCE_NOISE_OFFSET", "encode_image", "fit_image", "opaque",
            "sample_target", "source_noise_seed", "transfer"]
