@@ -64,8 +64,8 @@ def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
 
 
 def import_images(context, result, title: str, seed: int, made_in: dict, background: bool,
-                  plane_name: str | bool, **properties) -> tuple[list, str]:
-    """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]" with a
+                  plane_name: str | bool, seed_per_image: bool = False, **properties) -> tuple[list, str]:
+    """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S" with a
     fake user (kept in the saved .blend), each carrying its seed, variant, the result's labels and
     ``properties`` (as ``handforge_<key>``); the first shown behind the camera of ``made_in`` (``made_in()``'s
     session_uids: found renamed, and not another object that took its name) and/or on its scene's plane of
@@ -74,7 +74,8 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
     or it is not the one shown. Generate Image and Transfer Pose bring their results back this one way.
     All or nothing: a result that cannot be used (no camera intrinsics where they place the images), or a failure
     while they are made or shown, removes the images made (they stayed, with their fake users, outside any undo
-    step) and says why."""
+    step) and says why. S is the seed that reproduces the image alone (``_image_seeds``); where the whole batch
+    came from one seed, S is that seed and " vK" tells the variants apart."""
     images = np.asarray(result.arrays["images"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
@@ -89,10 +90,11 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
     if unshown:  # (e.g. a linked duplicate made while the job ran: the request refused one made before)
         background = False
     K = _intrinsics(result) if camera is not None else None  # (read before anything is made: it places them)
+    seeds = _image_seeds(result, seed, len(images), seed_per_image)
     made: list = []
     shown_before = [b.image for b in camera.data.background_images] if camera is not None else []
     try:
-        _make_images(made, images, title, seed, labels, properties)
+        _make_images(made, images, title, seeds, labels, properties)
         return made, _show(context, made, made_in, scene, camera, background, unshown, plane_name, K)
     except Exception as exc:
         _discard(made, camera, shown_before)
@@ -127,13 +129,28 @@ def _intrinsics(result) -> np.ndarray:
     return K
 
 
-def _make_images(made: list, images: np.ndarray, title: str, seed: int, labels: str, properties: dict) -> None:
-    """One packed image datablock a variant, appended to ``made`` as it is made (removed by the caller on failure)."""
+def _image_seeds(result, seed: int, count: int, seed_per_image: bool) -> list[int] | int:
+    """The seed that reproduces each image alone: the result's ``data["seeds"]`` where it tells them, else
+    ``seed + k`` where the engine draws image k from its own generator (``seed_per_image``: image.generate);
+    else the one seed the whole batch came from (an int: its images are told apart by variant)."""
+    told = result.data.get("seeds")
+    if isinstance(told, list) and len(told) == count and all(type(s) is int for s in told):
+        return told
+    return [seed + k for k in range(count)] if seed_per_image else seed
+
+
+def _make_images(made: list, images: np.ndarray, title: str, seeds: list[int] | int, labels: str,
+                 properties: dict) -> None:
+    """One packed image datablock a variant, appended to ``made`` as it is made (removed by the caller on failure).
+    ``seeds``: each image's own (named by it: the seed to run again for that image alone), or the batch's one."""
     for variant, pixels in enumerate(images):
+        if isinstance(seeds, list):
+            seed, name = seeds[variant], f"{title} seed {seeds[variant]}"
+        else:
+            seed, name = seeds, f"{title} seed {seeds}" + (f" v{variant + 1}" if len(images) > 1 else "")
         # always a new datablock (Blender numbers a taken name, "… seed 0.001"): a run never overwrites an
         # earlier result or an image of the artist's, and one undo removes exactly what it made
-        image = importers.image_datablock(f"{title} seed {seed}" + (f" v{variant + 1}" if len(images) > 1 else ""),
-                                          pixels)
+        image = importers.image_datablock(name, pixels)
         made.append(image)
         # a fake user: nothing else uses a variant after the first (nor any, with neither background nor plane),
         # and saving the .blend drops an image with no user, pixels, labels and all. Shown on the image in the
@@ -311,8 +328,10 @@ class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
 
     def job_apply(self, context, result):
         request = self._request
+        # image k of the batch is drawn from its own generator at seed + k (image.generate): named and kept by it
         made, note = import_images(context, result, "HandForge", request["seed"], request["made_in"],
-                                   self.set_background, self.add_plane and "HandForge image", prompt=request["prompt"])
+                                   self.set_background, self.add_plane and "HandForge image", seed_per_image=True,
+                                   prompt=request["prompt"])
         warning = result.data.get("warning")  # e.g. TAS found no hand-related word
         return (f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
                 + note + (f"; {warning}" if warning else ""))

@@ -44,9 +44,12 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
     found = session["with_weights"]
     assert found["poll"] is True and found["result"] == ["FINISHED"]
     images = found["images"]
-    assert sorted(images) == ["HandForge seed 5 v1", "HandForge seed 5 v2"]
+    # each named and kept by the seed that reproduces it alone: image k of the batch is drawn at seed + k (before:
+    # "HandForge seed 5 v1", "… v2", both kept as seed 5, and seed 5 alone gave back the first only)
+    assert sorted(images) == ["HandForge seed 5", "HandForge seed 6"]
+    assert {name: image["seed"] for name, image in images.items()} == {"HandForge seed 5": 5, "HandForge seed 6": 6}
     for name, image in images.items():
-        assert image["size"] == [SIZE, SIZE] and image["seed"] == 5 and image["packed"]
+        assert image["size"] == [SIZE, SIZE] and image["packed"]
         assert image["prompt"] == "two hands waving"
         labels = json.loads(image["labels"])
         uv = np.array(labels["hands"]["right"]["keypoints_2d"])
@@ -55,7 +58,7 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
         assert labels["hand_model"] == "open" and labels["hand_model_licence"].startswith("CC0-1.0")
         pixels = session.arrays[name]
         assert pixels.shape == (SIZE, SIZE, 4) and pixels[..., :3].std() > 0.01  # a picture, not a blank
-    assert not np.array_equal(session.arrays["HandForge seed 5 v1"], session.arrays["HandForge seed 5 v2"])
+    assert not np.array_equal(session.arrays["HandForge seed 5"], session.arrays["HandForge seed 6"])
     # while it ran, the Jobs panel drew each step's preview (latents as RGB, an eighth of the side), gone after
     preview = session.arrays["preview"]
     assert preview.shape == (SIZE // 8, SIZE // 8, 4) and np.all(preview[..., 3] == 1.0)
@@ -64,14 +67,17 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
     assert np.allclose(conversions["flipped"], [[[120 / 255, 140 / 255, 160 / 255, 1], [180 / 255, 200 / 255, 220 / 255, 1]],
                                                 [[0, 20 / 255, 40 / 255, 1], [60 / 255, 80 / 255, 100 / 255, 1]]])
     assert all(conversions["malformed"]) and conversions["left"]
-    assert found["background"] == "HandForge seed 5 v1" and found["show_background"] is True
-    assert found["plane"] == {"parent": "Cam", "image": "HandForge seed 5 v1"}  # on a plane in front of it too
+    assert found["background"] == "HandForge seed 5" and found["show_background"] is True
+    assert found["plane"] == {"parent": "Cam", "image": "HandForge seed 5"}  # on a plane in front of it too
     # a second run with the same seed, over an image of the artist's with the name it takes: every
     # earlier result and the artist's image stay as they were, the new one gets a numbered name
     second = found["second"]
-    assert second["result"] == ["FINISHED"] and second["kept"] == {"HandForge seed 5 v1": True,
-                                                                  "HandForge seed 5 v2": True}
-    assert second["own"] == {"size": [4, 4], "mine": True} and second["new"] == ["HandForge seed 5.001"]
+    assert second["result"] == ["FINISHED"] and second["kept"] == {"HandForge seed 5": True, "HandForge seed 6": True}
+    assert second["own"] == {"size": [4, 4], "mine": True} and second["new"] == ["HandForge seed 9.001"]
+    # the batch's second image, run alone at the seed it is named by, comes back (but for rounding)
+    alone = second["alone"]
+    assert alone["name"] == "HandForge seed 6.001" and alone["seed"] == 6, alone
+    assert alone["largest_difference"] <= 8 / 255, alone
 
 
 def test_a_camera_renamed_while_the_image_is_made_still_gets_it_behind(session):
@@ -276,7 +282,7 @@ def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_i
     # before: the second scene took the first scene's plane (found by name in the whole file) to its camera
     assert found["second"]["results"] == [["FINISHED"], ["FINISHED"]], found
     assert found["second"]["planes"] == [["MESH", "Second Cam", "HandForge seed 12"]], found
-    assert found["first"] == ["Cam", "HandForge seed 5 v1", "Scene", 1], found
+    assert found["first"] == ["Cam", "HandForge seed 5", "Scene", 1], found
     # before: the empty holding the name made every run add a plane ("HandForge image.001", ".002", ...)
     assert found["third"]["results"] == [["FINISHED"], ["FINISHED"]], found
     planes = found["third"]["planes"]
@@ -342,9 +348,9 @@ def test_every_result_is_in_the_saved_file_with_its_pixels_and_properties(sessio
     session.no_error("saved_results")
     found = session["saved_results"]
     assert found["result"] == ["FINISHED"], found
-    assert found["made"] == ["HandForge seed 31 v1", "HandForge seed 31 v2", "HandForge seed 31 v3"], found
+    assert found["made"] == ["HandForge seed 31", "HandForge seed 32", "HandForge seed 33"], found
     assert found["variants"] == [0, 1, 2], found
-    assert len(found["saved"]) > 3 and "HandForge seed 5 v2" in found["saved"], found
+    assert len(found["saved"]) > 3 and "HandForge seed 6" in found["saved"], found
     assert found["reopened"] == found["saved"], found
     assert found["pixels"] == {name: True for name in found["saved"]}, found
     assert found["properties"] == {name: True for name in found["saved"]}, found

@@ -44,6 +44,25 @@ def test_a_good_result_is_imported_and_shown(session):
     assert "HandForge image" in found["after"]["objects"], found
 
 
+def test_generate_images_are_named_and_kept_by_the_seed_that_reproduces_each_alone(session):
+    # before: "HandForge seed 6 v1", "… v2", both with handforge_seed 6, though the backend draws image k from its
+    # own generator at seed + k: run again at 6 with two variants, the second came back alone only at seed 7
+    session.no_error("seed_per_image")
+    found = session["seed_per_image"]
+    assert found["made"] == ["HandForge seed 6", "HandForge seed 7"] and found["kept"] == [[6, 0], [7, 1]], found
+
+
+def test_seeds_the_result_tells_are_used_for_names_and_properties(session):
+    session.no_error("seeds_told")
+    found = session["seeds_told"]
+    assert found["made"] == ["HandForge seed 40", "HandForge seed 47"] and found["kept"] == [[40, 0], [47, 1]], found
+
+
+def test_a_batch_drawn_from_one_seed_keeps_that_seed_and_its_variant_names(session):
+    found = session["good"]  # (Transfer Pose's way, the result telling no seed of its own per image)
+    assert found["kept"] == [[4, 0], [4, 1]], found
+
+
 def test_a_failure_once_the_image_is_behind_the_camera_puts_the_last_results_back(session):
     session.no_error("failed_once_shown")
     found = session["failed_once_shown"]

@@ -40,7 +40,8 @@ def imported(data: dict, seed: int, plane: bool = True, **properties) -> dict:
     try:
         made, note = ops_image.import_images(bpy.context, result(data), "HandForge", seed, MADE_IN, True,
                                              plane and "HandForge image", **properties)
-        outcome = {"made": [i.name for i in made], "error": None}
+        outcome = {"made": [i.name for i in made], "error": None,
+                   "kept": [[i["handforge_seed"], i["handforge_variant"]] for i in made]}
     except Exception as exc:  # noqa: BLE001 - what the job reports
         outcome = {"made": None, "error": f"{type(exc).__name__}: {exc}"}
     return {**outcome, "before": before, "after": state()}
@@ -69,4 +70,8 @@ def failed_once_shown():
 
 
 s.check("failed_once_shown", failed_once_shown)
+# Generate Image: image k drawn from its own generator at seed + k, the seed that reproduces it alone
+s.check("seed_per_image", lambda: imported({"camera": {"K": K}}, 6, plane=False, seed_per_image=True))
+# a result that tells each image's seed is read, not worked out
+s.check("seeds_told", lambda: imported({"camera": {"K": K}, "seeds": [40, 47]}, 7, plane=False))
 s.finish()

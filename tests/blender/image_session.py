@@ -94,9 +94,9 @@ def with_weights():
     background = scene.camera.data.background_images
     shown = {"background": background[0].image.name if len(background) else ""}
     # the artist's own image with the name a one-variant run takes, then that run: nothing is overwritten
-    own = bpy.data.images.new("HandForge seed 5", 4, 4)
+    own = bpy.data.images.new("HandForge seed 9", 4, 4)
     own["mine"] = True
-    again = bpy.ops.handforge.generate_image(seed=5, steps=2, variants=1, resolution_x=a["size"],
+    again = bpy.ops.handforge.generate_image(seed=9, steps=2, variants=1, resolution_x=a["size"],
                                              resolution_y=a["size"], add_plane=False)
     kept = {}
     for image in made:
@@ -104,6 +104,14 @@ def with_weights():
                                                s.arrays[image.name]))
     second = {"result": sorted(again), "own": {"size": list(own.size), "mine": own.get("mine")}, "kept": kept,
               "new": sorted(i.name for i in bpy.data.images if "handforge_seed" in i and i not in made)}
+    # the batch's second image run again alone, at the seed it is named and kept by
+    before = set(bpy.data.images)
+    bpy.ops.handforge.generate_image(seed=6, steps=2, variants=1, resolution_x=a["size"], resolution_y=a["size"],
+                                     add_plane=False)
+    alone = next(i for i in bpy.data.images if i not in before)
+    second["alone"] = {"name": alone.name, "seed": alone["handforge_seed"],
+                       "largest_difference": float(np.abs(pixels_of(alone).reshape(alone.size[1], alone.size[0], 4)
+                                                          - s.arrays["HandForge seed 6"]).max())}
     return {"poll": poll, "result": sorted(result), "second": second, **shown, "previews": conversions,
             "images": {i.name: {"size": list(i.size), "seed": i["handforge_seed"], "prompt": i["handforge_prompt"],
                                 "labels": i["handforge_labels"], "packed": i.packed_file is not None} for i in made},
