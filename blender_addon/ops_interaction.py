@@ -146,6 +146,11 @@ def shown(state):
     return state.candidates[min(max(state.index, 1), len(state.candidates)) - 1]
 
 
+def shown_number(state) -> int:
+    """The number of the candidate the index points at (1-based, within the candidates)."""
+    return min(max(state.index, 1), len(state.candidates))
+
+
 def browse_state(context) -> HANDFORGE_PG_interaction_browse:
     return context.window_manager.handforge_interaction
 
@@ -437,8 +442,15 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             return
         state = browse_state(context)
         written = json.loads(state.shown or "{}")
-        if not any(_posed_since(rig, written[side]) for side, rig in _shown_rigs(state).items() if side in written):
+        posed = [side for side, rig in _shown_rigs(state).items()
+                 if side in written and _posed_since(rig, written[side])]
+        if not posed:
             show_candidate(state)
+            return
+        # the panel still names candidate k and its score: said that it is not on the hands (Apply keeps the pose)
+        state.message = (f"Candidate {shown_number(state)} is not shown: the {' and '.join(posed)} hand keeps the "
+                         "pose you gave it while the sampling ran (◀ / ▶ show a candidate over it, Apply keeps your "
+                         "pose)")
 
     def job_apply(self, context, result):
         request, arrays = self._request, result.arrays
@@ -569,6 +581,9 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         tweaked = _tweaked(state)
         if tweaked:
             _check_in_scene(_browse_rigs(state), context.scene)
+        # posed by the artist where the candidate could not be shown (over a failed or cancelled sampling): the hands
+        # hold the artist's pose, not the candidate's, whose score says nothing of it
+        unshown = bool(tweaked and state.message)
         index = state.index if tweaked else _step(context, 0)
         score = shown(state).score
         _warn_if_changed(self, state)
@@ -577,12 +592,17 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         autokey = context.scene.tool_settings.use_keyframe_insert_auto
         if autokey:  # keyed as the pose tools key theirs (else the next frame change took it away on a keyed rig)
             for side, rig in posed.items():
-                pose = pose_conv.read_pose(rig) if side in tweaked else _candidate_pose(state, shown(state), side, rigs)
+                pose = pose_conv.read_pose(rig) if side in tweaked or unshown else _candidate_pose(state, shown(state),
+                                                                                                    side, rigs)
                 fingers.posed(context.scene, rig, pose, fingers_only=False)
         keyed = [rig for rig in posed.values() if not autokey and keys.animated_paths(rig)]
         end_browse(context, restore=False)
-        self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})"
-                              + (f" with your changes to the {' and '.join(tweaked)} hand" if tweaked else ""))
+        if unshown:
+            self.report({"INFO"}, f"kept your pose of the {' and '.join(tweaked)} hand: candidate {index} was not "
+                                  "shown on it")
+        else:
+            self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})"
+                                  + (f" with your changes to the {' and '.join(tweaked)} hand" if tweaked else ""))
         for rig in keyed:  # Blender poses a keyed rig from its keys at the next frame change: the candidate went unseen
             self.report({"WARNING"}, f"{rig.name!r} has keys, which pose it again at the next frame change: "
                                      "Key Pose (or Key Candidates) to keep this candidate")
@@ -848,7 +868,7 @@ def _draw_candidate(box, state) -> None:
 def _draw_resampling(box, state) -> None:
     """While a new sampling runs the candidate is off the rig (its request read the anchor as the artist posed it):
     naming it and its score said it was shown. Apply still keeps it."""
-    number = min(max(state.index, 1), len(state.candidates))
+    number = shown_number(state)
     _wrapped(box, f"Sampling new candidates… The hands show their pose from before the candidates until they land; "
                   f"Apply keeps candidate {number} (of {len(state.candidates)})", icon="SORTTIME")
 

@@ -51,5 +51,12 @@ def test_the_sampled_hand_posed_while_a_new_sampling_runs_keeps_its_pose_when_it
     found = session["posed_while_a_cancelled_resampling_ran"]
     assert found["resampled"][0] == ["CANCELLED"] and "cancelled" in found["resampled"][1], found
     assert found["count"] == 3 and found["pose_kept"], found
+    # browsing goes on at the candidate shown before, which is not on the hand: said (before: nothing, the panel
+    # naming it and its score as if shown), and Apply, keeping the artist's pose, quotes no score of a pose unshown
+    # (before: "applied candidate 1 (score …) with your changes to the right hand")
+    assert found["message"].startswith("Candidate 1 is not shown: the right hand keeps the pose you gave it"), found
     result, said = found["apply"]
-    assert result == ["FINISHED"] and "with your changes to the right hand" in said, found
+    assert result == ["FINISHED"] and "kept your pose of the right hand: candidate 1 was not shown" in (
+        said), found
+    assert "score" not in said, found
+

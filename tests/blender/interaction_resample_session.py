@@ -92,6 +92,7 @@ def posed_while_a_cancelled_resampling_ran():
     found = {"resampled": resampled, "count": len(state().candidates),
              "pose_kept": bool(posed and np.allclose(channels("right"), posed[0], atol=1e-6))}
     if found["count"]:
+        found["message"] = state().message
         found["apply"] = as_user(ops.interaction_apply)
     return found
 
