@@ -210,10 +210,16 @@ class JobOperator:
     cancelled_hint = ""
 
     # ---------------------------------------------------------------- what subclasses define
+    def job_prepare(self, context) -> None:
+        """Set the scene up for reading the request, once, as the job starts (e.g. a preview taken off): called
+        before ``job_request``, but not when the request is read again after an Undo or Redo, where what it did
+        would go over what the artist did since. ``job_not_applied`` undoes it. Nothing by default."""
+
     def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(kind, params, arrays) to submit; raise a user error if the scene is not ready. Called again when
         the job ends after an Undo or Redo (``made_from_scene``): it must read the scene the same way twice and
-        leave it as it found it (what it sets on the operator is set again to the same values)."""
+        leave it as it found it (what it sets on the operator is set again to the same values; a change to the
+        scene made for the first reading belongs in ``job_prepare``)."""
         raise NotImplementedError
 
     def job_apply(self, context, result: Result) -> str:
@@ -249,6 +255,7 @@ class JobOperator:
     # ---------------------------------------------------------------- running
     def _start(self, context) -> RunningJob | None:
         try:
+            self.job_prepare(context)
             kind, params, arrays = self.job_request(context)
             ok, why = connection.kind_status(kind)
             if not ok and connection.BACKEND.capabilities is not None:

@@ -400,7 +400,10 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
     made_from_scene = True  # made for the anchor's pose: an undo or redo while it runs may change it
     changes_hands = True  # the candidates pose the other hand
 
-    def job_request(self, context):
+    def job_prepare(self, context):
+        """The preview taken off, once as the job starts: not when the request is read again after an Undo or Redo,
+        where it put the pose from before the candidates over one the artist gave a hand since, and took that
+        for what the add-on wrote (``job_apply``'s ``keep_posed`` then saw no pose of the artist's)."""
         if browsing(context):  # the anchor is read as the artist posed it, not a preview; the candidates
             state = browse_state(context)  # stay until new ones arrive (``job_not_applied``)
             take_off_preview(state)
@@ -408,6 +411,8 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             # changes to the candidate shown, and kept it; and a hand the artist poses meanwhile is told apart from
             # it (``job_apply``)
             state.shown = json.dumps({side: _snapshot(rig) for side, rig in _shown_rigs(state).items()})
+
+    def job_request(self, context):
         side, found = anchor_and_rigs(context, self.anchor)
         model = next(iter(found.values())).handforge.hand_model
         ok, why = connection.hand_model_status(model)

@@ -60,3 +60,14 @@ def test_the_sampled_hand_posed_while_a_new_sampling_runs_keeps_its_pose_when_it
         said), found
     assert "score" not in said, found
 
+
+def test_the_request_read_again_after_an_undo_leaves_a_hand_the_artist_posed_as_it_is(session):
+    # read again when the job ends after an Undo or Redo: it took the preview off (the pose from before the
+    # candidates over the artist's) and took that for what the add-on wrote, so the new candidates' Cancel and Apply
+    # no longer knew the artist's pose. Only the job's start takes the preview off now (``job_prepare``)
+    session.no_error("request_read_again")
+    found = session["request_read_again"]
+    assert found["kind"] == "interaction.sample" and found["posed"], found
+    assert found["pose_kept"] and found["shown_kept"], found
+    result, said = found["apply"]
+    assert result == ["FINISHED"] and "with your changes to the right hand" in said, found

@@ -98,5 +98,28 @@ def posed_while_a_cancelled_resampling_ran():
 
 
 s.check("posed_while_a_cancelled_resampling_ran", posed_while_a_cancelled_resampling_ran)
+def request_read_again():
+    """The request read again as after an Undo or Redo while a sampling ran (``JobOperator._made_from_now``), with
+    candidates browsed and the sampled hand posed by the artist: it changes nothing (before: it put the pose from
+    before the candidates over the artist's and took that for what the add-on wrote)."""
+    import importlib
+    from types import SimpleNamespace
+
+    from session import ADDON_MODULE
+
+    operator = importlib.import_module(f"{ADDON_MODULE}.ops_interaction").HANDFORGE_OT_sample_interaction
+    assert sample(seed=2)[0] == ["FINISHED"]
+    candidate = channels("right")
+    assert as_user(ops.apply_preset, preset="fist", sides="RIGHT")[0] == ["FINISHED"]
+    posed, shown = channels("right"), state().shown
+    stand_in = SimpleNamespace(anchor="LEFT", engine="templates", count=3, seed=2, separation=True, touch=True)
+    kind = operator.job_request(stand_in, bpy.context)[0]
+    found = {"kind": kind, "posed": bool(not np.allclose(posed, candidate, atol=1e-6)),
+             "pose_kept": bool(np.allclose(channels("right"), posed, atol=1e-6)), "shown_kept": state().shown == shown}
+    found["apply"] = as_user(ops.interaction_apply)
+    return found
+
+
+s.check("request_read_again", request_read_again)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
