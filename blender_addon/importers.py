@@ -34,15 +34,24 @@ def motion_from_arrays(data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
     return MotionClip.from_arrays(meta, arrays, strict=False)
 
 
-def import_motion(context, clip: MotionClip, frame_start: float | None = None) -> str:
+def key_motion(context, clip: MotionClip, rigs: dict[str, object], frame_start: float, what: str,
+               **options) -> tuple[dict, str]:
+    """Key ``clip`` on ``rigs`` (``keys.import_clip``, ``options`` its ``blend`` and ``replace``), the way every
+    motion is keyed: its refusals first, then a browse of interaction candidates on a rig it keys ends
+    (``ops_interaction.end_browse_for_keys``, ``what`` naming the keys), so that a refused clip leaves the browse
+    as it was. The summary and that browse's note ('' when none ended)."""
     from . import ops_interaction  # (an engine's module: not needed to read a result otherwise)
 
+    keys.check_import(context.scene, clip, rigs, frame_start)
+    browse_ended = ops_interaction.end_browse_for_keys(
+        context, [rig for side, rig in rigs.items() if side in clip.hands], what)
+    return keys.import_clip(context, clip, rigs, frame_start, **options), browse_ended
+
+
+def import_motion(context, clip: MotionClip, frame_start: float | None = None) -> str:
     found = hands.scene_hands(context.scene, "BOTH", edit=True)
     start = context.scene.frame_current if frame_start is None else frame_start
-    keys.check_import(context.scene, clip, found, start)  # (its refusals, before the browse ends)
-    browse_ended = ops_interaction.end_browse_for_keys(
-        context, [rig for side, rig in found.items() if side in clip.hands], "the motion")
-    summary = keys.import_clip(context, clip, found, start)
+    summary, browse_ended = key_motion(context, clip, found, start, "the motion")
     text = f"{clip.num_frames} frames of motion keyed at {keys.frame_range(summary['frame_start'], summary['frame_end'])}"
     notes = summary["warnings"] + summary["range"] + ([browse_ended] if browse_ended else [])
     return text + "".join(f"; {w}" for w in notes)

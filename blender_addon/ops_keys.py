@@ -10,7 +10,7 @@ import bpy
 from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import fingers, generated_keys, hands, keys, ops_interaction, placement
+from . import fingers, generated_keys, hands, importers, keys, ops_interaction, placement
 from .errors import report_error, reports_errors
 from .ops_pose import _target, sides_option
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
@@ -126,10 +126,8 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
         clip = MotionClip.load(path)
         # (not set: the current frame; a -1 for it made negative frames unreachable, -20 went to the current one)
         start = self.frame_start if self.properties.is_property_set("frame_start") else context.scene.frame_current
-        keys.check_import(context.scene, clip, found, start)  # (its refusals, before the browse ends)
-        browse_ended = ops_interaction.end_browse_for_keys(
-            context, [rig for side, rig in found.items() if side in clip.hands], "the imported motion")
-        summary = keys.import_clip(context, clip, found, start, self.blend)
+        summary, browse_ended = importers.key_motion(context, clip, found, start, "the imported motion",
+                                                     blend=self.blend)
         for warning in summary["warnings"] + ([browse_ended] if browse_ended else []):
             self.report({"WARNING"}, warning)
         moved = "".join(f"; {move}" for move in summary["range"])

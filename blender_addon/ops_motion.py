@@ -32,7 +32,7 @@ import numpy as np
 from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import app_handlers, fcurves, hands, importers, jobs, keys, ops_interaction, placement
+from . import app_handlers, fcurves, hands, importers, jobs, keys, placement
 from . import pose as pose_conv
 from .errors import USER_ERRORS
 from .ops_pose import _target, sides_option
@@ -492,9 +492,9 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     if not rigs:
         raise hands.NoHandsError("the hands this motion was made for are no longer in the scene: add hands and run it again")
     hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: keys there could not be undone)
-    keys.check_import(context.scene, clip, rigs, request["frame_start"])  # (its refusals, before the browse ends)
-    browse_ended = ops_interaction.end_browse_for_keys(context, rigs.values(), "the motion")
-    summary = keys.import_clip(context, clip, rigs, request["frame_start"], replace=request["replace"])
+    # (every rig here is one of a side the clip animates)
+    summary, browse_ended = importers.key_motion(context, clip, rigs, request["frame_start"], "the motion",
+                                                 replace=request["replace"])
     # frames the artist keyed are left out on the parts kept, on purpose: not worth a warning, but along a wrist
     # path a wrist location key there is a jump off the path (26 cm, unsaid); said of a hand whose wrist location
     # keys were kept, not of one whose kept keys are its wrist rotation's alone (its wrist is on its path)
