@@ -229,6 +229,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
             request["source"] = found.name
         made, note = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["made_in"],
                                              self.set_background, self.add_plane and "HandForge transfer",
+                                             seed_per_image=True,  # (image k drawn at seed + k, as Generate Image's)
                                              transfer_source=request["source"])
         source = bpy.data.images.get(request["source"])
         if source is not None and source.library is None:
