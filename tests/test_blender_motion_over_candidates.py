@@ -21,33 +21,15 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
                             unset=("HANDFORGE_INTERACTION_CHECKPOINT",))
 
 
-def test_motion_keys_end_the_browse_of_the_hand_they_key(session):
-    session.no_error("inbetween_over_candidates")
-    found = session["inbetween_over_candidates"]
+# each way keys land on a hand whose interaction candidates are browsed: the motion buttons, Import Motion, Run Job
+@pytest.mark.parametrize("check, pressed", [("inbetween_over_candidates", "made"),
+                                            ("import_over_candidates", "imported"),
+                                            ("run_job_over_candidates", "ran")])
+def test_keys_landing_on_a_browsed_hand_end_its_browse(session, check, pressed):
+    session.no_error(check)
+    found = session[check]
     assert found["sampled"][0] == ["FINISHED"], found
-    result, said = found["made"]
-    assert result == ["FINISHED"], found
-    assert found["browsed_after"] == 0 and found["cancelled"] is None, found
-    assert "interaction candidates" in said and "Hand.R" in said, said
-    assert found["shown_is_keyed"], found
-
-
-def test_import_motion_ends_the_browse_of_the_hand_it_keys(session):
-    session.no_error("import_over_candidates")
-    found = session["import_over_candidates"]
-    assert found["sampled"][0] == ["FINISHED"], found
-    result, said = found["imported"]
-    assert result == ["FINISHED"], found
-    assert found["browsed_after"] == 0 and found["cancelled"] is None, found
-    assert "interaction candidates" in said and "Hand.R" in said, said
-    assert found["shown_is_keyed"], found
-
-
-def test_run_job_motion_ends_the_browse_of_the_hand_it_keys(session):
-    session.no_error("run_job_over_candidates")
-    found = session["run_job_over_candidates"]
-    assert found["sampled"][0] == ["FINISHED"], found
-    result, said = found["ran"]
+    result, said = found[pressed]
     assert result == ["FINISHED"], found
     assert found["browsed_after"] == 0 and found["cancelled"] is None, found
     assert "interaction candidates" in said and "Hand.R" in said, said

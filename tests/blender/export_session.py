@@ -265,8 +265,6 @@ s.check("from_ui", from_the_ui)
 def scene_switched_mid_export():
     """Another scene shown while the export runs: its files are written all the same, and it says so
     (before: "the scene changed while it ran ... not applied: run it again from this scene")."""
-    import importlib
-
     window = bpy.context.window_manager.windows[0]
     first, other = window.scene, bpy.data.scenes.new("Other Scene")
     out = s.work / "switched"

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from session import Session, as_user, hand, ui_context, while_a_job_runs
+from session import Session, as_user, channels, hand, ui_context, while_a_job_runs
 
 s = Session()
 s.install()
 UI = ui_context()
 ops = bpy.ops.handforge
-
-
-def channels(side: str) -> np.ndarray:
-    return np.array([np.array(pb.matrix_basis) for pb in hand(side).pose.bones])
 
 
 def sample(**kwargs):

@@ -11,8 +11,8 @@ import importlib
 
 import bpy
 import numpy as np
-from session import (ADDON_MODULE, Session, error_of, evaluated_vertices, hand, init_undo, printed_by, recorded_layout,
-                     ui_context, while_a_job_runs)
+from session import (ADDON_MODULE, Session, channels, error_of, evaluated_vertices, hand, init_undo, printed_by,
+                     recorded_layout, ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -26,11 +26,6 @@ def as_user(op, **kwargs):
     """Call an operator the way a button does: with the UI context and an undo push."""
     with bpy.context.temp_override(**UI):
         return op("EXEC_DEFAULT", True, **kwargs)
-
-
-def channels(side: str) -> np.ndarray:
-    """Every pose bone's matrix_basis: the channels as written."""
-    return np.array([np.array(pb.matrix_basis) for pb in hand(side).pose.bones])
 
 
 def browse() -> dict:

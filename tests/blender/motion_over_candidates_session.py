@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from session import Session, as_user, hand, ui_context
+from session import Session, as_user, channels, hand, ui_context
 
 s = Session()
 s.install()
 UI = ui_context()
 ops = bpy.ops.handforge
-
-
-def channels(side: str) -> np.ndarray:
-    return np.array([np.array(pb.matrix_basis) for pb in hand(side).pose.bones])
 
 
 s.start_backend()

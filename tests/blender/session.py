@@ -196,6 +196,11 @@ def hand(side: str):
     return getattr(bpy.context.scene.handforge, side)
 
 
+def channels(side: str) -> np.ndarray:
+    """Every pose bone's matrix_basis of ``side``'s rig: the channels as written."""
+    return np.array([np.array(pb.matrix_basis) for pb in hand(side).pose.bones])
+
+
 def evaluated_vertices(arm_obj) -> np.ndarray:
     """The deformed mesh of a hand, in the armature's space (= world space here), (V, 3)."""
     mesh_obj = next(c for c in arm_obj.children if c.type == "MESH")
