@@ -2,7 +2,7 @@
 """Set up HandForge in ./.venv (once) and run the demo or the tests.
 
     python3 scripts/dev.py demo     # the main job, on the embedded defaults
-    python3 scripts/dev.py test     # the whole test suite (about 22-26 min on 2 cores)
+    python3 scripts/dev.py test     # the whole test suite (about 26-31 min on 2 cores)
     python3 scripts/dev.py test tests/test_x.py   # one area: the arguments go to pytest
     python3 scripts/dev.py setup    # only create/update the environment
 
