@@ -83,7 +83,7 @@ def test_the_refusal_survives_pickling_whole():
 
 
 def test_byte_amounts_are_said_in_the_unit_that_shows_them():
-    from handforge.export.room import byte_amount
+    from handforge.disk import byte_amount
 
     # a unit's boundary, rounded up: in the larger unit ("1000.0 MB" and "1000 kB" before)
     assert [byte_amount(n) for n in (999_960_000, 999_999, 999_499)] == ["1.0 GB", "1.0 MB", "999 kB"]

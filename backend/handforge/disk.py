@@ -1,7 +1,8 @@
 """What a failed write means: a full disk (or quota, or a file-size limit) or a folder this user cannot write
 fails every write after it too, so a run (an export, pose-transfer pairs, a renderer's hand-off files) stops at
 once instead of failing each sample alike; numpy's short writes are named as such; a PNG cut short is known by
-its missing end chunk."""
+its missing end chunk. And amounts of disk or memory said in words (``byte_amount``), for the refusals of runs
+that would not fit."""
 
 from __future__ import annotations
 
@@ -65,3 +66,14 @@ def png_cut_short(path: Path) -> bool:
     with path.open("rb") as fh:
         fh.seek(max(0, size - len(PNG_END)))
         return fh.read() != PNG_END
+
+
+def byte_amount(count: float) -> str:
+    """Bytes in GB, or MB or kB below 1 GB: in GB alone, a small disk's refusal said it needed "0.0 GB" and had
+    "0.0 GB free" (the export's, and the corpus's: 500 clips on a nearly full disk)."""
+    # the larger unit once the smaller one would show 1000 (999,960,000 bytes was "1000.0 MB", 999,999 "1000 kB")
+    if round(count / 1e3) < 1000:
+        return f"{count / 1e3:.0f} kB"
+    if round(count / 1e6, 1) < 1000:
+        return f"{count / 1e6:.1f} MB"
+    return f"{count / 1e9:.1f} GB"

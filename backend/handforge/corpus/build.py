@@ -43,7 +43,7 @@ from handforge.corpus.summary import (
     write_json,
 )
 from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, clip_path, load_clip
-from handforge.export.room import byte_amount
+from handforge.disk import byte_amount
 from handforge.runtime import torch_threads
 from handforge.scratch import running
 from handforge_shared.files import file_error, replace_held

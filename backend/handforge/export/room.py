@@ -16,12 +16,12 @@ import os
 import shutil
 from pathlib import Path
 
+from handforge.disk import byte_amount
 from handforge.export.folder import pending_indices
 from handforge_shared.files import existing_ancestor
 
 SAMPLE_BYTES_PER_PIXEL = 70
 ARRAY_BYTES_PER_PIXEL = {"depth": 4, "normals": 12}  # float32 (H, W) and (H, W, 3), as samples.write_sample saves
-GB = 1e9
 
 
 class ExportTooLarge(ValueError):
@@ -66,17 +66,6 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
                              "folder resumes)")
 
 
-def byte_amount(count: float) -> str:
-    """Bytes in GB, or MB or kB below 1 GB: in GB alone, a small disk's refusal said it needed "0.0 GB" and had
-    "0.0 GB free" (the export's, and the corpus's: 500 clips on a nearly full disk)."""
-    # the larger unit once the smaller one would show 1000 (999,960,000 bytes was "1000.0 MB", 999,999 "1000 kB")
-    if round(count / 1e3) < 1000:
-        return f"{count / 1e3:.0f} kB"
-    if round(count / 1e6, 1) < 1000:
-        return f"{count / 1e6:.1f} MB"
-    return f"{count / GB:.1f} GB"
-
-
 def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1) -> tuple[list[int], int]:
     """The samples of ``spec`` an export into ``out`` still has to make (the first ``limit`` of them) and how
     many are finished, once ``check_room`` found they fit (``at_once``: as there)."""
@@ -88,5 +77,5 @@ def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1
     return pending, finished
 
 
-__all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "byte_amount", "check_room",
+__all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "check_room",
            "pending_that_fit"]
