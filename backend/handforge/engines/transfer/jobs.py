@@ -64,12 +64,10 @@ def _target_generator() -> str | tuple[str, str]:
     """Whether the setting names a TargetGenerator checkpoint that loads, from its files, the weights' values read
     too (a run folder instead of its model/, a config.json out of limits, or weights holding NaN, was 'available',
     and every job then failed as missing_weights)."""
-    from handforge.engines.checkpoints import checkpoint_problem
-    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
-    from handforge.engines.transfer.model_config import feature_map_problem
+    from handforge.engines.transfer.model_config import target_generator_problem
 
     folder = config.value(TARGET_GENERATOR.key)
-    problem = checkpoint_problem(folder, MODEL, finite=True) or feature_map_problem(folder)
+    problem = target_generator_problem(folder, finite=True)
     if problem:
         return problem, _target_generator_fix()
     return _fits_sd(folder)
@@ -272,11 +270,10 @@ def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
 
 def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: np.ndarray, source_hands, hands,
                  camera, on_step) -> np.ndarray:
-    from handforge.engines.checkpoints import CheckpointError, checkpoint_name, checkpoint_problem
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_name
     from handforge.engines.image.loading import WeightsError
     from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
-    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
-    from handforge.engines.transfer.model_config import feature_map_problem
+    from handforge.engines.transfer.model_config import target_generator_problem
     from handforge.engines.image.pipeline import image_generators
     from handforge.engines.transfer.pipeline import sample_target
 
@@ -285,7 +282,7 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
     try:
         model = ctx.pretrained(TargetGenerator, folder, label=f"the target generator {checkpoint_name(folder)}")
     except CheckpointError as exc:  # e.g. the run folder instead of its model/; a size, in the status's words
-        said = checkpoint_problem(folder, MODEL) or feature_map_problem(folder) or str(exc)
+        said = target_generator_problem(folder) or str(exc)
         raise JobError(ErrorCode.MISSING_WEIGHTS, said, _target_generator_fix()) from None
     try:
         check_fits(model, folder, parts["unet"], sd)

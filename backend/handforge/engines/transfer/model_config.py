@@ -54,6 +54,14 @@ def feature_grid(image_size: int, blocks: int) -> int:
     return image_size
 
 
+def target_generator_problem(folder, finite: bool = False) -> str:
+    """Why the folder's TargetGenerator checkpoint cannot load ('' when it can): its files, config and (``finite``)
+    weights' values (``checkpoint_problem``), then its feature map against its weights (``feature_map_problem``)."""
+    from handforge.engines.checkpoints import checkpoint_problem
+
+    return checkpoint_problem(folder, TARGET_GENERATOR, finite=finite) or feature_map_problem(folder)
+
+
 def feature_map_problem(folder) -> str:
     """Why the checkpoint in ``folder`` (one ``checkpoint_problem`` passes) builds a feature map of another size than
     its weights' ``feature_position`` holds ('' when they agree, or its weights are sharded), from its config.json
@@ -90,4 +98,5 @@ def width_problem(folder, width: int, sd, sd_width: int) -> str:
 
 
 __all__ = ["HAND_DIM", "POSE_DIM", "RUNS_ONE_IMAGE", "TARGET_GENERATOR", "block_on_one_pixel",
-           "feature_grid", "feature_map_problem", "runs_one_image", "width_problem"]
+           "feature_grid", "feature_map_problem", "runs_one_image", "target_generator_problem",
+           "width_problem"]

@@ -34,14 +34,13 @@ def check_target_generator(path: str | Path, digest: bool = False, sd: str | Pat
     refuses, in its words (class, config.json values and counts of layers, weights' values: ``checkpoint_problem``),
     then its tensors against the model its config builds (what the job's load refuses beyond that: a context width
     edited in config.json), and with ``sd`` (an SD model) whether that SD model's UNet can attend to it."""
-    from handforge.engines.checkpoints import WEIGHTS_NAME, checkpoint_problem
+    from handforge.engines.checkpoints import WEIGHTS_NAME
     from handforge.engines.transfer.jobs import sd_width_problem
     from handforge.engines.transfer.model import TargetGenerator
-    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
-    from handforge.engines.transfer.model_config import feature_map_problem
+    from handforge.engines.transfer.model_config import target_generator_problem
 
     report = Report(str(path))
-    problem = checkpoint_problem(path, MODEL, finite=True) or feature_map_problem(path)
+    problem = target_generator_problem(path, finite=True)
     if problem:
         report.problems.append(problem)
         return report
