@@ -125,14 +125,14 @@ def _refuse_rgb_without_blender(spec, out: str, ray_address: str | None) -> None
     """Workbench and Cycles RGB to render on this machine without the bpy module: said in one line before anything
     is written. Not on a cluster's address (its nodes render, each with its own install), nor when every sample is
     finished (a rerun then writes the aggregate files alone, with no Blender)."""
-    from handforge.export.folder import finished_indices
+    from handforge.export.folder import pending_indices
     from handforge.export.run import renders_looks
     from handforge.render.blender import BLENDER_FIX, blender_missing
 
     if ray_address:
         return
     missing = renders_looks(spec) and blender_missing(spec.render.engine)
-    if missing and len(finished_indices(Path(out).expanduser(), spec.samples)) < spec.samples:
+    if missing and pending_indices(Path(out).expanduser(), spec.samples):
         raise ValueError(f"{missing}: {BLENDER_FIX}, or pass --engine none for the labels and GL images alone")
 
 

@@ -56,7 +56,7 @@ def _arrays() -> dict[str, ArraySpec]:
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     from handforge.export.blender_scene import BlenderExportError, check_folder, request_record
-    from handforge.export.folder import finished_indices
+    from handforge.export.folder import pending_indices
     from handforge.export.room import ExportTooLarge, check_room
     from handforge.render.blender import BLENDER_FIX, blender_missing
 
@@ -107,7 +107,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     missing = blender_missing(params["engine"])
     # (refused before queueing: the job's Blender worker ended in a ModuleNotFoundError traceback; a finished
     # folder's samples are not rendered again)
-    if missing and len(finished_indices(Path(params["out"]), frames * cameras)) < frames * cameras:
+    if missing and pending_indices(Path(params["out"]), frames * cameras):
         raise invalid("params.engine", missing, f"{BLENDER_FIX}, or choose RGB None for the GL images and labels")
     try:
         check_folder(params["out"], request_record(params, arrays))
