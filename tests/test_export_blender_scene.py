@@ -295,3 +295,44 @@ def test_rendered_rgb_on_a_backend_without_blender_is_refused_before_queueing_na
             assert handle.position is None  # never accepted
         assert not (tmp_path / "out").exists()
         assert client.run("export_renders", params, arrays).data["written"] == FRAMES * CAMERAS  # engine none
+
+
+def test_without_blender_the_folder_is_read_as_the_export_reads_it(tmp_path, monkeypatch):
+    """The check for Blender (bpy missing, Workbench or Cycles asked for) read ``params.out`` as given, before the
+    folder's own check: a name too long for the file system ended the request in the OSError of listing it, not in
+    the folder's refusal, and "~/…" (which the export expands) was looked for as written, so a finished export there,
+    resumed, was refused for a Blender that no sample needed."""
+    import importlib.util
+
+    from handforge.engines.export.jobs import register_jobs
+    from handforge.export.blender_scene import RECORD_OF, folder_record, request_record
+    from handforge.export.folder import claim_folder, sample_dir
+    from handforge.server.registry import Registry
+    from handforge_shared.protocol import ProtocolError
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else find_spec(name, *a))
+    registry = Registry()
+    register_jobs(registry)
+    kind = registry.kind("export_renders")
+    request, arrays = _request(tmp_path, np.random.default_rng(7))
+
+    def params(out: str) -> dict:
+        return kind.schema.validate({**request, "engine": "workbench", "out": out}, arrays)
+
+    def check(out: str) -> None:
+        kind.check(params(out), arrays)
+
+    with pytest.raises(ProtocolError, match=r"^params\.out: the output folder .* cannot be used: .*File name too long"):
+        check(str(tmp_path / ("a" * 300) / "data"))
+    finished = tmp_path / "home" / "renders"  # the same request's, every sample there
+    finished.mkdir(parents=True)
+    claim_folder(finished, folder_record(request_record(params(str(finished)), arrays)), RECORD_OF)
+    for index in range(FRAMES * CAMERAS):
+        sample_dir(finished, index).mkdir(parents=True)
+        (sample_dir(finished, index) / "labels.json").write_text("{}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    check(str(finished))
+    check("~/renders")  # (refused for bpy before)
+    with pytest.raises(ProtocolError, match=r"^params\.engine: render engine 'workbench' .* \(bpy\) is not installed"):
+        check("~/new")

@@ -10,7 +10,6 @@ checked before the job is queued.
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -104,15 +103,15 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     except CameraError as exc:
         raise invalid("params.pixel_aspect", str(exc)) from None
     check_model_available(params, arrays)
-    missing = blender_missing(params["engine"])
-    # (refused before queueing: the job's Blender worker ended in a ModuleNotFoundError traceback; a finished
-    # folder's samples are not rendered again)
-    if missing and pending_indices(Path(params["out"]), frames * cameras):
-        raise invalid("params.engine", missing, f"{BLENDER_FIX}, or choose RGB None for the GL images and labels")
     try:
-        check_folder(params["out"], request_record(params, arrays))
+        out = check_folder(params["out"], request_record(params, arrays))
     except BlenderExportError as exc:
         raise invalid("params.out", str(exc)) from None
+    missing = blender_missing(params["engine"])
+    # (refused before queueing: the job's Blender worker ended in a ModuleNotFoundError traceback; a finished
+    # folder's samples are not rendered again: the folder as the job reads it, "~" expanded, once it is usable)
+    if missing and pending_indices(out, frames * cameras):
+        raise invalid("params.engine", missing, f"{BLENDER_FIX}, or choose RGB None for the GL images and labels")
     try:  # the memory of a sample now; the disk when the job knows which samples are left
         check_room(params["out"], params["width"], params["height"], (), 0)
     except ExportTooLarge as exc:
