@@ -411,6 +411,10 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             # changes to the candidate shown, and kept it; and a hand the artist poses meanwhile is told apart from
             # it (``job_apply``)
             state.shown = json.dumps({side: _snapshot(rig) for side, rig in _shown_rigs(state).items()})
+            # not on the hands until ◀ / ▶ or Apply shows it again: a hand posed meanwhile, then Apply, was reported
+            # as "applied candidate k (score …) with your changes" of a pose that candidate never had
+            state.message = (f"Candidate {shown_number(state)} is not shown: new candidates are being sampled (the "
+                             "hands show their pose from before the candidates)")
 
     def job_request(self, context):
         side, found = anchor_and_rigs(context, self.anchor)
@@ -586,8 +590,9 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         tweaked = _tweaked(state)
         if tweaked:
             _check_in_scene(_browse_rigs(state), context.scene)
-        # posed by the artist where the candidate could not be shown (over a failed or cancelled sampling): the hands
-        # hold the artist's pose, not the candidate's, whose score says nothing of it
+        # posed by the artist where the candidate was not shown (while a new sampling runs, or over one that failed
+        # or was cancelled: ``state.message`` says so): the hands hold the artist's pose, not the candidate's, whose
+        # score says nothing of it
         unshown = bool(tweaked and state.message)
         index = state.index if tweaked else _step(context, 0)
         score = shown(state).score

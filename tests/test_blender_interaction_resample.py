@@ -71,3 +71,14 @@ def test_the_request_read_again_after_an_undo_leaves_a_hand_the_artist_posed_as_
     assert found["pose_kept"] and found["shown_kept"], found
     result, said = found["apply"]
     assert result == ["FINISHED"] and "with your changes to the right hand" in said, found
+
+
+def test_apply_while_a_new_sampling_runs_over_a_hand_the_artist_posed_keeps_the_pose_quoting_no_score(session):
+    # the candidate is off the rig while the sampling runs: Apply said "applied candidate 2 (score …) with your
+    # changes to the right hand" of a pose candidate 2 never had (as after a cancelled sampling, fixed before)
+    session.no_error("posed_then_applied_while_resampling")
+    found = session["posed_then_applied_while_resampling"]
+    result, said = found["apply"]
+    assert result == ["FINISHED"] and "kept your pose of the right hand: candidate 2 was not shown" in said, found
+    assert "score" not in said, found
+    assert found["resampled"][0] == ["FINISHED"] and found["pose_kept"], found

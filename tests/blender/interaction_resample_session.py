@@ -117,5 +117,28 @@ def request_read_again():
 
 
 s.check("request_read_again", request_read_again)
+def posed_then_applied_while_resampling():
+    """Candidate 2 shown, Sample Interaction again, the sampled hand posed by the artist while it runs (over the pose
+    from before the candidates, the candidate being off the rig), then Apply while it still runs: the artist's pose
+    is kept, and Apply says candidate 2 was not shown on it rather than applying it "with your changes"."""
+    assert sample(seed=2)[0] == ["FINISHED"]
+    assert as_user(ops.interaction_next)[0] == ["FINISHED"]
+    done, posed = [], []
+
+    def pose_then_apply():
+        if not done:
+            assert as_user(ops.apply_preset, preset="flat", sides="RIGHT")[0] == ["FINISHED"]
+            posed.append(channels("right"))
+            done.append(as_user(ops.interaction_apply))
+
+    with while_a_job_runs(pose_then_apply):
+        resampled = sample(seed=5)
+    if len(state().candidates):  # the new candidates, landed after Apply: Cancel gives back what Apply kept
+        assert as_user(ops.interaction_cancel)[0] == ["FINISHED"]
+    return {"apply": done[0] if done else None, "resampled": resampled,
+            "pose_kept": bool(posed and np.allclose(channels("right"), posed[0], atol=1e-6))}
+
+
+s.check("posed_then_applied_while_resampling", posed_then_applied_while_resampling)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
