@@ -273,8 +273,9 @@ def _settings_said_below(report: dict[str, Any], config) -> dict[str, tuple[str,
 
 
 def _missing_paths(report: dict[str, Any], config) -> list[tuple[dict[str, Any], tuple[str, str]]]:
-    """Each settings row whose path names nothing and that an engine gives as why it cannot run, with that reason
-    and its fix (for where its value came from: a variable's is fixed in the variable, the file's in the file)."""
+    """Each settings row whose path names nothing and that an engine gives as why it cannot run, or that commands
+    load (``Setting.loaded_by_commands``), with the reason and its fix (for where its value came from: a variable's
+    is fixed in the variable, the file's in the file)."""
     from handforge.server.registry import missing_path
 
     known = {s.key: s for s in config.settings()}
