@@ -214,7 +214,9 @@ def test_an_empty_path_option_is_refused_naming_the_option(argv, capsys, tmp_pat
 
 
 @pytest.mark.parametrize("argv", [["convert-mano", "--model-dir", "~nosuchuser/x"],
-                                  ["eval", "motion", "--checkpoint", "~nosuchuser/x"]])
+                                  ["eval", "motion", "--checkpoint", "~nosuchuser/x"],
+                                  # an output folder and a report file too (``as_meant``)
+                                  ["demo", "--out", "~nosuchuser/x"], ["eval", "motion", "--out", "~nosuchuser/r.json"]])
 def test_a_path_option_of_a_home_that_is_not_there_is_refused_in_one_line(argv, capsys):
     # before: expanduser's RuntimeError, a traceback
     with pytest.raises(SystemExit) as exit_:

@@ -242,12 +242,21 @@ def _a_report(path: Path) -> bool:
         return False
 
 
+def _home_expanded(text: str) -> Path:
+    """``text`` as a path, a leading "~" or "~user" the home folder, refused in one line where there is none."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ("~nosuchuser/x": a traceback, before)
+        raise argparse.ArgumentTypeError(f"there is no home folder for {Path(text).parts[0]}: give the full "
+                                         "path") from None
+
+
 def as_meant(text: str) -> Path:
     """The path ``text`` names, "~" expanded and each ".." taken back over the name before it, as the user
     reads "a/../b" (b, beside a): the OS walks into "a" first, so making the folder made "a" too (left behind),
     and a missing "a" made a report's folder "not exist". Refused where the two readings differ, ".." after
     a symbolic link (the OS goes up from where the link points)."""
-    path = Path(text).expanduser()
+    path = _home_expanded(text)
     if ".." not in path.parts:
         return path
     meant = Path(os.path.normpath(path))
@@ -301,11 +310,7 @@ def given_path(what: str) -> Callable[[str], str]:
 
     def parse(text: str) -> str:
         text = nonempty(text)
-        try:
-            return str(Path(text).expanduser()) if text.startswith("~") else text
-        except RuntimeError:  # ("~nosuchuser/x": a traceback, before)
-            raise argparse.ArgumentTypeError(f"there is no home folder for {Path(text).parts[0]}: give the full "
-                                             "path") from None
+        return str(_home_expanded(text)) if text.startswith("~") else text
 
     parse.__name__ = what
     return parse
