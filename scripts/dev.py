@@ -7,8 +7,9 @@
     python3 scripts/dev.py setup    # only create/update the environment
 
 Needs nothing but Python 3.11 (bpy 4.5 has wheels for no other): where python3 is another version, run
-python3.11 scripts/dev.py demo. Installs what is missing and nothing else: a second run only
-checks a stamp (a hash of pyproject.toml) and starts at once.
+python3.11 scripts/dev.py demo (Debian and Ubuntu also need python3.11-venv). Installs what is missing and
+nothing else: a second run only checks a stamp (a hash of pyproject.toml) and starts at once. On Linux without an
+NVIDIA driver torch is PyTorch's CPU build.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("HANDFORGE_VENV", ROOT / ".venv"))
 STAMP = VENV / ".handforge-installed"
-# torch first, pinned: 2.13.0 is the CPU build on these machines; a looser request pulls CUDA.
+# torch first, pinned (the backend extra pins the same version)
 TORCH = "torch==2.13.0"
+# PyPI's Linux torch is the CUDA build, with several GB of NVIDIA libraries; without an NVIDIA driver PyTorch's own
+# CPU build does the same work (the README's artist install takes it the same way)
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def _python() -> Path:
@@ -50,7 +54,7 @@ def system_libraries() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        known = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+        known = subprocess.run(["ldconfig", "-p"], check=False, capture_output=True, text=True).stdout
     except OSError:
         return
     missing = sorted({pkg for lib, pkg in SYSTEM_LIBRARIES.items() if lib not in known})
@@ -79,17 +83,55 @@ def python_version_problem(version: tuple[int, ...], command: str = "demo") -> s
             "python3.11-venv; elsewhere: python.org's installer, pyenv install 3.11 or uv python install 3.11.")
 
 
+def nvidia_driver() -> bool:
+    return os.path.isdir("/proc/driver/nvidia") or shutil.which("nvidia-smi") is not None
+
+
+def torch_install(platform: str = sys.platform, nvidia: bool | None = None) -> list[str]:
+    """pip's arguments for torch: the CPU build on Linux without an NVIDIA driver, else PyPI's (CUDA on Linux)."""
+    if platform.startswith("linux") and not (nvidia_driver() if nvidia is None else nvidia):
+        return [TORCH, "--index-url", TORCH_CPU_INDEX]
+    return [TORCH]
+
+
+# Debian and Ubuntu ship venv's pip (ensurepip) in a package of its own
+NO_PIP_HINT = "on Debian or Ubuntu: sudo apt-get install python3.11-venv"
+
+
+def _create_venv() -> None:
+    """The environment with pip in it, or an exit saying why; a folder left without pip is removed (the next run
+    took it as made and failed at `python -m pip`, "No module named pip"); one that was there before is left."""
+    print(f"creating the virtual environment {VENV}", flush=True)
+    existed = VENV.exists()
+    try:
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        if not existed:
+            shutil.rmtree(VENV, ignore_errors=True)
+        if isinstance(exc, OSError):
+            sys.exit(f"could not create the virtual environment {VENV}: {exc.strerror or exc}")
+        said = (exc.output or b"").decode(errors="replace").strip().splitlines()
+        sys.exit(f"could not create the virtual environment {VENV}: Python could not put pip into it (ensurepip: "
+                 f"{said[-1] if said else 'failed'}); {NO_PIP_HINT}, then run this again")
+
+
+def _has_pip(py: Path) -> bool:
+    return subprocess.run([str(py), "-m", "pip", "--version"], check=False, capture_output=True).returncode == 0
+
+
 def setup() -> Path:
     system_libraries()
     if not _python().exists():
-        print(f"creating the virtual environment {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        _create_venv()
     if STAMP.exists() and STAMP.read_text() == _wanted_stamp():
         return _python()
     py = _python()
+    if not _has_pip(py):  # (one made elsewhere without pip, or half made before this script removed such ones)
+        sys.exit(f"{VENV} has no pip: remove that folder and run this again ({NO_PIP_HINT} first if Python "
+                 "cannot make one with pip)")
     steps = [
         [py, "-m", "pip", "install", "--quiet", "--upgrade", "pip", "setuptools>=69", "wheel"],
-        [py, "-m", "pip", "install", "--quiet", TORCH],
+        [py, "-m", "pip", "install", "--quiet", *torch_install()],
         [py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev,cluster]"],
     ]
     for cmd in steps:

@@ -1,0 +1,99 @@
+"""`python3 scripts/dev.py setup` on a fresh machine: a Python that cannot put pip into a new environment (Debian's
+and Ubuntu's without python3.11-venv), an environment left without pip, and which torch build it asks pip for."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV = ROOT / "scripts" / "dev.py"
+
+pytestmark = pytest.mark.skipif(sys.version_info[:2] != (3, 11) or not sys.platform.startswith("linux"),
+                                reason="dev.py sets up on Python 3.11 only; the interpreter copy below is Linux's")
+
+
+def _dev_script():
+    spec = importlib.util.spec_from_file_location("handforge_dev_script_setup", DEV)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _setup(python: Path, venv: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return subprocess.run([str(python), str(DEV), "setup"], check=False, capture_output=True, text=True, timeout=120,
+                          env={**env, "HANDFORGE_VENV": str(venv)})
+
+
+@pytest.fixture
+def python_without_ensurepip(tmp_path) -> Path:
+    """This Python 3.11 with its standard library but no ensurepip, as Debian's python3.11 is until python3.11-venv is
+    installed: the interpreter's file copied, the library's entries linked (the copy finds its library beside it)."""
+    home = tmp_path / "python"
+    (home / "bin").mkdir(parents=True)
+    stdlib = Path(sysconfig.get_paths(vars={"base": sys.base_prefix, "installed_base": sys.base_prefix})["stdlib"])
+    lib = home / "lib" / stdlib.name
+    lib.mkdir(parents=True)
+    for entry in stdlib.iterdir():
+        if entry.name not in ("ensurepip", "site-packages"):
+            (lib / entry.name).symlink_to(entry)
+    python = home / "bin" / "python3.11"
+    shutil.copy2(os.path.realpath(sys._base_executable), python)
+    probe = "import os, venv\ntry:\n    import ensurepip\nexcept ImportError:\n    print('ok')"
+    check = subprocess.run([str(python), "-c", probe], check=False, capture_output=True, text=True)
+    if check.stdout.strip() != "ok":
+        pytest.skip(f"this Python cannot run as a copy without ensurepip: {check.stderr[-300:]}")
+    return python
+
+
+def test_a_python_that_cannot_put_pip_in_says_what_to_install_and_leaves_no_environment(python_without_ensurepip,
+                                                                                        tmp_path):
+    # before: a traceback ending in CalledProcessError (ensurepip), and a .venv without pip that the next run took
+    # as made: "No module named pip", "setup failed at: ... -m pip install ..."
+    venv = tmp_path / "venv"
+    done = _setup(python_without_ensurepip, venv)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "python3.11-venv" in done.stderr and str(venv) in done.stderr, done.stderr
+    assert not venv.exists(), "a half-made environment is removed"
+    again = _setup(python_without_ensurepip, venv)  # the same words, not "No module named pip"
+    assert again.returncode == 1 and "python3.11-venv" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_folder_that_was_there_before_is_left_when_the_environment_cannot_be_made(python_without_ensurepip,
+                                                                                    tmp_path):
+    venv = tmp_path / "mine"
+    venv.mkdir()
+    (venv / "notes.txt").write_text("kept")
+    done = _setup(python_without_ensurepip, venv)
+    assert done.returncode == 1 and "python3.11-venv" in done.stderr, done.stderr
+    assert (venv / "notes.txt").read_text() == "kept"
+
+
+def test_an_environment_without_pip_is_named_with_what_to_do(tmp_path):
+    # an earlier run's half-made one, or one made with --without-pip: before, pip's "No module named pip" and
+    # "setup failed at: .../python -m pip install --quiet --upgrade pip ..."
+    venv = tmp_path / "venv"
+    subprocess.run([os.path.realpath(sys._base_executable), "-m", "venv", "--without-pip", str(venv)], check=True)
+    done = _setup(Path(os.path.realpath(sys._base_executable)), venv)
+    assert done.returncode == 1, done.stderr
+    assert f"{venv} has no pip: remove that folder and run this again" in done.stderr, done.stderr
+    assert "setup failed at" not in done.stderr
+
+
+def test_torch_is_the_cpu_build_on_linux_without_an_nvidia_driver():
+    # PyPI's Linux torch is the CUDA build (several GB of NVIDIA libraries beyond the README's 3.8 GB): a laptop
+    # without an NVIDIA GPU got it from `python3 scripts/dev.py demo`
+    dev = _dev_script()
+    cpu = dev.torch_install("linux", nvidia=False)
+    assert cpu[0] == dev.TORCH and cpu[1:] == ["--index-url", "https://download.pytorch.org/whl/cpu"]
+    for platform, nvidia in (("linux", True), ("darwin", False), ("win32", False)):
+        assert dev.torch_install(platform, nvidia=nvidia) == [dev.TORCH]
