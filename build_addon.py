@@ -18,6 +18,7 @@ import argparse
 import base64
 import fnmatch
 import hashlib
+import importlib.util
 import io
 import itertools
 import json
@@ -131,6 +132,12 @@ def fetch_wheels(cache: Path) -> list[Path]:
 
 
 def _pip_download(cache: Path, platform: str, python: str, label: str) -> Path:
+    if importlib.util.find_spec("pip") is None:  # (Ubuntu's python3 until python3-pip is installed)
+        raise BuildError(
+            f"this Python ({sys.executable}) has no pip, which downloads the pyzmq wheels: run the build with a Python "
+            "that has it (.venv/bin/python build_addon.py after the Quick start, or install pip: on Debian or "
+            "Ubuntu sudo apt-get install python3-pip), or pass --wheels-from DIR with the wheels"
+        )
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
                "--platform", platform, "--python-version", python, "--dest", tmp, f"pyzmq=={PYZMQ_VERSION}"]

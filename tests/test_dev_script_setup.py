@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
+from tests.support.bare_python import bare_python
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT / "scripts" / "dev.py"
 
-pytestmark = pytest.mark.skipif(sys.version_info[:2] != (3, 11) or not sys.platform.startswith("linux"),
-                                reason="dev.py sets up on Python 3.11 only; the interpreter copy below is Linux's")
+needs_311 = pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="dev.py sets up on Python 3.11 only")
 
 
 def _dev_script():
@@ -35,25 +34,11 @@ def _setup(python: Path, venv: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def python_without_ensurepip(tmp_path) -> Path:
-    """This Python 3.11 with its standard library but no ensurepip, as Debian's python3.11 is until python3.11-venv is
-    installed: the interpreter's file copied, the library's entries linked (the copy finds its library beside it)."""
-    home = tmp_path / "python"
-    (home / "bin").mkdir(parents=True)
-    stdlib = Path(sysconfig.get_paths(vars={"base": sys.base_prefix, "installed_base": sys.base_prefix})["stdlib"])
-    lib = home / "lib" / stdlib.name
-    lib.mkdir(parents=True)
-    for entry in stdlib.iterdir():
-        if entry.name not in ("ensurepip", "site-packages"):
-            (lib / entry.name).symlink_to(entry)
-    python = home / "bin" / "python3.11"
-    shutil.copy2(os.path.realpath(sys._base_executable), python)
-    probe = "import os, venv\ntry:\n    import ensurepip\nexcept ImportError:\n    print('ok')"
-    check = subprocess.run([str(python), "-c", probe], check=False, capture_output=True, text=True)
-    if check.stdout.strip() != "ok":
-        pytest.skip(f"this Python cannot run as a copy without ensurepip: {check.stderr[-300:]}")
-    return python
+    """Python 3.11 as Debian's is until python3.11-venv is installed: no ensurepip."""
+    return bare_python(tmp_path / "python")
 
 
+@needs_311
 def test_a_python_that_cannot_put_pip_in_says_what_to_install_and_leaves_no_environment(python_without_ensurepip,
                                                                                         tmp_path):
     # before: a traceback ending in CalledProcessError (ensurepip), and a .venv without pip that the next run took
@@ -68,6 +53,7 @@ def test_a_python_that_cannot_put_pip_in_says_what_to_install_and_leaves_no_envi
     assert again.returncode == 1 and "python3.11-venv" in again.stderr and "Traceback" not in again.stderr
 
 
+@needs_311
 def test_a_folder_that_was_there_before_is_left_when_the_environment_cannot_be_made(python_without_ensurepip,
                                                                                     tmp_path):
     venv = tmp_path / "mine"
@@ -78,6 +64,7 @@ def test_a_folder_that_was_there_before_is_left_when_the_environment_cannot_be_m
     assert (venv / "notes.txt").read_text() == "kept"
 
 
+@needs_311
 def test_an_environment_without_pip_is_named_with_what_to_do(tmp_path):
     # an earlier run's half-made one, or one made with --without-pip: before, pip's "No module named pip" and
     # "setup failed at: .../python -m pip install --quiet --upgrade pip ..."
