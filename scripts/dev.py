@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -162,14 +163,25 @@ def _from_here(out: str) -> str:
     return os.path.join(os.getcwd(), out)
 
 
-def main(argv: list[str], python_version: tuple[int, ...] = tuple(sys.version_info)) -> int:
+def platform_problem(system: str, machine: str) -> str:
+    """Why bpy 4.5 cannot be installed on this system ('' when it can), said before anything is installed: on Linux
+    arm64 (a Docker container on an Apple silicon Mac, a Graviton server) pip found no bpy after installing torch."""
+    if system != "Linux" or machine.lower() in ("x86_64", "amd64"):
+        return ""
+    return (f"HandForge's development setup needs bpy 4.5 (Blender as a Python module), which has no wheels for Linux "
+            f"{machine}, only for Linux x86_64, macOS and Windows: set it up on one of those (in Docker on an Apple "
+            "silicon Mac: docker run --platform linux/amd64 ...).")
+
+
+def main(argv: list[str], python_version: tuple[int, ...] = tuple(sys.version_info),
+         system: tuple[str, str] = (platform.system(), platform.machine())) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
     if not argv or argv[0] not in ("demo", "test", "setup"):
         print(__doc__, file=sys.stderr)
         return 2
-    problem = python_version_problem(python_version, argv[0])
+    problem = python_version_problem(python_version, argv[0]) or platform_problem(*system)
     if problem:
         print(problem, file=sys.stderr)
         return 1

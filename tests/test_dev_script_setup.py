@@ -84,3 +84,18 @@ def test_torch_is_the_cpu_build_on_linux_without_an_nvidia_driver():
     assert cpu[0] == dev.TORCH and cpu[1:] == ["--index-url", "https://download.pytorch.org/whl/cpu"]
     for platform, nvidia in (("linux", True), ("darwin", False), ("win32", False)):
         assert dev.torch_install(platform, nvidia=nvidia) == [dev.TORCH]
+
+
+@pytest.mark.parametrize("command", ["demo", "test", "setup"])
+def test_linux_arm64_stops_before_installing_anything(command, tmp_path, capsys, monkeypatch):
+    # bpy 4.5.15 has wheels for Linux x86_64, macOS and Windows only: on Linux aarch64 (Docker on an Apple silicon Mac)
+    # the setup installed torch and the rest, then failed at pip's "No matching distribution found for bpy==4.5.15"
+    dev = _dev_script()
+    monkeypatch.setattr(dev, "VENV", tmp_path / "venv")
+    assert dev.main([command], python_version=(3, 11, 7), system=("Linux", "aarch64")) == 1
+    said = capsys.readouterr()
+    assert not said.out and not (tmp_path / "venv").exists()
+    assert "no wheels for Linux aarch64" in said.err and "linux/amd64" in said.err, said.err
+    for system in (("Linux", "x86_64"), ("Darwin", "arm64"), ("Darwin", "x86_64"), ("Windows", "AMD64"),
+                   ("Windows", "ARM64")):
+        assert dev.platform_problem(*system) == "", system
