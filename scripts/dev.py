@@ -6,7 +6,8 @@
     python3 scripts/dev.py test tests/test_x.py   # one area: the arguments go to pytest
     python3 scripts/dev.py setup    # only create/update the environment
 
-Needs nothing but Python 3.11 (bpy 4.5 has wheels for no other): where python3 is another version, run
+Needs nothing but Python 3.11 on Linux x86_64, macOS or Windows (bpy 4.5 has wheels for no other Python, nor for
+Linux arm64): where python3 is another version, run
 python3.11 scripts/dev.py demo (Debian and Ubuntu also need python3.11-venv). Installs what is missing and
 nothing else: a second run only checks a stamp (a hash of pyproject.toml) and starts at once. On Linux without an
 NVIDIA driver torch is PyTorch's CPU build.
