@@ -89,11 +89,30 @@ def nvidia_driver() -> bool:
     return os.path.isdir("/proc/driver/nvidia") or shutil.which("nvidia-smi") is not None
 
 
-def torch_install(platform: str = sys.platform, nvidia: bool | None = None) -> list[str]:
-    """pip's arguments for torch: the CPU build on Linux without an NVIDIA driver, else PyPI's (CUDA on Linux)."""
-    if platform.startswith("linux") and not (nvidia_driver() if nvidia is None else nvidia):
-        return [TORCH, "--index-url", TORCH_CPU_INDEX]
-    return [TORCH]
+def torch_install(platform: str = sys.platform, nvidia: bool | None = None, index: str = TORCH_CPU_INDEX) -> list[str]:
+    """pip's arguments for torch: the CPU build on Linux without an NVIDIA driver, else PyPI's (CUDA on Linux).
+    An ``index`` that does not answer (offline mirrors, a firewall) is left out, saying so: pip retried it for
+    over a minute before falling back to the configured indexes, and with no fallback failed."""
+    if not platform.startswith("linux") or (nvidia_driver() if nvidia is None else nvidia):
+        return [TORCH]
+    if not _answers(index):
+        print(f"PyTorch's CPU index {index} does not answer: torch comes from pip's configured indexes (on Linux "
+              "PyPI's is the CUDA build, several GB more)", flush=True)
+        return [TORCH]
+    return [TORCH, "--index-url", index]
+
+
+def _answers(url: str, timeout: float = 10.0) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/", method="HEAD"), timeout=timeout):
+            return True
+    except urllib.error.HTTPError:  # it answered (a 404 for the folder is still an answering index)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 # Debian and Ubuntu ship venv's pip (ensurepip) in a package of its own

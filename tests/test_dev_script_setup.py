@@ -3,10 +3,14 @@ and Ubuntu's without python3.11-venv), an environment left without pip, and whic
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,10 +84,36 @@ def test_torch_is_the_cpu_build_on_linux_without_an_nvidia_driver():
     # PyPI's Linux torch is the CUDA build (several GB of NVIDIA libraries beyond the README's 3.8 GB): a laptop
     # without an NVIDIA GPU got it from `python3 scripts/dev.py demo`
     dev = _dev_script()
-    cpu = dev.torch_install("linux", nvidia=False)
-    assert cpu[0] == dev.TORCH and cpu[1:] == ["--index-url", "https://download.pytorch.org/whl/cpu"]
-    for platform, nvidia in (("linux", True), ("darwin", False), ("win32", False)):
-        assert dev.torch_install(platform, nvidia=nvidia) == [dev.TORCH]
+    assert dev.TORCH_CPU_INDEX == "https://download.pytorch.org/whl/cpu"
+    with _http_index() as index:
+        assert dev.torch_install("linux", nvidia=False, index=index) == [dev.TORCH, "--index-url", index]
+        for platform, nvidia in (("linux", True), ("darwin", False), ("win32", False)):
+            assert dev.torch_install(platform, nvidia=nvidia, index=index) == [dev.TORCH]
+
+
+def test_a_cpu_index_that_does_not_answer_is_left_to_pips_own_indexes(capsys):
+    # offline mirrors (these machines): pip retried download.pytorch.org for over a minute before falling back to
+    # the configured indexes, and with none would have failed
+    dev = _dev_script()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    index = f"http://127.0.0.1:{port}/whl/cpu"
+    assert dev.torch_install("linux", nvidia=False, index=index) == [dev.TORCH]
+    assert f"PyTorch's CPU index {index} does not answer" in capsys.readouterr().out
+
+
+@contextlib.contextmanager
+def _http_index():
+    """A local HTTP server answering 404 to everything: an index that answers."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/whl/cpu"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize("command", ["demo", "test", "setup"])
