@@ -457,9 +457,10 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             show_candidate(state)
             return
         # the panel still names candidate k and its score: said that it is not on the hands (Apply keeps the pose)
-        state.message = (f"Candidate {shown_number(state)} is not shown: the {' and '.join(posed)} hand keeps the "
-                         "pose you gave it while the sampling ran (◀ / ▶ show a candidate over it, Apply keeps your "
-                         "pose)")
+        one = len(posed) == 1
+        state.message = (f"Candidate {shown_number(state)} is not shown: {_the_hands(posed)} "
+                         f"{'keeps' if one else 'keep'} the pose you gave {'it' if one else 'them'} while the sampling "
+                         f"ran (◀ / ▶ show a candidate over {'it' if one else 'them'}, Apply keeps your pose)")
 
     def job_apply(self, context, result):
         request, arrays = self._request, result.arrays
@@ -608,11 +609,11 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         keyed = [rig for rig in posed.values() if not autokey and keys.animated_paths(rig)]
         end_browse(context, restore=False)
         if unshown:
-            self.report({"INFO"}, f"kept your pose of the {' and '.join(tweaked)} hand: candidate {index} was not "
+            self.report({"INFO"}, f"kept your pose of {_the_hands(tweaked)}: candidate {index} was not "
                                   "shown on it")
         else:
             self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})"
-                                  + (f" with your changes to the {' and '.join(tweaked)} hand" if tweaked else ""))
+                                  + (f" with your changes to {_the_hands(tweaked)}" if tweaked else ""))
         for rig in keyed:  # Blender poses a keyed rig from its keys at the next frame change: the candidate went unseen
             self.report({"WARNING"}, f"{rig.name!r} has keys, which pose it again at the next frame change: "
                                      "Key Pose (or Key Candidates) to keep this candidate")
@@ -716,7 +717,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         available = len(state.candidates)
         count = self.count or available
         if count > available:
-            raise ValueError(f"only {available} candidates to key: key at most {available} or sample more (Count)")
+            raise ValueError(f"only {_candidates(available)} to key: key at most {available} or sample more (Count)")
         _check_not_before_zero(context.scene.frame_current, count)
         rigs = _browse_rigs(state)
         hands.check_editable(rigs.values())  # both are keyed (sampling checked only the posed one)
@@ -746,7 +747,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
                 del taken[anchor]
         if taken:
             where = "; ".join(f"the {side} hand at {keys.frame_list(frames)}" for side, frames in taken.items())
-            raise ValueError(f"frames {keys.frame_range(start, start + count - 1)} hold your keys ({where}): Key "
+            raise ValueError(f"{_frames(start, count)} {'holds' if count == 1 else 'hold'} your keys ({where}): Key "
                              "Candidates puts whole pairs on frames without them: go to a frame past them, or "
                              "delete those keys")
         try:
@@ -762,7 +763,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
             raise ValueError(f"the candidates could not be keyed: {exc}") from None
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
-        self.report({"INFO"}, f"keyed {count} candidates on frames {keys.frame_range(start, start + count - 1)} "
+        self.report({"INFO"}, f"keyed {_candidates(count)} on {_frames(start, count)} "
                               f"({summary['keys']} keys)" + "".join(f"; {move}" for move in summary["range"]))
         return {"FINISHED"}
 
@@ -771,8 +772,25 @@ def _check_not_before_zero(start: int, count: int) -> None:
     """Refuse keying candidates on frames before 0, as the motion buttons refuse them (``properties.scene_range``):
     keyed there, Blender plays none of them, and they were only said to be unplayed after the keys were made."""
     if start < 0:
-        raise ValueError(f"frames {keys.frame_range(start, start + count - 1)}: frames before 0 cannot be asked for "
+        raise ValueError(f"{_frames(start, count)}: frames before 0 cannot be asked for "
                          f"(Key Candidates keys from the current frame, {start}): go to frame 0 or later")
+
+
+def _frames(start: int, count: int) -> str:
+    """The frames ``count`` candidates are keyed on from ``start``: "frame 5" for one (not "frames 5-5")."""
+    if count == 1:
+        return f"frame {keys.frame_text(start)}"
+    return f"frames {keys.frame_range(start, start + count - 1)}"
+
+
+def _candidates(count: int) -> str:
+    return f"{count} candidate{'' if count == 1 else 's'}"
+
+
+def _the_hands(sides) -> str:
+    """"the right hand", or "the left and right hands" (a message about both, as sampled without an anchor)."""
+    sides = list(sides)
+    return f"the {' and '.join(sides)} hand{'' if len(sides) == 1 else 's'}"
 
 
 def _worlds_on(scene, rigs: dict[str, object], frames) -> list[dict[str, np.ndarray]]:

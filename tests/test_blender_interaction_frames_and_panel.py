@@ -37,6 +37,29 @@ def test_key_candidates_before_frame_0_is_refused_before_anything_is_keyed(sessi
     assert found["still_browsed"] == 3, found
 
 
+def test_key_candidates_partly_before_frame_0_or_one_candidate_before_it_names_the_frames_asked_for(session):
+    # one candidate on frame -3 was refused as "frames -3 to -3"; frames -1 to 1 (partly before 0) are refused too
+    session.no_error("before_zero_partly_and_one")
+    found = session["before_zero_partly_and_one"]
+    result, said = found["partly"]["result"]
+    assert result == ["CANCELLED"], found
+    assert "frames -1 to 1: frames before 0 cannot be asked for" in said, said
+    assert found["partly"]["keyed"] == 0 and found["partly"]["still_browsed"] == 3, found
+    result, said = found["one"]["result"]
+    assert result == ["CANCELLED"], found
+    assert "frame -3: frames before 0 cannot be asked for" in said and "-3 to -3" not in said, said
+    assert found["one"]["keyed"] == 0 and found["one"]["still_browsed"] == 3, found
+
+
+def test_one_candidate_keyed_is_said_as_one_on_one_frame(session):
+    # said "keyed 1 candidates on frames 4-4"
+    session.no_error("one_candidate")
+    found = session["one_candidate"]
+    result, said = found["result"]
+    assert result == ["FINISHED"] and found["keys"] > 0, found
+    assert "keyed 1 candidate on frame 4 (" in said, said
+
+
 def test_the_panel_says_a_new_sampling_runs_instead_of_naming_the_candidate_taken_off(session):
     session.no_error("panel_while_resampling")
     found = session["panel_while_resampling"]

@@ -82,3 +82,14 @@ def test_apply_while_a_new_sampling_runs_over_a_hand_the_artist_posed_keeps_the_
     assert result == ["FINISHED"] and "kept your pose of the right hand: candidate 2 was not shown" in said, found
     assert "score" not in said, found
     assert found["resampled"][0] == ["FINISHED"] and found["pose_kept"], found
+
+
+def test_both_hands_posed_while_a_cancelled_resampling_ran_are_spoken_of_as_two(session):
+    # sampled without an anchor: said "the left and right hand keeps the pose you gave it"
+    session.no_error("both_posed_while_a_cancelled_resampling_ran")
+    found = session["both_posed_while_a_cancelled_resampling_ran"]
+    assert found["resampled"][0] == ["CANCELLED"] and found["count"] == 3, found
+    assert found["message"].startswith("Candidate 1 is not shown: the left and right hands keep the pose you gave "
+                                       "them while the sampling ran"), found
+    result, said = found["apply"]
+    assert result == ["FINISHED"] and "kept your pose of the left and right hands: candidate 1" in said, found

@@ -49,6 +49,25 @@ def key_before_zero():
 s.check("before_zero", key_before_zero)
 
 
+def key_partly_before_zero_and_one_before_zero():
+    """Frames -1 to 1 (partly before 0), and one candidate on frame -3: each refused, naming its frames."""
+    if not len(state().candidates):
+        assert sample(seed=2)[0] == ["FINISHED"]
+    found = {}
+    try:
+        for name, frame, count in (("partly", -1, 3), ("one", -3, 1)):
+            scene.frame_set(frame)
+            before = key_count()
+            found[name] = {"result": as_user(ops.interaction_key, count=count), "keyed": key_count() - before,
+                           "still_browsed": len(state().candidates)}
+    finally:
+        scene.frame_set(1)
+    return found
+
+
+s.check("before_zero_partly_and_one", key_partly_before_zero_and_one_before_zero)
+
+
 def panel() -> dict:
     calls = recorded_layout(bpy.types.HANDFORGE_PT_interaction.draw)
     return {"labels": [c[2].get("text", "") for c in calls if c[0] == "label"],
@@ -69,5 +88,17 @@ def panel_while_resampling():
 
 
 s.check("panel_while_resampling", panel_while_resampling)
+def key_one_candidate():
+    """One candidate keyed on frame 4: said as one candidate on one frame."""
+    if not len(state().candidates):
+        assert sample(seed=2)[0] == ["FINISHED"]
+    scene.frame_set(4)
+    try:
+        return {"result": as_user(ops.interaction_key, count=1), "keys": key_count()}
+    finally:
+        scene.frame_set(1)
+
+
+s.check("one_candidate", key_one_candidate)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()

@@ -140,5 +140,27 @@ def posed_then_applied_while_resampling():
 
 
 s.check("posed_then_applied_while_resampling", posed_then_applied_while_resampling)
+def both_posed_while_a_cancelled_resampling_ran():
+    """Both hands sampled (no anchor), both posed by the artist while a new sampling runs, which is then cancelled:
+    the message and Apply speak of both hands."""
+    assert sample(anchor="NONE", seed=2)[0] == ["FINISHED"]
+    posed = []
+
+    def pose_then_cancel():
+        if not posed:
+            assert as_user(ops.apply_preset, preset="fist", sides="BOTH")[0] == ["FINISHED"]
+            posed.append(True)
+            as_user(ops.cancel_job)
+
+    with while_a_job_runs(pose_then_cancel):
+        resampled = sample(anchor="NONE", seed=5)
+    found = {"resampled": resampled, "count": len(state().candidates)}
+    if found["count"]:
+        found["message"] = state().message
+        found["apply"] = as_user(ops.interaction_apply)
+    return found
+
+
+s.check("both_posed_while_a_cancelled_resampling_ran", both_posed_while_a_cancelled_resampling_ran)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
