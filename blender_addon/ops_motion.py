@@ -120,6 +120,12 @@ def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = N
     """(T, 17) bool: where the artist's (not GENERATED) keys are, per frame of [start, end] and part.
     An artist key between frames on one of ``columns`` (the kept parts) is refused: the motion is made
     on whole frames, so it would have gone past that key, generated keys either side of it."""
+    return _key_mask(arm_obj, start, end, columns, artist_only=True)
+
+
+def _key_mask(arm_obj, start: int, end: int, columns: list[int] | None, artist_only: bool) -> np.ndarray:
+    """(T, 17) bool: where keys are, per whole frame of [start, end] and part: the artist's only
+    (``artist_key_mask``, which refuses those between frames), or any key (the artist's or generated)."""
     mask = np.zeros((end - start + 1, KEY_PARTS), bool)
     bag = fcurves.find_channelbag(arm_obj)
     if bag is None:
@@ -133,15 +139,18 @@ def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = N
         if part is None or fc.mute or (fc.group is not None and fc.group.mute) or not len(fc.keyframe_points):
             continue
         n = len(fc.keyframe_points)
-        co, kinds = np.empty(2 * n, np.float32), np.empty(n, np.int32)
+        co = np.empty(2 * n, np.float32)
         fc.keyframe_points.foreach_get("co", co)
-        fc.keyframe_points.foreach_get("type", kinds)
-        frames = co[0::2][kinds != generated].astype(np.float64)
+        frames = co[0::2].astype(np.float64)
+        if artist_only:
+            kinds = np.empty(n, np.int32)
+            fc.keyframe_points.foreach_get("type", kinds)
+            frames = frames[kinds != generated]
         rows = np.rint(frames)
         whole = np.abs(frames - rows) < 1e-3
         on = whole & (rows >= start) & (rows <= end)
         mask[(rows[on] - start).astype(int), part] = True
-        if columns is None or part in columns:
+        if artist_only and (columns is None or part in columns):
             between.update(frames[~whole & (frames > start) & (frames < end)].round(3).tolist())
     if between:
         raise ValueError(f"{arm_obj.name!r} has your keys between frames (at {keys.frame_list(sorted(between))}) in "
@@ -173,27 +182,8 @@ REGENERATE_FEW_KEYS_ADVICE = ("key the pose at another frame (Key Pose), or run 
 
 def _generated_frames(arm_obj, start: int, end: int, columns: list[int]) -> int:
     """How many frames of [start, end] hold generated keys (imported or made by a job) on ``columns``."""
-    found = ~artist_key_mask(arm_obj, start, end, columns) & _keyed_mask(arm_obj, start, end)
+    found = ~artist_key_mask(arm_obj, start, end, columns) & _key_mask(arm_obj, start, end, None, artist_only=False)
     return int(found[:, columns].any(axis=1).sum())
-
-
-def _keyed_mask(arm_obj, start: int, end: int) -> np.ndarray:
-    """(T, 17) bool: where any key (the artist's or generated) is, per whole frame of [start, end] and part."""
-    mask = np.zeros((end - start + 1, KEY_PARTS), bool)
-    bag = fcurves.find_channelbag(arm_obj)
-    if bag is None:
-        return mask
-    part_of = _key_parts(arm_obj)
-    for fc in bag.fcurves:
-        part = part_of.get(fc.data_path)
-        if part is None or fc.mute or (fc.group is not None and fc.group.mute) or not len(fc.keyframe_points):
-            continue
-        co = np.empty(2 * len(fc.keyframe_points), np.float32)
-        fc.keyframe_points.foreach_get("co", co)
-        rows = np.rint(co[0::2].astype(np.float64))
-        on = (np.abs(co[0::2] - rows) < 1e-3) & (rows >= start) & (rows <= end)
-        mask[(rows[on] - start).astype(int), part] = True
-    return mask
 
 
 def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, fixed: set[str]) -> dict[str, np.ndarray]:
