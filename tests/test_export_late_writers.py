@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -164,3 +167,47 @@ def test_a_writer_clearing_a_leftover_never_removes_the_sample_another_writer_pu
         samples._put_in_place(mine, final)
     monkeypatch.undo()
     assert theirs_put and sorted(os.listdir(final)) == ["depth.npy", "labels.json", "mesh.png"]
+
+
+@contextlib.contextmanager
+def _unremovable(path: Path, root: Path):
+    """``path`` (a file under ``root``) made truly impossible to delete for a while: its folder read-only, or for
+    root, who ignores permissions, the file immutable (``chattr +i``; skipped where that is not allowed). Given back
+    wherever under ``root`` it was moved meanwhile (its folder renamed)."""
+    as_root = os.geteuid() == 0
+    if not as_root:
+        path.parent.chmod(0o500)
+    elif shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], check=False,
+                                                          capture_output=True).returncode:
+        pytest.skip("as root, a file that cannot be removed needs chattr +i, which is not available here")
+    try:
+        yield
+    finally:
+        for moved in root.rglob(path.name):
+            if as_root:
+                subprocess.run(["chattr", "-i", str(moved)], check=True)
+            else:
+                moved.parent.chmod(0o700)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_a_partial_folder_whose_removal_keeps_failing_keeps_one_name(tmp_path):
+    """A half-written folder whose removal fails (a file that cannot be removed, as on NFS with a file held open
+    elsewhere) is renamed before it is removed; every later run renamed it again with one more suffix, so its name
+    grew without bound. It keeps the name of its first removal now, and goes once the file can be removed."""
+    from handforge.export.folder import clean_partial
+
+    out = tmp_path / "data"
+    partial = _sample_folder(out / "samples" / ".partial-000003.0123456789ab", 3)
+    (partial / "held").mkdir()
+    (partial / "held" / "file").write_bytes(b"held")
+    names = []
+    with _unremovable(partial / "held" / "file", out):
+        for _ in range(3):
+            clean_partial(out)
+            names.append(sorted(p.name for p in (out / "samples").iterdir()))
+    # renamed at the first removal (its writer can no longer put it in place), and kept so
+    assert len(names[0]) == 1 and names[0] != [partial.name], names
+    assert names[0] == names[1] == names[2], names
+    clean_partial(out)
+    assert list((out / "samples").iterdir()) == []

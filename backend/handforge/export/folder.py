@@ -455,22 +455,34 @@ def clean_partial(out: Path) -> int:
     return removing + removed + len(temporary)
 
 
+REMOVED_SUFFIX = ".removed"  # a partial folder's name once a removal took it (``_remove_partial``)
+
+
 def _remove_partial(path: Path) -> bool:
     """Remove a half-written sample folder, renamed to a name of its own first: its writer may be alive (a Ray
     actor stopped as hung writes on until ``ray.kill`` reaches it) and rename it into place meanwhile. Removed file
     by file through the open folder, the files went on being removed from the sample put in place: an empty or
     partial sample its writer had reported written. Renamed, it is either this removal's or its writer's. Whether
-    it was this removal's (one put in place meanwhile is not counted as removed)."""
-    import uuid
+    it was this removal's and is gone (one put in place meanwhile, or one that could not be removed, is not counted
+    as removed).
 
-    doomed = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}")  # (still a partial: a later run finishes it)
-    try:
-        os.rename(path, doomed)
-    except FileNotFoundError:  # put in place by its writer, or removed by it
-        return False
-    except OSError:  # e.g. a file held open on Windows, where a folder cannot be renamed then: removed in place
-        doomed = path
+    A folder a removal renamed before, which it could not finish (a file that cannot be deleted, as on NFS while
+    another host holds it open), is removed where it is: its writer lost it at that rename. Renamed again with a
+    new suffix at every run, its name grew without bound."""
+    doomed = path
+    if not path.name.endswith(REMOVED_SUFFIX):
+        doomed = path.with_name(f"{path.name}{REMOVED_SUFFIX}")  # (still a partial: a later run finishes it)
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:  # put in place by its writer, or removed by it
+            return False
+        except OSError:  # e.g. a file held open on Windows, where a folder cannot be renamed then (or a leftover of
+            doomed = path  # the same name, from remove_samples' fixed one): removed in place
     shutil.rmtree(doomed, ignore_errors=True)
+    if doomed.exists():
+        log.warning(f"{doomed}, a sample an interrupted run left half-written, could not be removed entirely (a "
+                    "file in it could not be deleted): the next run tries again, or remove it yourself")
+        return False
     return True
 
 
