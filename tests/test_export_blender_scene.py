@@ -336,3 +336,38 @@ def test_without_blender_the_folder_is_read_as_the_export_reads_it(tmp_path, mon
     check("~/renders")  # (refused for bpy before)
     with pytest.raises(ProtocolError, match=r"^params\.engine: render engine 'workbench' .* \(bpy\) is not installed"):
         check("~/new")
+
+
+def test_without_blender_the_samples_a_cut_short_removal_lists_are_not_taken_as_finished(tmp_path, monkeypatch):
+    """A removal of samples cut short (the run's inputs edited, then the run killed) leaves its list, and the next
+    run removes those samples first (``clean_partial``). The check for Blender counted them as finished, so a folder
+    whose other samples were all there was taken as finished and let through without Blender, though the run
+    would render those samples again."""
+    import importlib.util
+
+    from handforge.engines.export.jobs import register_jobs
+    from handforge.export.blender_scene import RECORD_OF, folder_record, request_record
+    from handforge.export.folder import REMOVING, claim_folder, clean_partial, pending_indices, sample_dir
+    from handforge.server.registry import Registry
+    from handforge_shared.protocol import ProtocolError
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else find_spec(name, *a))
+    registry = Registry()
+    register_jobs(registry)
+    kind = registry.kind("export_renders")
+    request, arrays = _request(tmp_path, np.random.default_rng(7))
+    out = tmp_path / "renders"
+    params = kind.schema.validate({**request, "engine": "workbench", "out": str(out)}, arrays)
+    out.mkdir()
+    claim_folder(out, folder_record(request_record(params, arrays)), RECORD_OF)
+    for index in range(FRAMES * CAMERAS):
+        sample_dir(out, index).mkdir(parents=True)
+        (sample_dir(out, index) / "labels.json").write_text("{}")
+    kind.check(params, arrays)  # every sample finished: no Blender needed
+    (out / REMOVING).write_text(json.dumps([1, 2]) + "\n")  # (the list remove_samples writes before it removes)
+    assert pending_indices(out, FRAMES * CAMERAS) == [1, 2]
+    with pytest.raises(ProtocolError, match=r"^params\.engine: render engine 'workbench' .* \(bpy\) is not installed"):
+        kind.check(params, arrays)
+    clean_partial(out)  # what the run does first: those two are made again
+    assert pending_indices(out, FRAMES * CAMERAS) == [1, 2] and not (out / REMOVING).exists()

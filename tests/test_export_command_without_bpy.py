@@ -53,3 +53,24 @@ def test_without_bpy_a_finished_export_is_rerun_and_a_cluster_is_not_refused_her
     for ray in (None, ""):  # here, or on a Ray of the run's own on this machine
         with pytest.raises(ValueError, match="bpy"):
             _refuse_rgb_without_blender(workbench, str(tmp_path / "new"), ray)
+
+
+def test_without_bpy_the_samples_a_cut_short_removal_lists_are_still_to_render(tmp_path, monkeypatch):
+    """A removal of samples cut short leaves its list, and the run removes those samples first: the refusal took
+    them for finished, and a folder holding every sample passed without Blender, though the run renders them."""
+    from handforge.commands.export import _refuse_rgb_without_blender
+    from handforge.export.folder import REMOVING, sample_dir
+    from handforge.export.spec import load_spec
+
+    _hide_bpy(monkeypatch)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "samples": 2, "render": {"engine": "workbench"}}))
+    out = tmp_path / "renders"
+    for index in range(2):
+        sample_dir(out, index).mkdir(parents=True)
+        (sample_dir(out, index) / "labels.json").write_text("{}")
+    workbench = load_spec(str(spec))
+    _refuse_rgb_without_blender(workbench, str(out), None)  # all finished: nothing to render
+    (out / REMOVING).write_text("[1]\n")
+    with pytest.raises(ValueError, match="bpy"):
+        _refuse_rgb_without_blender(workbench, str(out), None)

@@ -433,17 +433,24 @@ def is_finished(out: Path, index: int) -> bool:
     return (sample_dir(out, index) / LABELS).is_file()
 
 
+def being_removed(out: Path) -> list[int]:
+    """The samples a removal cut short listed (``REMOVING``), which the next run's ``clean_partial`` removes
+    ([] without a readable list: none is removed then)."""
+    try:
+        listed = json.loads((out / REMOVING).read_text())
+    except (OSError, ValueError):
+        return []
+    return [i for i in listed if isinstance(i, int) and not isinstance(i, bool)] if isinstance(listed, list) else []
+
+
 def clean_partial(out: Path) -> int:
     """Remove what an interrupted run left half-written (samples, and ``write_atomic``'s temporary
     files of the aggregate files); returns how many."""
     root = out / SAMPLES
     removing = 0
     if (out / REMOVING).is_file():  # a removal cut short (``remove_samples``): finished first
-        try:
-            listed = json.loads((out / REMOVING).read_text())
-            removing = remove_samples(out, [i for i in listed if isinstance(i, int) and not isinstance(i, bool)])
-        except (OSError, ValueError, TypeError):
-            pass
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            removing = remove_samples(out, being_removed(out))
         (out / REMOVING).unlink(missing_ok=True)
     stale = list(root.glob(PARTIAL_PREFIX + "*")) if root.is_dir() else []
     removed = sum(_remove_partial(path) for path in stale)
@@ -545,6 +552,8 @@ def finished_indices(out: Path, count: int) -> list[int]:
 
 def pending_indices(out: Path, count: int) -> list[int]:
     """The samples below ``count`` not finished yet, in order, from one listing of the finished ones (a
-    file check per index took 10 s a million samples before a run's first sample, which looked hung)."""
-    finished = set(finished_indices(out, count))
+    file check per index took 10 s a million samples before a run's first sample, which looked hung). Those a
+    removal cut short listed are not finished: the next run removes them first (the checks for Blender before a
+    run counted them finished, and let through without Blender a run that renders them again)."""
+    finished = set(finished_indices(out, count)) - set(being_removed(out))
     return [index for index in range(count) if index not in finished]
