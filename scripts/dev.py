@@ -167,11 +167,21 @@ def demo_args_with_absolute_out(demo_args: list[str]) -> list[str]:
     (its default output is ``handforge_out/demo`` there), and a relative ``--out`` had landed in the checkout too."""
     args = list(demo_args)
     for k, arg in enumerate(args):
-        if arg == "--out" and k + 1 < len(args):
+        name, equals, value = arg.partition("=")
+        if not _means_out(name):
+            continue
+        if equals:
+            args[k] = f"{name}={_from_here(value)}"
+        elif k + 1 < len(args):
             args[k + 1] = _from_here(args[k + 1])
-        elif arg.startswith("--out="):
-            args[k] = "--out=" + _from_here(arg[len("--out="):])
     return args
+
+
+def _means_out(word: str) -> bool:
+    """Whether the demo's parser reads ``word`` as ``--out``: argparse takes any unambiguous prefix, and the demo's
+    other options (--no-blender, --help) share none past "--" ("--ou mydemo" had written into the checkout). A
+    prefix a new option made ambiguous is refused by argparse, so rewriting its value is harmless."""
+    return len(word) >= len("--o") and "--out".startswith(word)
 
 
 def _from_here(out: str) -> str:

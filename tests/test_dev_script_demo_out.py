@@ -47,3 +47,17 @@ def test_an_out_the_demo_must_check_itself_is_passed_on_as_given(monkeypatch, tm
         assert _demo_command(monkeypatch, tmp_path, ["demo", f"--out={out}"])[-1] == f"--out={out}"
         assert _demo_command(monkeypatch, tmp_path, ["demo", "--out", out])[-1] == out
     assert _demo_command(monkeypatch, tmp_path, ["demo", "--out", "link/../b"])[-1] == f"{tmp_path}/link/../b"
+
+
+def test_every_form_the_demo_reads_as_out_is_taken_from_where_the_command_was_typed(monkeypatch, tmp_path):
+    """argparse reads "--o"/"--ou" (and "--o=x") as --out: they had written into the checkout. Checked against
+    the demo's own parser, so an option added to the demo that changes which forms mean --out is caught here."""
+    from handforge.cli import build_parser
+
+    parser, _ = build_parser()
+    for given in (["--o", "mydemo"], ["--ou", "mydemo"], ["--o=mydemo"], ["--ou=mydemo"], ["--out", "mydemo"]):
+        command = _demo_command(monkeypatch, tmp_path, ["demo", *given, "--no-blender"])
+        demo_args = command[command.index("demo") + 1:]
+        assert parser.parse_args(["demo", *demo_args]).out == str(tmp_path / "mydemo"), given
+    # --no-blender is no --out, whatever its abbreviation
+    assert _demo_command(monkeypatch, tmp_path, ["demo", "--no", "x"])[-2:] == ["--no", "x"]
