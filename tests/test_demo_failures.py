@@ -11,6 +11,8 @@ import sys
 from collections import namedtuple
 from pathlib import Path
 
+import pytest
+
 from handforge.cli import main
 
 
@@ -110,3 +112,22 @@ def test_too_little_memory_for_the_labelled_export_says_to_free_memory_not_space
         "handforge demo: no room for its labelled export: a sample of 256×256 needs about 4.6 MB of memory, and "
         "this machine has 1.0 MB available: free memory (the files written so far stay in --out, a demo's folder, "
         "which the same command run again refreshes)"], err
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_a_failed_blender_part_is_said_on_stderr(tmp_path, capsys):
+    """"Blender part failed: ..." went to stdout, among the demo's progress lines: a script reading stderr saw
+    nothing. Here the Blender session fails for real: a file stands where its folder goes."""
+    from handforge.blender_demo import unavailable_reason
+    from handforge.commands.demo import _blender_part
+
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    taken = tmp_path / "blender"
+    taken.write_text("a file where the demo's Blender folder goes\n")
+    assert _blender_part(taken, {}) == 1
+    said = capsys.readouterr()
+    assert "failed" not in said.out
+    assert said.err.startswith("handforge demo: Blender part failed: the Blender session failed (exit 1)"), said.err
+    assert "FileExistsError" in said.err  # (the session's own last lines say why)

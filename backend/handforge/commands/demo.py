@@ -127,7 +127,7 @@ def _blender_part(out: Path, interactions: dict) -> int:
     try:
         report = run_blender_demo(out, pasted=interactions)
     except BlenderDemoError as exc:
-        print(f"Blender part failed: {exc}")
+        print(f"handforge demo: Blender part failed: {exc}", file=sys.stderr)
         return 1
     renders = [k["render"] for k in report["keyed"] if "render" in k]
     print(f"Blender {report['blender']} (bpy, headless): both hands added with the HandForge add-on, "
