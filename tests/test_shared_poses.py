@@ -19,6 +19,7 @@ from handforge_shared.poses import (
     check_reach,
     check_rotations,
     read_npz,
+    read_npz_meta,
     stack_poses,
 )
 from tests.support.capped import run_capped
@@ -435,3 +436,27 @@ def test_a_motion_file_that_cannot_be_written_leaves_nothing_and_no_open_archive
         write_npz_atomic(tmp_path / "full.npz", arrays)
     gc.collect()
     assert unraisable == [] and sorted(p.name for p in tmp_path.iterdir()) == ["ok.npz"]
+
+
+def test_interaction_candidates_are_named_as_such_not_denied_as_handforges(tmp_path):
+    """Import Motion of the demo's interaction.npz said "no 'meta' entry; not a HandForge file": it is one, an
+    interaction job's candidates, which no reader takes; the refusal says so and what reads motion clips."""
+    from handforge.engines.interaction.pipeline import Candidates
+
+    rng = np.random.default_rng(5)
+    hands = {side: {name: np.asarray(getattr(pose, name), np.float32)
+                    for name in ("global_orient", "hand_pose", "betas", "transl")}
+             for side, pose in (("left", random_pose(rng, (4,))), ("right", random_pose(rng, (4,))))}
+    found = Candidates(hands=hands, score=np.linspace(1, 0.5, 4), max_depth=np.zeros(4), gap=np.zeros(4),
+                       limit=np.zeros(4), anchor_side="left")
+    path = tmp_path / "interaction.npz"
+    np.savez(path, **found.arrays())  # as the demo writes it
+    said = f"{path} holds interaction candidates (an interaction job's result, as the demo's interaction.npz), not a motion clip"
+    for read in (MotionClip.load, read_npz, read_npz_meta):
+        with pytest.raises(PoseFormatError) as refused:
+            read(path)
+        assert str(refused.value).startswith(said), str(refused.value)
+        assert "Sample Interaction" in str(refused.value) and "Import Motion reads motion clips" in str(refused.value)
+    np.savez(tmp_path / "other.npz", score=np.zeros(4))  # any other file without 'meta': as before
+    with pytest.raises(PoseFormatError, match="other.npz: no 'meta' entry; not a HandForge file"):
+        MotionClip.load(tmp_path / "other.npz")

@@ -514,7 +514,7 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
     naming the file.
     """
     arrays = read_npz_arrays(path, max_bytes)
-    return arrays, _parsed_meta(Path(path), arrays.pop("meta", None))
+    return arrays, _parsed_meta(Path(path), arrays.pop("meta", None), arrays)
 
 
 def read_npz_arrays(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
@@ -536,6 +536,7 @@ def read_npz_meta(path: str | os.PathLike) -> dict[str, Any]:
     path = _regular_file(path)
     try:
         with zipfile.ZipFile(path) as archive:
+            names = [m.filename.removesuffix(".npy") for m in archive.infolist()]
             member = next((m for m in archive.infolist() if m.filename == "meta.npy"), None)
             if member is None:
                 meta_array = None
@@ -546,7 +547,7 @@ def read_npz_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise PoseFormatError(f"{path}: {exc}") from None
     except Exception as exc:  # as read_npz
         raise PoseFormatError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
-    return _parsed_meta(path, meta_array)
+    return _parsed_meta(path, meta_array, names)
 
 
 def _regular_file(path: str | os.PathLike) -> Path:
@@ -560,8 +561,20 @@ def _regular_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def _parsed_meta(path: Path, meta_array: np.ndarray | None) -> dict[str, Any]:
+# An interaction job's result arrays (the backend's Candidates.arrays, the demo's interaction.npz): no 'meta' entry,
+# and no reader of files takes them, so a user who tries them as a motion clip is told what they hold
+CANDIDATE_ARRAYS = frozenset({"score", "max_depth", "gap", "limit"})
+
+
+def _parsed_meta(path: Path, meta_array: np.ndarray | None, names: Iterable[str] = ()) -> dict[str, Any]:
     if meta_array is None:
+        names = set(names)
+        if CANDIDATE_ARRAYS <= names and any(hand_array_name(side, "hand_pose") in names for side in SIDES):
+            raise PoseFormatError(
+                f"{path} holds interaction candidates (an interaction job's result, as the demo's interaction.npz), "
+                "not a motion clip: HandForge reads candidates from no file (sample them in Blender with Interaction "
+                "› Sample Interaction); Import Motion reads motion clips, the .npz files Export Motion, "
+                "MotionClip.save and the demo (its inbetween.npz) write")
         raise PoseFormatError(f"{path}: no 'meta' entry; not a HandForge file")
     if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
         raise PoseFormatError(f"{path}: 'meta' must be one JSON text, got {meta_array.dtype} {meta_array.shape}")
