@@ -511,6 +511,18 @@ def test_a_retimed_clip_names_the_artists_kept_key_where_it_is(session):
             found["printed"]
 
 
+def test_a_retimed_import_says_its_keys_fall_between_frames(session):
+    # before: "imported 30 frames (... keys) at frames 1-24.2": a fractional frame, unexplained
+    session.no_error("retimed_report")
+    result, printed = session["retimed_report"]["30_to_24"]
+    assert result == ["FINISHED"], printed
+    assert "at frames 1-24.2 (a 30 fps clip retimed to the scene's 24 fps: its keys fall between whole frames)" \
+        in printed, printed
+    result, printed = session["retimed_report"]["24_to_48"]
+    assert result == ["FINISHED"], printed
+    assert "at frames 100-158 (a 24 fps clip retimed to the scene's 48 fps)" in printed, printed
+
+
 def test_an_import_past_the_scene_end_says_it_moved_the_end(session):
     # before: End moved from 9010 to 9020 unsaid (the longer range then showed in playback and in every export)
     session.no_error("past_end")

@@ -774,6 +774,31 @@ def retimed_clip_beside_the_artists_key():
 s.check("retimed_kept", retimed_clip_beside_the_artists_key)
 
 
+def retimed_clip_report():
+    """A 30 fps clip of 30 frames into a 24 fps scene (its keys 0.8 frames apart, the last at 24.2), and a 24 fps
+    clip into a 48 fps one (every other frame): what the import says of where the keys went."""
+    from handforge_shared.poses import MotionClip
+
+    clip = MotionClip.load(a["clip1"])
+    paths = {fps: f"{a['work']}/clip_{fps}fps.npz" for fps in (30, 24)}
+    for fps, path in paths.items():
+        MotionClip(hands=clip.hands, fps=float(fps)).save(path)
+    first = bpy.context.window.scene
+    here = bpy.data.scenes.new("Retimed")
+    bpy.context.window.scene = here
+    try:
+        assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+        found = {"30_to_24": printed_by(lambda: bpy.ops.handforge.import_motion(filepath=paths[30], frame_start=1))}
+        here.render.fps = 48
+        found["24_to_48"] = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=paths[24], frame_start=100))
+    finally:
+        bpy.context.window.scene = first
+    return found
+
+
+s.check("retimed_report", retimed_clip_report)
+
+
 def clip_past_the_scene_end():
     """A clip running past the scene's End: End moves to its last frame, and the report says so; one inside the
     range says nothing of it."""
