@@ -47,6 +47,9 @@ _SD_FILES = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer
              "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
              "text_encoder/model.safetensors"]
 _FOLDERS = {"sd": "sd", "guidance": "guidance", "controlnet": "controlnets"}
+# a Hugging Face Hub model id: NAME or OWNER/NAME, letters, digits, '.', '_', '-' (the hub's own rule)
+_REPO_ID = re.compile(r"(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]+")
+_HUB_URL = re.compile(r"https?://(?:www\.)?huggingface\.co/([^/?#]+/[^/?#]+)")
 # one model's folder: a ControlNet, or another engine's model (copy_weights)
 MODEL_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
 
@@ -439,6 +442,7 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
     import sys
 
     repo, known_kind = KNOWN.get(name_or_repo, (name_or_repo, None))
+    _check_repo_id(repo)
     if kind and known_kind and kind != known_kind:  # (it was downloaded, gigabytes, into the wrong folder)
         raise ValueError(f"{name_or_repo} is of kind {known_kind}, not {kind}: leave --kind out, or give "
                          f"--kind {known_kind}")
@@ -483,6 +487,17 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
             raise ConnectionError(f"the download of {repo} is not whole ({'; '.join(report.problems)}): run it again "
                                   "with network, or copy the weights here and use `handforge models import`")
     return target
+
+
+def _check_repo_id(repo: str) -> None:
+    """Refuse what is no hub model id before anything is made: a pasted page address or a path reached the hub's
+    own check in the download's process, and came back as a traceback."""
+    if _REPO_ID.fullmatch(repo) and ".." not in repo and not repo.startswith(("-", ".")):
+        return
+    url = _HUB_URL.match(repo)
+    example = f"here {url[1]}" if url else "e.g. lllyasviel/control_v11f1p_sd15_depth"
+    raise ValueError(f"{repo!r} is not a Hugging Face Hub model id: give OWNER/NAME as the hub names it ({example}), "
+                     f"or one of {', '.join(KNOWN)}")
 
 
 def _download(repo: str, folder: str, patterns: list[str], answer) -> None:
