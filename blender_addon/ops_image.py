@@ -33,6 +33,7 @@ PROMPT_PROP = "handforge_image_prompt"  # Scene property: the panel keeps the pr
 # image inherits that model's licence (as the labelled export records them)
 LABEL_FIELDS = ("hands", "camera", "hand_model", "hand_model_licence")
 MIN_SIDE, MAX_SIDE = 64, 2048  # pixels: the image engines' limits (SD's latents are 1/8 of the image)
+SEED_MAX = 2**31 - 1  # the largest integer a Blender property holds: the Seed field, and each image's handforge_seed
 
 
 def image_size(scene, width: int, height: int) -> tuple[int, int]:
@@ -134,7 +135,7 @@ def _image_seeds(result, seed: int, count: int, seed_per_image: bool) -> list[in
     ``seed + k`` where the engine draws image k from its own generator (``seed_per_image``: image.generate);
     else the one seed the whole batch came from (an int: its images are told apart by variant)."""
     told = result.data.get("seeds")
-    if isinstance(told, list) and len(told) == count and all(type(s) is int for s in told):
+    if isinstance(told, list) and len(told) == count and all(type(s) is int and 0 <= s <= SEED_MAX for s in told):
         return told
     return [seed + k for k in range(count)] if seed_per_image else seed
 
@@ -185,12 +186,17 @@ def _show(context, made: list, made_in: dict, scene, camera, background: bool, u
     if camera is not None and background:
         behind = importers.show_behind(camera, made[0])
         _, camera_changes = importers.background_said(camera, behind)
-    moved_from, hidden = None, []
+    moved_from, hidden, edited = None, [], None
     if camera is not None and plane_name:
         before = importers.scene_plane(scene, plane_name, camera)
-        moved_from = before.parent if before is not None and before.parent not in (None, camera) else None
-        _, hidden = importers.add_plane(scene, camera, made[0], plane_name, view_corners(
-            K, made[0].size[0], made[0].size[1], importers.PLANE_DISTANCE))
+        if before is not None and before.mode == "EDIT":
+            # Blender adds no vertices to a mesh in Edit Mode (the whole result was dropped), and leaving it writes
+            # the edited copy back: the plane is left as it is, the images kept
+            edited = before.name
+        else:
+            moved_from = before.parent if before is not None and before.parent not in (None, camera) else None
+            _, hidden = importers.add_plane(scene, camera, made[0], plane_name, view_corners(
+                K, made[0].size[0], made[0].size[1], importers.PLANE_DISTANCE))
     # the camera (or its scene) deleted or unlinked while the job ran: the images are kept, and the report
     # says why they are shown nowhere (made from that camera's view, they belong on no other)
     shown = [what for what, asked in (("behind it", background), ("on a plane in front of it", plane_name)) if asked]
@@ -203,6 +209,9 @@ def _show(context, made: list, made_in: dict, scene, camera, background: bool, u
         note = f"; shown in scene {scene.name!r}, where they were made"
     if unshown:
         note += f"; not shown behind camera {camera.name!r}: it {unshown}"
+    if edited is not None:
+        note += (f"; not shown on plane {edited!r}: it is in Edit Mode (back in Object Mode, run it again, or pick "
+                 "the image in the plane's material)")
     note += "".join(f"; {said}" for said in camera_changes)
     if camera is not None and scene is not None:
         if shown and scene.camera != camera:  # (switched while it ran: the images belong to the one they saw)
@@ -282,6 +291,14 @@ class CameraImageJob(jobs.JobOperator):
     add_plane: BoolProperty(name="Image Plane", default=False, description="Also show the first image on a plane "
                                                                            "in front of the camera")
 
+    def check_seed(self) -> None:
+        """Refused when the last variant's seed (seed + variants - 1) is past ``SEED_MAX``: its image could not keep
+        it, and the whole result was dropped once made (and the Seed field could not run it again)."""
+        last = self.seed + self.variants - 1
+        if last > SEED_MAX:
+            raise ValueError(f"seed {self.seed} with {self.variants} variants: the last would be seed {last}, past "
+                             f"{SEED_MAX}, the largest Blender keeps; use a seed of at most {SEED_MAX - self.variants + 1}")
+
     def request_camera(self, scene):
         """The active camera the images are made from, checked; refused for Camera Background when its camera data
         cannot take it (``background_problem``): shared (Alt-D), an image of its view would show behind the others
@@ -315,6 +332,7 @@ class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
             raise ValueError("no prompt: type what the image shows (HandForge › Generate Image › Prompt)")
         check_text(JOB_KIND, "prompt", prompt, "Prompt")
         check_text(JOB_KIND, "negative_prompt", self.negative_prompt, "Negative Prompt")
+        self.check_seed()
         camera = self.request_camera(scene)
         width, height = image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = read_request(context, camera)

@@ -178,6 +178,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
     def job_request(self, context):
         scene = context.scene
         ops_image.check_text(JOB_KIND, "prompt", self.prompt, "Prompt")
+        self.check_seed()
         camera = self.request_camera(scene)
         width, height = ops_image.image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = ops_image.read_request(context, camera)
