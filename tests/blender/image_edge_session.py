@@ -14,7 +14,7 @@ s = Session()
 s.install()
 a = s.args
 scene = bpy.context.scene
-SIZE = dict(steps=1, resolution_x=a["size"], resolution_y=a["size"])
+SIZE = {"steps": 1, "resolution_x": a["size"], "resolution_y": a["size"]}
 TOP = 2**31 - 1  # the Seed field's largest
 
 
