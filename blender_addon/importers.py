@@ -285,6 +285,17 @@ def scene_plane(scene, name: str, camera):
     return made
 
 
+def edited_plane(scene, name: str, camera) -> str:
+    """Why ``scene``'s plane of kind ``name`` cannot show a new result now, "" when it can: it is in Edit Mode, where
+    Blender adds no vertices to its mesh (the refill failed: "Cannot add vertices in edit mode", the result lost) and
+    leaving it writes the edited copy back. Left as it is; every button says it in these words."""
+    plane = scene_plane(scene, name, camera)
+    if plane is None or plane.mode != "EDIT":
+        return ""
+    return (f"not shown on plane {plane.name!r}: it is in Edit Mode (back in Object Mode, run it again, or pick the "
+            "image in the plane's material)")
+
+
 def _numbered_copy(name: str, of) -> bool:
     """Whether ``name`` is a name Blender gives a copy of an object called ``of``: the same name with
     another number ("HandForge image.003" copied is "HandForge image.004" or the next one free)."""
@@ -484,6 +495,9 @@ def show_on_plane(scene, image, name: str) -> tuple[str, list[str]]:
     the scene (``add_plane``). Returns what it did, for a report: (a note for the summary, warnings): the plane is
     the camera's child now, or was moved off another object (a camera) it hung from."""
     camera = scene.camera if scene.camera is not None and scene.camera.type == "CAMERA" else None
+    edited = edited_plane(scene, name, camera)
+    if edited:  # (the image kept, in the Image editor)
+        return "", [edited]
     width, height = image.size
     if camera is not None:
         corners = frame_corners(scene, camera, width, height, PLANE_DISTANCE)

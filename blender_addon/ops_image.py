@@ -186,14 +186,11 @@ def _show(context, made: list, made_in: dict, scene, camera, background: bool, u
     if camera is not None and background:
         behind = importers.show_behind(camera, made[0])
         _, camera_changes = importers.background_said(camera, behind)
-    moved_from, hidden, edited = None, [], None
+    moved_from, hidden, edited = None, [], ""
     if camera is not None and plane_name:
         before = importers.scene_plane(scene, plane_name, camera)
-        if before is not None and before.mode == "EDIT":
-            # Blender adds no vertices to a mesh in Edit Mode (the whole result was dropped), and leaving it writes
-            # the edited copy back: the plane is left as it is, the images kept
-            edited = before.name
-        else:
+        edited = importers.edited_plane(scene, plane_name, camera)  # (left as it is, the images kept)
+        if not edited:
             moved_from = before.parent if before is not None and before.parent not in (None, camera) else None
             _, hidden = importers.add_plane(scene, camera, made[0], plane_name, view_corners(
                 K, made[0].size[0], made[0].size[1], importers.PLANE_DISTANCE))
@@ -209,9 +206,8 @@ def _show(context, made: list, made_in: dict, scene, camera, background: bool, u
         note = f"; shown in scene {scene.name!r}, where they were made"
     if unshown:
         note += f"; not shown behind camera {camera.name!r}: it {unshown}"
-    if edited is not None:
-        note += (f"; not shown on plane {edited!r}: it is in Edit Mode (back in Object Mode, run it again, or pick "
-                 "the image in the plane's material)")
+    if edited:
+        note += f"; {edited}"
     note += "".join(f"; {said}" for said in camera_changes)
     if camera is not None and scene is not None:
         if shown and scene.camera != camera:  # (switched while it ran: the images belong to the one they saw)

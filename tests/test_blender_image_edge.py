@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from handforge_shared import pose_library
 
@@ -22,7 +23,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     sd = tiny_sd.build_sd(work / "sd")
     guidance = tiny_sd.build_controlnet(work / "guidance", sd, seed=1)
     pose = {s: pose_library.get("fist", side=s).to_dict() for s in ("left", "right")}
-    args = {"size": 64, "sd": str(sd), "guidance": str(guidance),
+    np.savez(work / "two_images.npz", images=np.stack([np.full((8, 16, 3), grey, np.uint8) for grey in (60, 200)]))
+    args = {"size": 64, "sd": str(sd), "guidance": str(guidance), "two_images": str(work / "two_images.npz"),
             "pose": json.dumps({"format": "handforge.pose", "hands": pose})}
     return run_with_backend("image_edge_session.py", addon_zip, work / "blender", args,
                             unset=("HANDFORGE_CONTROLNETS",), timeout=900)
@@ -58,3 +60,15 @@ def test_a_plane_in_edit_mode_keeps_the_images_and_says_why_it_is_not_refilled(s
             "image in the plane's material)") in found["said"], found
     # the plane as it was: its four corners (written back on leaving Edit Mode), the older image
     assert found["first"] == found["after"] == {"vertices": 4, "image": "HandForge seed 11"}
+
+
+def test_run_jobs_plane_in_edit_mode_keeps_the_images_and_says_why(session):
+    """Before: "HandForge failed (RuntimeError: Error: Cannot add vertices in edit mode)", the images left in the
+    file all the same."""
+    session.no_error("run_job_plane_in_edit_mode")
+    found = session["run_job_plane_in_edit_mode"]
+    assert found["ran"] == ["FINISHED"], found
+    assert found["made"] == ["echo image_000.001", "echo image_001.001"], found
+    assert ("not shown on plane 'echo image': it is in Edit Mode (back in Object Mode, run it again, or pick the image "
+            "in the plane's material)") in found["said"], found
+    assert found["first"] == found["after"] == {"vertices": 4, "image": "echo image_000"}

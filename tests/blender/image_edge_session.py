@@ -1,6 +1,6 @@
 """Blender session: Generate Image and Transfer Pose at the edges of what an artist may set, through a real backend
 on tiny random SD weights: seeds at the top of the Seed field with variants, and the image plane in Edit Mode when
-a result comes."""
+a result comes (Run Job's too)."""
 
 from __future__ import annotations
 
@@ -79,4 +79,23 @@ def plane_in_edit_mode():
 
 
 s.check("plane_in_edit_mode", plane_in_edit_mode)
+
+
+def run_job_plane_in_edit_mode():
+    """Run Job's Textured Plane in Edit Mode when the result comes: before, the job failed ("HandForge failed
+    (RuntimeError: Error: Cannot add vertices in edit mode)") and its images were left in the file all the same."""
+    kept = {"inputs": a["two_images"], "image_target": "PLANE"}
+    assert bpy.ops.handforge.run_job(kind="echo", **kept) == {"FINISHED"}
+    plane = next(o for o in scene.objects if o.get("handforge_plane") == "echo image")
+    first = plane_state(plane)
+    bpy.context.view_layer.objects.active = plane
+    bpy.ops.object.mode_set(mode="EDIT")
+    before = {i.name for i in bpy.data.images}
+    ran, said = as_user(bpy.ops.handforge.run_job, kind="echo", **kept)
+    made = sorted({i.name for i in bpy.data.images} - before)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return {"first": first, "ran": ran, "said": said, "made": made, "after": plane_state(plane)}
+
+
+s.check("run_job_plane_in_edit_mode", run_job_plane_in_edit_mode)
 s.finish()
