@@ -19,6 +19,14 @@ _NAME_HINTS = (("depth", "depth"), ("normal", "normals"), ("openpose", "openpose
                ("skeleton", "skeleton"), ("keypoint", "skeleton"), ("mesh", "mesh"))
 
 
+# weights lying in the ControlNets folder as one file (the original ControlNet 1.1 releases, a web UI's ControlNet
+# folder): not read, ControlNets being diffusers folders; said where a job would have expected them
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".ckpt", ".bin", ".pt")
+ONE_FILE = ("one file, and ControlNets are read from diffusers folders (config.json + diffusion_pytorch_model."
+            "safetensors, a folder each): use that ControlNet's diffusers release (`handforge models fetch`, e.g. "
+            "controlnet-openpose, or its hub id with --kind controlnet)")
+
+
 class ControlError(ValueError):
     """A control that names no ControlNet here or no render we make; the message says what to write."""
 
@@ -52,6 +60,16 @@ def _other_model(folder: Path) -> str:
 
     name = saved_class(folder)
     return "" if name in (None, "ControlNetModel") else name
+
+
+def loose_files(folder: str | Path | None) -> list[str]:
+    """The weight files lying in ``folder`` itself (``_WEIGHT_SUFFIXES``), hidden ones left out: ControlNets as one
+    file, which are not read (``ONE_FILE``); they had been passed over unsaid, and a job naming one was told there
+    was no such ControlNet."""
+    if folder is None or not Path(folder).is_dir():
+        return []
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if not p.name.startswith(".") and p.suffix.lower() in _WEIGHT_SUFFIXES and p.is_file())
 
 
 def passed_over(folder: str | Path | None) -> dict[str, str]:
@@ -120,6 +138,9 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
         name, _, kind = spec.partition(":")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
             raise ControlError(f"{spec!r}: a ControlNet is named by its folder's name in {folder}")
+        loose = [f for f in loose_files(folder) if name in (f, Path(f).stem)]
+        if name not in names and loose:
+            raise ControlError(f"{loose[0]!r} in {folder} is {ONE_FILE}; there are: {', '.join(names) or 'none'}")
         if name not in names:
             other = _other_model(Path(folder) / name) if (Path(folder) / name).is_dir() else ""
             what = f"{name!r} holds a model of another class ({other}, not ControlNetModel)" if other else f"no ControlNet {name!r}"
@@ -138,23 +159,29 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
 
 def controls_left_out(specs: list[str]) -> list[str]:
     """The warnings when no controls were named and ControlNets of the configured folder were left out
-    (``by_default``): those whose names say no render, and those broken. image.generate's, image.transfer's and a
-    generated export's."""
+    (``by_default``): those whose names say no render, those broken, and weights lying there as one file
+    (``loose_files``). image.generate's, image.transfer's and a generated export's."""
     from handforge import config
     from handforge.engines.image.settings import CONTROLNETS
 
     if specs:
         return []
-    left = by_default(config.value(CONTROLNETS.key))[1]
+    folder = config.value(CONTROLNETS.key)
+    left = by_default(folder)[1]
     unsaid = [name for name in left if kind_from_name(name) is None]
     broken = {name: why for name, why in left.items() if name not in unsaid}
     said = [f"left out the ControlNet{'s' if len(unsaid) > 1 else ''} {', '.join(unsaid)} of {CONTROLNETS.key}: "
             f"{'their names say' if len(unsaid) > 1 else 'its name says'} no render; name "
             f"{'them' if len(unsaid) > 1 else 'it'} in controls as '{unsaid[0]}:KIND' to use "
             f"{'them' if len(unsaid) > 1 else 'it'}"] if unsaid else []
-    return said + [f"left out the ControlNet {name} of {CONTROLNETS.key}, which would fail: {why}"
-                   for name, why in broken.items()]
+    said += [f"left out the ControlNet {name} of {CONTROLNETS.key}, which would fail: {why}"
+             for name, why in broken.items()]
+    loose = loose_files(folder)
+    if loose:
+        said.append(f"left out {', '.join(loose)} of {CONTROLNETS.key}: {'each' if len(loose) > 1 else 'it'} is "
+                    f"{ONE_FILE}")
+    return said
 
 
-__all__ = ["Control", "ControlError", "available", "by_default", "controls_left_out", "kind_from_name",
-           "passed_over", "problems", "resolve", "unnamed"]
+__all__ = ["ONE_FILE", "Control", "ControlError", "available", "by_default", "controls_left_out", "kind_from_name",
+           "loose_files", "passed_over", "problems", "resolve", "unnamed"]
