@@ -180,7 +180,15 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
 def latent_problem(unet: Mapping[str, Any], vae: Mapping[str, Any]) -> str:
     """Why a UNet of config ``unet`` cannot sample text-to-image in the latents of a VAE of config ``vae`` ('' when
     it can, or when a value is no whole number: diffusers' load says why), said of the UNet's folder: SD 1.x's takes
-    and gives the VAE's latent channels, an inpainting UNet takes 9 (the latents, a mask, the masked image's)."""
+    and gives the VAE's latent channels, an inpainting UNet takes 9 (the latents, a mask, the masked image's), and
+    it reads the text alone (no added or class embeddings, as SDXL's takes)."""
+    # SDXL's UNet (and unCLIP's, an upscaler's) takes embeddings besides the text that SD 1.x's sampling does not
+    # give: it loaded, made the engines ready, and every job failed at its first step ("argument of type 'NoneType'
+    # is not iterable"), an internal error naming no file
+    extra = [f"{key} {unet[key]!r}" for key in ("addition_embed_type", "class_embed_type") if unet.get(key)]
+    if extra:
+        return (f"is an SDXL or other UNet that takes more conditioning than SD 1.x's text ({', '.join(extra)}): "
+                "give an SD 1.x text-to-image model")
     latent = vae.get("latent_channels", 4)  # (diffusers' defaults, for a config.json that leaves one out)
     for key in ("in_channels", "out_channels"):
         value = unet.get(key, 4)
