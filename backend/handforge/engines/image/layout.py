@@ -41,14 +41,24 @@ def _has_weights(folder: Path, name: str) -> bool:
     return (folder / name).is_file() or (folder / f"{name}.index.json").is_file()
 
 
+def sd_config_not_a_folder(folder) -> str:
+    """What ``image.sd_config = folder`` is when it is no folder: missing, or a file (an original SD config such as
+    v1-inference.yaml, which was said not to exist)."""
+    if not Path(folder).expanduser().is_file():
+        return f"{SD_CONFIG.key} = {folder} does not exist"
+    return (f"{SD_CONFIG.key} = {folder} is a file, not a folder: give a diffusers SD 1.x folder (model_index.json, "
+            "unet/, vae/, text_encoder/, tokenizer/, scheduler/) for its configs and tokenizer, e.g. handforge models "
+            "fetch sd15 (an original .yaml config is not read)")
+
+
 def _sd_config_missing() -> str:
     """A single-file SD model's configs and tokenizer come from image.sd_config (its load refuses it without)."""
     folder = config.value(SD_CONFIG.key)
     if folder is None:
         return (f"one .safetensors file, and {SD_CONFIG.key} is not set (a diffusers SD 1.x folder for its configs "
                 "and tokenizer)")
-    if not Path(folder).is_dir():
-        return f"{SD_CONFIG.key} = {folder} does not exist"
+    if not Path(folder).expanduser().is_dir():
+        return sd_config_not_a_folder(folder)
     from handforge.engines.image.loading import sd_config_missing
 
     lacks = sd_config_missing(Path(folder))

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from handforge import config
 from handforge.engines.checkpoints import config_size_problem, first_non_finite_saved
-from handforge.engines.image.layout import missing_parts
+from handforge.engines.image.layout import missing_parts, sd_config_not_a_folder
 from handforge.engines.image.settings import (
     CONTROLNETS,
     GUIDANCE,
@@ -215,7 +215,7 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
         if folder is None:
             report.problems.append(f"{path} is one file: set image.sd_config to a local diffusers SD 1.x folder")
         elif not Path(folder).expanduser().is_dir():
-            report.problems.append(f"image.sd_config = {folder} does not exist")
+            report.problems.append(sd_config_not_a_folder(folder))
         else:  # what load_sd refuses, here where its error sends the user (the file was 'ok' and failed every load)
             folder = Path(folder).expanduser()
             lacks = sd_config_missing(folder)
