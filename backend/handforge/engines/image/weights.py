@@ -477,6 +477,13 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
             child.kill()
             child.join()
             raise
+        if failure == "missing":  # (it said "without network", as if the hub could not be reached)
+            raise ValueError(f"the Hugging Face Hub has no model {repo}, or it is private ({what}): check the id on "
+                             f"https://huggingface.co/{repo} (or log in, `hf auth login`), or fetch one of "
+                             f"{', '.join(KNOWN)}")
+        if failure == "gated":
+            raise ValueError(f"{repo} is gated on the Hugging Face Hub: accept its terms on https://huggingface.co/"
+                             f"{repo} and log in (`hf auth login`), then fetch it again")
         if failure == "network":
             raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({what}); without network, "
                                   "copy the weights here and use `handforge models import`")
@@ -502,13 +509,23 @@ def _check_repo_id(repo: str) -> None:
 
 def _download(repo: str, folder: str, patterns: list[str], answer) -> None:
     """``fetch``'s child process: the hub's files of ``repo`` into ``folder``; ``answer`` (a pipe) hears ("", "")
-    when done, else ("network", the error's type) or ("error", what went wrong)."""
+    when done, else ("missing" or "gated": the hub's answer, "network", or "error": what went wrong)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         snapshot_download(repo, local_dir=folder, allow_patterns=patterns)
         answer.send(("", ""))
+    except GatedRepoError as exc:  # (the hub answered: not a network failure)
+        answer.send(("gated", type(exc).__name__))
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        answer.send(("missing", type(exc).__name__))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         answer.send(("network", type(exc).__name__))
     except BaseException as exc:  # noqa: BLE001 - (said by the parent)
