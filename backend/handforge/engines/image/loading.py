@@ -345,6 +345,18 @@ def _complete(loaded: tuple[Any, Mapping[str, Any]], folder: Path) -> Any:
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt")  # weights files HandForge never reads (diffusers would unpickle a .bin)
 
 
+def variant_fix(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
+    """What to do when ``folder`` holds a variant of its weights file ``weights`` but not the file itself ('' when
+    it holds none): a folder downloaded with the fp16 files only (``diffusion_pytorch_model.fp16.safetensors``, as
+    ``--include "*.fp16.*"`` or ``variant="fp16"`` fetch them) was said to lack its weights, "never pickles"."""
+    stem = weights.removesuffix(".safetensors")
+    found = sorted(p.name for p in Path(folder).glob(f"{stem}.*.safetensors") if p.is_file())
+    if not found:
+        return ""
+    return (f"{', '.join(found)} there {'is a variant' if len(found) == 1 else 'are variants'} of it: rename "
+            f"{'it' if len(found) == 1 else 'one'} to {weights} (its weights load in the precision the job asks for)")
+
+
 def weights_file_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
     """That ``folder`` has no safetensors file ``weights`` ('' when it has), naming the pickled weights beside it: with
     no safetensors diffusers fell back to a .bin and unpickled it, or said that no .bin was found in the folder,
@@ -352,6 +364,9 @@ def weights_file_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str
     folder = Path(folder)
     if (folder / weights).is_file() or (folder / f"{weights}.index.json").is_file():  # (or sharded)
         return ""
+    variant = variant_fix(folder, weights)
+    if variant:
+        return f"{folder} has no {weights} (its weights); {variant}"
     pickles = sorted({p.name for pattern in PICKLES for p in folder.glob(pattern)})
     return (f"{folder} has no {weights} (its weights)" + (
         f"; {', '.join(pickles)} there {'is a pickle' if len(pickles) == 1 else 'are pickles'}, which HandForge "
@@ -659,4 +674,4 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
 
 __all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "latent_problem", "load_controlnet",
            "load_sd", "mismatch", "mismatched", "scheduler_config", "sd_config_missing", "sd_fit", "sd_fit_problem",
-           "sd_latent_problem", "sd_parts_on", "single_file_problem", "weights_file_problem"]
+           "sd_latent_problem", "sd_parts_on", "single_file_problem", "variant_fix", "weights_file_problem"]

@@ -126,7 +126,11 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
                                f"give a folder of a {cls.__name__} model")
         return {}
     if not file.is_file():
-        report.problems.append(f"{file}: missing (only .safetensors weights are read, never pickles)")
+        from handforge.engines.image.loading import variant_fix
+
+        variant = variant_fix(folder, weights)
+        report.problems.append(f"{file}: missing; {variant}" if variant else
+                               f"{file}: missing (only .safetensors weights are read, never pickles)")
         return {}
     try:
         found = _header(file)
