@@ -297,24 +297,31 @@ def test_rendered_rgb_on_a_backend_without_blender_is_refused_before_queueing_na
         assert client.run("export_renders", params, arrays).data["written"] == FRAMES * CAMERAS  # engine none
 
 
-def test_without_blender_the_folder_is_read_as_the_export_reads_it(tmp_path, monkeypatch):
-    """The check for Blender (bpy missing, Workbench or Cycles asked for) read ``params.out`` as given, before the
-    folder's own check: a name too long for the file system ended the request in the OSError of listing it, not in
-    the folder's refusal, and "~/…" (which the export expands) was looked for as written, so a finished export there,
-    resumed, was refused for a Blender that no sample needed."""
+@pytest.fixture
+def export_kind_without_bpy(monkeypatch):
+    """The export_renders job kind on a backend where bpy cannot be found (it is installed here)."""
     import importlib.util
 
     from handforge.engines.export.jobs import register_jobs
-    from handforge.export.blender_scene import RECORD_OF, folder_record, request_record
-    from handforge.export.folder import claim_folder, sample_dir
     from handforge.server.registry import Registry
-    from handforge_shared.protocol import ProtocolError
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else find_spec(name, *a))
     registry = Registry()
     register_jobs(registry)
-    kind = registry.kind("export_renders")
+    return registry.kind("export_renders")
+
+
+def test_without_blender_the_folder_is_read_as_the_export_reads_it(tmp_path, monkeypatch, export_kind_without_bpy):
+    """The check for Blender (bpy missing, Workbench or Cycles asked for) read ``params.out`` as given, before the
+    folder's own check: a name too long for the file system ended the request in the OSError of listing it, not in
+    the folder's refusal, and "~/…" (which the export expands) was looked for as written, so a finished export there,
+    resumed, was refused for a Blender that no sample needed."""
+    from handforge.export.blender_scene import RECORD_OF, folder_record, request_record
+    from handforge.export.folder import claim_folder, sample_dir
+    from handforge_shared.protocol import ProtocolError
+
+    kind = export_kind_without_bpy
     request, arrays = _request(tmp_path, np.random.default_rng(7))
 
     def params(out: str) -> dict:
@@ -338,24 +345,17 @@ def test_without_blender_the_folder_is_read_as_the_export_reads_it(tmp_path, mon
         check("~/new")
 
 
-def test_without_blender_the_samples_a_cut_short_removal_lists_are_not_taken_as_finished(tmp_path, monkeypatch):
+def test_without_blender_the_samples_a_cut_short_removal_lists_are_not_taken_as_finished(tmp_path,
+                                                                                         export_kind_without_bpy):
     """A removal of samples cut short (the run's inputs edited, then the run killed) leaves its list, and the next
     run removes those samples first (``clean_partial``). The check for Blender counted them as finished, so a folder
     whose other samples were all there was taken as finished and let through without Blender, though the run
     would render those samples again."""
-    import importlib.util
-
-    from handforge.engines.export.jobs import register_jobs
     from handforge.export.blender_scene import RECORD_OF, folder_record, request_record
     from handforge.export.folder import REMOVING, claim_folder, clean_partial, pending_indices, sample_dir
-    from handforge.server.registry import Registry
     from handforge_shared.protocol import ProtocolError
 
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else find_spec(name, *a))
-    registry = Registry()
-    register_jobs(registry)
-    kind = registry.kind("export_renders")
+    kind = export_kind_without_bpy
     request, arrays = _request(tmp_path, np.random.default_rng(7))
     out = tmp_path / "renders"
     params = kind.schema.validate({**request, "engine": "workbench", "out": str(out)}, arrays)
