@@ -65,6 +65,7 @@ APART_ITEMS = [("default", "Default", "In-between: Repair; wrist paths and gener
 # Regenerate runs that button again with the next seed, on the keys and paths as they are by then.
 LAST_RUN: dict[str, Any] = {}
 SEED_LIMIT = 2 ** 31  # seeds are 0 … 2³¹ − 1 (the job's schema)
+FPS_LIMITS = (1.0, 1000.0)  # the frame rates the motion jobs take (their schema's fps)
 
 
 # ---------------------------------------------------------------------- reading the scene
@@ -77,6 +78,19 @@ def frame_range(scene, start: int, end: int) -> tuple[int, int]:
         raise ValueError(f"the frame range {start}-{end} has {end - start + 1} frames; the motion engine takes at "
                          f"most {MOTION_MAX_FRAMES}: split it into shorter ranges")
     return start, end
+
+
+def check_fps(scene) -> float:
+    """The scene's frame rate, refused here, naming Blender's settings, where the motion jobs cannot take it (the
+    backend's refusal named its own field: "params.fps: must be between 1.0 and 1000.0, got 0.5")."""
+    fps = keys.scene_fps(scene)
+    low, high = FPS_LIMITS
+    if not low <= fps <= high:
+        raise ValueError(f"the scene's frame rate is {fps:g} fps (Frame Rate {scene.render.fps} / Base "
+                         f"{scene.render.fps_base:g}); the motion engine takes {low:g} to {high:g} fps: set the Frame "
+                         "Rate in Output Properties > Format (Custom: FPS and Base), or key the motion at another rate "
+                         "and retime it")
+    return fps
 
 
 def motion_hands(context, target: str, whole_target: bool = True) -> tuple[dict[str, object], dict[str, object]]:
@@ -501,6 +515,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(f"{side} hand: replaced {sum(parts.values())} of your keys on the "
                      f"{', '.join(names[:-1]) + ' and ' if len(names) > 1 else ''}{names[-1]} ({why}); "
                      "Ctrl-Z brings them back")
+    notes += driven_sliders_notes(rigs)
     engine = result.data.get("engine", request["params"].get("engine", ""))
     if result.data.get("warning"):
         notes.append(str(result.data["warning"]))
@@ -517,6 +532,22 @@ def write_result(context, result, request: dict[str, Any]) -> str:
             + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")"
             + "".join(f"; {move}" for move in summary["range"]))
     return (jobs.Noted if notes else str)(text + "".join(f"; {n}" for n in notes))
+
+
+def driven_sliders_notes(rigs: dict[str, object]) -> list[str]:
+    """What to say of the keyed hands' finger sliders that a driver sets: such a slider moves its finger to the
+    driver's value on every frame (``fingers.follow_animation``), so that finger never shows the motion's keys."""
+    notes = []
+    for side, rig in rigs.items():
+        ad = rig.animation_data
+        paths = {d.data_path for d in ad.drivers if not d.mute} if ad is not None else set()
+        driven = [(kind, finger) for kind, finger in keys.animated_sliders(rig) if keys.slider_path(kind, finger) in paths]
+        if driven:
+            names = ", ".join(f"{finger} {kind}" for kind, finger in driven)
+            notes.append(f"{side} hand: its {names} slider{'s are' if len(driven) > 1 else ' is'} driven, so that "
+                         "finger shows the driver's value, not these keys: mute the driver or remove it (right-click "
+                         "the slider > Delete Driver) to see them")
+    return notes
 
 
 def wrist_location_keyed(arm_obj, start: int, end: int) -> bool:
@@ -595,6 +626,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
     def job_request(self, context):
         scene = context.scene
         start, end = frame_range(scene, self.frame_start, self.frame_end)
+        fps = check_fps(scene)
         if self.sample >= self.num_samples:
             raise ValueError(f"Keyed Sample {self.sample} does not exist with {self.num_samples} sample(s): "
                              f"choose 0-{self.num_samples - 1}")
@@ -605,7 +637,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         keys.check_keyable({side: every[side] for side in write})
         placement = rig_placement(scene, every, start, end)
         arrays = into_shared_space(read, placement)
-        params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
+        params = {"engine": self.engine, "hand_model": hand_model(every), "fps": fps,
                   "seed": self.seed, "num_samples": self.num_samples, "first_frame": start, **extra}
         if self.engine == "learned":  # the diffusion model's settings: the backend refuses them for the spline
             params["steps"] = self.steps

@@ -1,0 +1,79 @@
+"""Blender session: the motion buttons in scene states an animator has — a frame rate under 1 fps (Frame Rate
+1, Base 2) refused in Blender before anything is sent, and a finger slider set by a driver, whose finger shows
+the driver's pose, not the motion's keys: said with the result."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import bpy
+from session import ADDON_MODULE, Session, as_user, error_of, hand
+
+s = Session()
+s.install()
+a = s.args
+scene = bpy.context.scene
+ops = bpy.ops.handforge
+connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+SENT: list[str] = []
+
+
+def start():
+    os.environ["HANDFORGE_MOTION_CHECKPOINT"] = a["checkpoint"]  # the backend inherits this environment
+    s.start_backend()
+    client = connection.BACKEND.client
+    submit = client.submit
+
+    def recorded(kind, params=None, arrays=None, **kwargs):  # what was sent to the backend
+        SENT.append(kind)
+        return submit(kind, params, arrays, **kwargs)
+
+    client.submit = recorded
+    assert ops.add_hands() == {"FINISHED"}
+    for frame, angle in ((1, 0.0), (10, 0.4)):  # both hands keyed at two frames
+        scene.frame_set(frame)
+        for side in ("left", "right"):
+            hand(side).pose.bones["index1"].rotation_quaternion = (1.0, angle, 0.0, 0.0)
+        assert ops.key_pose(sides="BOTH") == {"FINISHED"}
+    scene.frame_set(1)
+
+
+s.check("start", start)
+
+
+def slow_frame_rate():
+    """Frame Rate 1 with Base 2: 0.5 fps (a time-lapse). The backend refused it as 'params.fps: must be between
+    1.0 and 1000.0', naming no setting of Blender's."""
+    scene.render.fps, scene.render.fps_base = 1, 2.0
+    try:
+        out = {}
+        for name, call in (("inbetween", lambda: ops.motion_inbetween(frame_start=1, frame_end=10, engine="spline")),
+                           ("generate", lambda: ops.motion_generate(frame_start=1, frame_end=10, engine="spline"))):
+            sent = len(SENT)
+            out[name] = {"message": error_of(call), "sent": SENT[sent:]}
+        return out
+    finally:
+        scene.render.fps, scene.render.fps_base = 30, 1.0
+
+
+s.check("slow_frame_rate", slow_frame_rate)
+
+
+def driven_slider():
+    """The right hand's index curl slider driven (a character's grip control): the finger shows the driver's
+    value on every frame, whatever its bones' keys; Generate Motion keyed it and said nothing."""
+    rig = hand("right")
+    curve = rig.driver_add("handforge.curl_index")
+    curve.driver.type = "SCRIPTED"
+    curve.driver.expression = "0.7"
+    try:
+        result, printed = as_user(ops.motion_generate, frame_start=1, frame_end=10, engine="spline", sides="RIGHT")
+        left = as_user(ops.motion_generate, frame_start=1, frame_end=10, engine="spline", sides="LEFT")
+    finally:
+        rig.driver_remove("handforge.curl_index")
+    return {"result": result, "printed": printed, "left": left}
+
+
+s.check("driven_slider", driven_slider)
+s.finish()

@@ -1,0 +1,40 @@
+"""Motion buttons in real Blender, through a real backend (started by the add-on), in scene states an animator
+has: a frame rate the motion engine cannot take, a finger slider set by a driver."""
+
+from __future__ import annotations
+
+import pytest
+
+from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_with_backend
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("motion_scene_states")
+    args = {"checkpoint": str(SHIPPED_CHECKPOINT), "work": str(work)}
+    return run_with_backend("motion_scene_states_session.py", addon_zip, work / "blender", args)
+
+
+def test_a_frame_rate_under_1_fps_is_refused_in_blender_naming_the_setting(session):
+    # before: sent, and the backend's "params.fps: must be between 1.0 and 1000.0, got 0.5" came back
+    session.no_error("start", "slow_frame_rate")
+    for button, found in session["slow_frame_rate"].items():
+        assert found["sent"] == [], (button, found)
+        message = found["message"]
+        assert "0.5 fps" in message and "Frame Rate 1 / Base 2" in message, message
+        assert "1 to 1000 fps" in message and "Output Properties" in message and "params." not in message, message
+
+
+def test_a_driven_finger_slider_is_said_with_the_motion(session):
+    # before: keyed and reported as done; the index finger showed the driver's curl on every frame, unsaid
+    session.no_error("driven_slider")
+    found = session["driven_slider"]
+    assert found["result"] == ["FINISHED"], found
+    printed = found["printed"]
+    assert "right hand: its index curl slider is driven" in printed, printed
+    assert "shows the driver's value, not these keys" in printed and "Delete Driver" in printed, printed
+    assert "driven" not in found["left"][1], found["left"]  # the left hand has no driver: nothing said
