@@ -70,13 +70,20 @@ FPS_LIMITS = (1.0, 1000.0)  # the frame rates the motion jobs take (their schema
 
 # ---------------------------------------------------------------------- reading the scene
 def frame_range(scene, start: int, end: int) -> tuple[int, int]:
-    """The operator's range (-1: the scene's), at least 2 and at most MOTION_MAX_FRAMES frames."""
+    """The operator's range (-1: the scene's), at least 2 and at most MOTION_MAX_FRAMES frames. A refusal says
+    which end is the scene's: with the panel's Start and End at -1, "set End after Start" sent the artist to
+    fields that showed -1, and "split it" did not say where a shorter range is set."""
+    asked = (start, end)
     start, end = scene_range(scene, start, end)
+    taken = [name for name, frame in zip(("Start", "End"), asked) if frame < 0]
+    what = (f"the frame range {start}-{end}" if not taken else f"the scene's frame range {start}-{end}" if
+            len(taken) == 2 else f"the frame range {start}-{end} ({taken[0]} -1: the scene's {taken[0].lower()})")
+    where = " in the Motion panel" if taken else ""
     if end <= start:
-        raise ValueError(f"the frame range {start}-{end} has fewer than 2 frames: set End after Start")
+        raise ValueError(f"{what} has fewer than 2 frames: set End after Start{where}")
     if end - start + 1 > MOTION_MAX_FRAMES:
-        raise ValueError(f"the frame range {start}-{end} has {end - start + 1} frames; the motion engine takes at "
-                         f"most {MOTION_MAX_FRAMES}: split it into shorter ranges")
+        raise ValueError(f"{what} has {end - start + 1} frames; the motion engine takes at most {MOTION_MAX_FRAMES}: "
+                         f"split it into shorter ranges, setting Start and End{where} for each")
     return start, end
 
 

@@ -38,3 +38,19 @@ def test_a_driven_finger_slider_is_said_with_the_motion(session):
     assert "right hand: its index curl slider is driven" in printed, printed
     assert "shows the driver's value, not these keys" in printed and "Delete Driver" in printed, printed
     assert "driven" not in found["left"][1], found["left"]  # the left hand has no driver: nothing said
+
+
+def test_a_scene_range_the_motion_engine_cannot_take_is_said_to_be_the_scenes(session):
+    # before: "the frame range 10-10 has fewer than 2 frames: set End after Start" (the panel's Start and End
+    # showed -1), and "split it into shorter ranges", not saying where
+    session.no_error("scene_range")
+    found = session["scene_range"]
+    one, long = found["one_frame"], found["long"]
+    assert one["sent"] == [] and long["sent"] == [], found
+    assert one["message"].startswith("Error: the scene's frame range 10-10 has fewer than 2 frames"), one
+    assert "set End after Start in the Motion panel" in one["message"], one
+    assert long["message"].startswith("Error: the scene's frame range 1-600 has 600 frames"), long
+    assert "setting Start and End in the Motion panel for each" in long["message"], long
+    assert "the frame range 50-600 (End -1: the scene's end) has 551 frames" in found["end_only"], found
+    own = found["own"]  # a range of the panel's own: said as before
+    assert own.startswith("Error: the frame range 1-600 has 600 frames") and "Motion panel" not in own, own

@@ -76,4 +76,21 @@ def driven_slider():
 
 
 s.check("driven_slider", driven_slider)
+def scene_range():
+    """The panel's Start and End at -1 (the scene's range): a scene of one frame, or of 600 frames."""
+    start, end = scene.frame_start, scene.frame_end
+    out = {}
+    try:
+        for name, (first, last) in (("one_frame", (10, 10)), ("long", (1, 600))):
+            scene.frame_start, scene.frame_end = first, last
+            sent = len(SENT)
+            out[name] = {"message": error_of(lambda: ops.motion_generate(engine="spline")), "sent": SENT[sent:]}
+        out["end_only"] = error_of(lambda: ops.motion_generate(frame_start=50, engine="spline"))
+        out["own"] = error_of(lambda: ops.motion_generate(frame_start=1, frame_end=600, engine="spline"))
+    finally:
+        scene.frame_start, scene.frame_end = start, end
+    return out
+
+
+s.check("scene_range", scene_range)
 s.finish()
