@@ -100,6 +100,25 @@ def check_fps(scene) -> float:
     return fps
 
 
+def check_replacing_action(rigs: dict[str, object]) -> None:
+    """Refuse a hand to be keyed whose action plays over NLA strips blended (Combine, Add, …) or at an influence
+    under 1: the motion is made from the pose shown and keyed into the action, so the strips' pose was added to it
+    again (an in-between over a base layer doubled the base on its generated frames, its keyed ones as they were)."""
+    for side, rig in rigs.items():
+        ad = rig.animation_data
+        if ad is None or ad.action is None or not ad.use_nla or ad.use_tweak_mode:  # (tweak mode: refused elsewhere)
+            continue
+        if not any(not track.mute and len(track.strips) for track in ad.nla_tracks):
+            continue  # (no strips under it: Blender plays the action as it is, whatever its blending)
+        if ad.action_blend_type != "REPLACE" or ad.action_influence < 1.0:
+            blending = ad.bl_rna.properties["action_blend_type"].enum_items[ad.action_blend_type].name
+            raise ValueError(f"the {side} hand {rig.name!r} plays its action {ad.action.name!r} over NLA strips with "
+                             f"Blending {blending} and Influence {ad.action_influence:g}: the motion is made from the "
+                             "pose shown and keyed into that action, which would add the strips' pose to it again; "
+                             "set the action's Blending to Replace and Influence to 1 (NLA editor > Sidebar > "
+                             "Animation Data), or push it down and key the motion on a new action")
+
+
 def motion_hands(context, target: str, whole_target: bool = True) -> tuple[dict[str, object], dict[str, object]]:
     """(hands to write, every hand of the scene), checked to be of one hand model and evaluated (read
     frame by frame where limits, NLA or drivers are on, and shown with their new keys). With
@@ -642,6 +661,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         # with one action shared, writing the left hand's keys moved the right hand too, unsaid
         keys.check_own_actions(every)
         keys.check_keyable({side: every[side] for side in write})
+        check_replacing_action({side: every[side] for side in write})
         placement = rig_placement(scene, every, start, end)
         arrays = into_shared_space(read, placement)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": fps,

@@ -54,3 +54,16 @@ def test_a_scene_range_the_motion_engine_cannot_take_is_said_to_be_the_scenes(se
     assert "the frame range 50-600 (End -1: the scene's end) has 551 frames" in found["end_only"], found
     own = found["own"]  # a range of the panel's own: said as before
     assert own.startswith("Error: the frame range 1-600 has 600 frames") and "Motion panel" not in own, own
+
+
+def test_keys_into_an_action_blended_over_nla_strips_are_refused_before_anything_is_sent(session):
+    # before: keyed, the strip's pose added again on the generated frames (the base bend doubled between the keys)
+    session.no_error("layered_action")
+    found = session["layered_action"]
+    for name, needle in (("combine", "Blending Combine and Influence 1"), ("half", "Blending Replace and Influence 0.5")):
+        result = found[name]
+        assert result["sent"] == [] and result["unchanged"] is True, (name, result)
+        message = result["message"]
+        assert "the right hand" in message and "over NLA strips" in message and needle in message, message
+        assert "set the action's Blending to Replace and Influence to 1" in message, message
+    assert found["replace"] == ["FINISHED"] and found["muted"] == ["FINISHED"], found

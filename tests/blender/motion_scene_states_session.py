@@ -93,4 +93,62 @@ def scene_range():
 
 
 s.check("scene_range", scene_range)
+
+
+def index_shown(frames) -> list[list[float]]:
+    bone = hand("right").pose.bones["index1"]
+    out = []
+    for frame in frames:
+        scene.frame_set(frame)
+        out.append([round(v, 5) for v in bone.matrix_basis.to_quaternion()])
+    return out
+
+
+def bend(rig, euler) -> None:
+    """The index finger's first joint rotated by ``euler`` (whatever its rotation mode)."""
+    from mathutils import Euler
+
+    bone = rig.pose.bones["index1"]
+    bone.rotation_quaternion = Euler(euler).to_quaternion()
+    bone.rotation_euler = euler
+
+
+def layered_action():
+    """The right hand's keys an additive layer (Blending Combine, or Influence 0.5) over an NLA strip that bends its
+    index finger: In-between keyed the pose shown into the layer, the base added again on the generated frames."""
+    rig = hand("right")
+    rig.animation_data_clear()  # (Generate Motion above made its keys generated ones): the artist's keys again
+    for frame, angle in ((1, 0.0), (10, 0.4)):
+        scene.frame_set(frame)
+        bend(rig, (angle, 0.0, 0.0))
+        assert ops.key_pose(sides="RIGHT") == {"FINISHED"}
+    scene.frame_set(1)
+    ad = rig.animation_data
+    layer, base = ad.action, bpy.data.actions.new("Base Layer")
+    ad.action = base
+    bend(rig, (0.0, 0.0, 0.9))
+    assert ops.key_pose(sides="RIGHT") == {"FINISHED"}
+    ad.action = layer
+    track = ad.nla_tracks.new()
+    track.strips.new("Base Layer", 1, base)
+    out = {}
+    try:
+        for name, blend, influence in (("combine", "COMBINE", 1.0), ("half", "REPLACE", 0.5)):
+            ad.action_blend_type, ad.action_influence = blend, influence
+            before, sent = index_shown(range(1, 11)), len(SENT)
+            message = error_of(lambda: ops.motion_inbetween(frame_start=1, frame_end=10, engine="spline",
+                                                           sides="RIGHT"))
+            out[name] = {"message": message, "sent": SENT[sent:], "unchanged": index_shown(range(1, 11)) == before}
+        ad.action_blend_type, ad.action_influence = "REPLACE", 1.0  # plays the action alone: taken
+        out["replace"] = sorted(ops.motion_inbetween(frame_start=1, frame_end=10, engine="spline", sides="RIGHT"))
+        track.mute = True  # the strip muted: nothing under the layer, taken as it is blended
+        ad.action_blend_type = "COMBINE"
+        out["muted"] = sorted(ops.motion_inbetween(frame_start=1, frame_end=10, engine="spline", sides="RIGHT"))
+    finally:
+        ad.action_blend_type, ad.action_influence = "REPLACE", 1.0
+        ad.nla_tracks.remove(track)
+    return out
+
+
+s.check("layered_action", layered_action)
 s.finish()
