@@ -541,7 +541,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(f"{side} hand: replaced {sum(parts.values())} of your keys on the "
                      f"{', '.join(names[:-1]) + ' and ' if len(names) > 1 else ''}{names[-1]} ({why}); "
                      "Ctrl-Z brings them back")
-    notes += driven_sliders_notes(rigs)
+    notes += driven_notes(rigs)
     engine = result.data.get("engine", request["params"].get("engine", ""))
     if result.data.get("warning"):
         notes.append(str(result.data["warning"]))
@@ -560,19 +560,25 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     return (jobs.Noted if notes else str)(text + "".join(f"; {n}" for n in notes))
 
 
-def driven_sliders_notes(rigs: dict[str, object]) -> list[str]:
-    """What to say of the keyed hands' finger sliders that a driver sets: such a slider moves its finger to the
-    driver's value on every frame (``fingers.follow_animation``), so that finger never shows the motion's keys."""
+def driven_notes(rigs: dict[str, object]) -> list[str]:
+    """What to say of what a driver sets on the keyed hands: a finger slider moves its finger to the driver's value on
+    every frame (``fingers.follow_animation``), and a driver on a bone's rotation or the wrist's location overrides
+    its keys, so neither shows the motion's keys there."""
     notes = []
     for side, rig in rigs.items():
         ad = rig.animation_data
         paths = {d.data_path for d in ad.drivers if not d.mute} if ad is not None else set()
-        driven = [(kind, finger) for kind, finger in keys.animated_sliders(rig) if keys.slider_path(kind, finger) in paths]
+        if not paths:
+            continue
+        driven = [f"{finger} {kind} slider" for kind, finger in keys.animated_sliders(rig)
+                  if keys.slider_path(kind, finger) in paths]
+        driven += [f"{JOINT_NAMES[part] if part < WRIST_LOCATION else WRIST} "
+                   f"{'location' if part == WRIST_LOCATION else 'rotation'}"
+                   for path, part in _key_parts(rig).items() if path in paths]
         if driven:
-            names = ", ".join(f"{finger} {kind}" for kind, finger in driven)
-            notes.append(f"{side} hand: its {names} slider{'s are' if len(driven) > 1 else ' is'} driven, so that "
-                         "finger shows the driver's value, not these keys: mute the driver or remove it (right-click "
-                         "the slider > Delete Driver) to see them")
+            notes.append(f"{side} hand: its {', '.join(driven)} {'are' if len(driven) > 1 else 'is'} driven, so it "
+                         "shows the driver's value, not these keys: mute the driver or remove it (right-click the "
+                         "property > Delete Driver) to see them")
     return notes
 
 

@@ -38,6 +38,8 @@ def test_a_driven_finger_slider_is_said_with_the_motion(session):
     assert "right hand: its index curl slider is driven" in printed, printed
     assert "shows the driver's value, not these keys" in printed and "Delete Driver" in printed, printed
     assert "driven" not in found["left"][1], found["left"]  # the left hand has no driver: nothing said
+    bone = found["bone"]  # a driver on a bone's rotation
+    assert bone[0] == ["FINISHED"] and "right hand: its middle2 rotation is driven" in bone[1], bone
 
 
 def test_a_scene_range_the_motion_engine_cannot_take_is_said_to_be_the_scenes(session):

@@ -72,7 +72,16 @@ def driven_slider():
         left = as_user(ops.motion_generate, frame_start=1, frame_end=10, engine="spline", sides="LEFT")
     finally:
         rig.driver_remove("handforge.curl_index")
-    return {"result": result, "printed": printed, "left": left}
+    # a driver on a bone's own rotation (a rig's grip set-up) overrides its keys as well
+    bone = rig.pose.bones["middle2"]
+    path = "rotation_quaternion" if bone.rotation_mode == "QUATERNION" else "rotation_euler"
+    for curve in bone.driver_add(path):
+        curve.driver.expression = "0.0"
+    try:
+        bone_result = as_user(ops.motion_generate, frame_start=1, frame_end=10, engine="spline", sides="RIGHT")
+    finally:
+        bone.driver_remove(path)
+    return {"result": result, "printed": printed, "left": left, "bone": bone_result}
 
 
 s.check("driven_slider", driven_slider)
