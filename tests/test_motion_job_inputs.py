@@ -242,7 +242,8 @@ def test_keys_and_paths_longer_than_the_model_takes_are_refused_before_the_job_i
     error = refused(kind, {"fps": 24.0}, request(kind, 410), field="arrays")
     assert error.message == ("arrays: 410 frames at 24 fps (17.04 s) is longer than the model's 512 frames at 30 fps "
                              "(17.03 s)")
-    assert error.hint == "generate at most 409 frames at a time at 24 fps, or use the spline engine (any length)"
+    assert error.hint == ("generate at most 409 frames at a time at 24 fps, or use the spline engine (up to 512 frames at "
+                          "any frame rate)")
     taken(kind, {"fps": 24.0, "engine": "spline"}, request(kind, 410))
 
 

@@ -324,9 +324,12 @@ def test_a_range_longer_than_the_model_takes_is_refused_before_the_job_is_queued
         assert outcome.field == field and " is longer than the model's 512 frames at 30 fps" in outcome.message
     assert outcomes[0].message.startswith("params.num_frames: 410 frames at 24 fps (17.04 s)")
     assert generate.position is None and inbetween.position is None  # never accepted
-    with server.client() as client:  # the spline engine takes any length
-        assert client.run("motion.generate", {"num_frames": 410, "fps": 24.0, "engine": "spline"}, {},
+    with server.client() as client:  # the spline engine takes the kind's 512 frames at any rate (the hint said "any
+        # length", and 513 is refused by the schema whatever the engine)
+        assert client.run("motion.generate", {"num_frames": 512, "fps": 24.0, "engine": "spline"}, {},
                           timeout=120).data["engine"] == "spline"
+        refused = client.submit("motion.generate", {"num_frames": 513, "fps": 24.0, "engine": "spline"}, {}).wait(60)
+        assert isinstance(refused, Error) and refused.field == "params.num_frames", refused
 
 
 def test_a_job_that_cannot_finish_in_time_fails_as_soon_as_its_pace_says_so(server):
@@ -671,7 +674,7 @@ def test_the_hint_names_the_most_frames_the_model_takes(tmp_path, monkeypatch, f
         jobs._check_generate({**params, "num_frames": most + 1}, {})
     assert refused.value.field == "params.num_frames"
     assert refused.value.hint == (f"generate at most {most} frames at a time at {fps:g} fps, or use the spline "
-                                  "engine (any length)")
+                                  "engine (up to 512 frames at any frame rate)")
 
 
 def test_a_job_cancels_while_it_checks_where_the_hands_overlap(server):

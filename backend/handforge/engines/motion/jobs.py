@@ -221,7 +221,8 @@ def _beyond_model(num_frames: int, fps: float, steps: int, model: Mapping[str, A
         return ("frames", f"{num_frames} frames at {fps:g} fps ({(num_frames - 1) / fps:.2f} s) is longer than the "
                 f"model's {model['max_frames']} frames at {model['fps']:g} fps "
                 f"({(model['max_frames'] - 1) / model['fps']:.2f} s)",
-                f"generate at most {most} frames at a time at {fps:g} fps, or use the spline engine (any length)")
+                f"generate at most {most} frames at a time at {fps:g} fps, or use the spline engine (up to "
+                f"{MOTION_MAX_FRAMES} frames at any frame rate)")
     if steps > model["num_train_timesteps"]:
         # the schema allows 1000 (the shipped model's); a checkpoint trained with fewer diffusion steps
         # cannot take more DDIM steps (diffusers' set_timesteps raised a ValueError: an internal error)
