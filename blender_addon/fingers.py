@@ -25,6 +25,7 @@ from . import app_handlers, fcurves, keys
 from . import pose as pose_conv
 from . import rig
 from handforge_shared import anatomy
+from handforge_shared.poses import PoseFormatError
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES
 
 # Sliders are float32: a value within this of what the bones show is the same value.
@@ -80,6 +81,17 @@ def slider_changed(context, arm_obj, kind: str, finger: str) -> None:
     joints = move_fingers(arm_obj, [(kind, finger)])
     if context.scene.tool_settings.use_keyframe_insert_auto:
         _autokey(context.scene, arm_obj, joints, keys.slider_path(kind, finger))
+
+
+def check_autokeyable(scene, rigs) -> None:
+    """With auto-keying on, refuse ``rigs`` (a pose tool's, checked before it poses any) whose keys cannot be
+    inserted (``keys.check_keyable``: an action linked from another file). Blender skipped each key with a warning,
+    the tool said done, and the next frame change took the new pose away."""
+    if scene.tool_settings.use_keyframe_insert_auto:
+        try:
+            keys.check_keyable(dict(enumerate(rigs)))
+        except PoseFormatError as exc:
+            raise PoseFormatError(f"{exc}, or turn auto-keying off to pose it without keys") from None
 
 
 def posed(scene, arm_obj, pose, fingers_only: bool) -> None:

@@ -136,10 +136,17 @@ def save_user_pose(name: str, angles: np.ndarray, overwrite: bool = False) -> Pa
     return _write_user_poses(poses)
 
 
+def _kept_name(name: str, poses: dict) -> str:
+    """The name ``name`` (as typed, or as a browser button passes it) is kept under in ``poses``. One the library
+    holds exactly is that one: a hand-edited file's " fist " or an over-long name was listed in the browser, and
+    its Apply and Delete buttons said there was no such pose, or that the name was too long."""
+    return name if name in poses else check_name(name)
+
+
 def user_pose(name: str) -> np.ndarray:
     """The saved angles of the user pose ``name`` (as typed)."""
-    name = check_name(name)
     poses = load_user_poses()
+    name = _kept_name(name, poses)
     if name not in poses:
         raise ValueError(f"there is no user pose named {name!r}: save one with Save Pose first")
     return poses[name]
@@ -147,8 +154,8 @@ def user_pose(name: str) -> np.ndarray:
 
 def delete_user_pose(name: str) -> str:
     """Delete the user pose ``name`` (as typed); returns its name as kept."""
-    name = check_name(name)
     poses = load_user_poses()
+    name = _kept_name(name, poses)
     if name not in poses:
         raise ValueError(f"there is no user pose named {name!r}")
     del poses[name]

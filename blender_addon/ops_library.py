@@ -32,7 +32,9 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         angles = library.user_pose(self.name)
-        for obj in hands.scene_hands(context.scene, _target(self, context), edit=True).values():
+        found = hands.scene_hands(context.scene, _target(self, context), edit=True)
+        fingers.check_autokeyable(context.scene, found.values())
+        for obj in found.values():
             current = pose_conv.read_pose(obj, visual=False)
             fingers.posed(context.scene, obj, current.replace(hand_pose=library.hand_pose_of(angles, obj)),
                           fingers_only=True)

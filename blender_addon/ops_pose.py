@@ -54,7 +54,9 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        for obj in hands.scene_hands(context.scene, _target(self, context), edit=True).values():
+        found = hands.scene_hands(context.scene, _target(self, context), edit=True)
+        fingers.check_autokeyable(context.scene, found.values())
+        for obj in found.values():
             current = pose_conv.read_pose(obj, visual=False)
             _posed(context, obj, current.replace(hand_pose=presets.hand_pose(self.preset, obj)), fingers_only=True)
         return {"FINISHED"}
@@ -84,6 +86,7 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
             raise ValueError("mirroring needs both hands in the scene: add them with Add Hands")
         src, dst = found[source], found[other_side(source)]
         hands.check_evaluated(context.view_layer, [src])
+        fingers.check_autokeyable(context.scene, [dst])
         given = pose_conv.read_pose(src)
         if self.include_placement:
             mirrored = pose_conv.world_mirrored(given, src, dst)
@@ -108,7 +111,9 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        for side, obj in hands.scene_hands(context.scene, _target(self, context), edit=True).items():
+        found = hands.scene_hands(context.scene, _target(self, context), edit=True)
+        fingers.check_autokeyable(context.scene, found.values())
+        for side, obj in found.items():
             # the fingers alone need no reading of the pose (a NaN in a bone made Reset fail on it)
             pose = hands.DEFAULT_PLACEMENT[side]
             _posed(context, obj, pose.replace(hand_pose=pose.hand_pose * 0.0), fingers_only=not self.include_placement)
@@ -176,8 +181,10 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
         # a copied hand is pasted as its pose parameters (placed by its rig here); a missing one is mirrored
         # in the world through the copied side's rig here, targeted or not, as Mirror Pose does
         givers = hands.scene_hands(context.scene, "BOTH", required=False)
+        takers = hands.scene_hands(context.scene, _target(self, context), edit=True)
+        fingers.check_autokeyable(context.scene, takers.values())
         posed = []
-        for side, obj in hands.scene_hands(context.scene, _target(self, context), edit=True).items():
+        for side, obj in takers.items():
             if side in copied:
                 pose = copied[side]
             elif self.fingers_only:

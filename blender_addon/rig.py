@@ -61,8 +61,10 @@ def hand_collection(scene) -> bpy.types.Collection:
     """This scene's HandForge collection, made and linked to it when it has none. One per scene: the
     collection of another scene linked here would bring that scene's hands along."""
     for coll in scene.collection.children:
-        # (one linked from another file takes no new objects: the hands go into a collection of this file)
-        if (coll.get("handforge_hands") or coll.name == COLLECTION_NAME) and coll.library is None:
+        # (one linked from another file, or its library override, takes no new objects: Add Hands failed on an
+        # override's with a RuntimeError; the hands go into a collection of this file)
+        if ((coll.get("handforge_hands") or coll.name == COLLECTION_NAME) and coll.library is None
+                and coll.override_library is None):
             return coll
     coll = bpy.data.collections.new(COLLECTION_NAME)  # "HandForge.001" when another scene has "HandForge"
     coll["handforge_hands"] = True

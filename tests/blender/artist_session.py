@@ -1,0 +1,95 @@
+"""Blender session: an artist's odd but real states around the pose tools: a hand-edited user pose library,
+hands linked from another file and library-overridden (auto-keying on, Add Hands beside them)."""
+
+from __future__ import annotations
+
+import json
+
+import bpy
+import numpy as np
+
+from session import ADDON_MODULE, Session, as_user, hand, init_undo
+
+s = Session()
+s.install()
+
+
+def rotations(obj) -> np.ndarray:
+    return np.array([np.array(pb.matrix_basis) for pb in obj.pose.bones])
+
+
+def library_path():
+    import importlib
+
+    return importlib.import_module(f"{ADDON_MODULE}.library").user_library_path()
+
+
+def hand_edited_names():
+    """Names typed into the user library's JSON by hand: listed in the browser as they are, so its Apply and
+    Delete buttons pass them as they are (they said there was no such pose, or the name was too long)."""
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    assert bpy.ops.handforge.apply_preset(preset="fist", sides="RIGHT") == {"FINISHED"}
+    assert bpy.ops.handforge.save_user_pose(name="fist", side="RIGHT") == {"FINISHED"}
+    path = library_path()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    odd = {"spaced": " my fist ", "long": "a very long name " * 6}
+    for name in odd.values():
+        data["poses"][name] = data["poses"]["fist"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    out = {}
+    for key, name in odd.items():
+        assert bpy.ops.handforge.reset_pose(sides="BOTH") == {"FINISHED"}
+        out[f"{key}_apply"] = as_user(bpy.ops.handforge.apply_user_pose, name=name, sides="LEFT")
+        out[f"{key}_posed"] = float(np.abs(rotations(hand("left"))[1:] - np.eye(4)).max())
+        out[f"{key}_delete"] = as_user(bpy.ops.handforge.delete_user_pose, name=name)
+    out["left"] = sorted(json.loads(path.read_text(encoding="utf-8"))["poses"])
+    return out
+
+
+s.check("names", hand_edited_names)
+
+
+def overridden_hands():
+    """Hands linked from another file with their keys, then library-overridden (editable): with auto-keying on,
+    a pose tool cannot key them (Blender skips keys in the linked action) and refuses before posing; Add Hands
+    builds beside them (it failed on the override of the HandForge collection)."""
+    library = str(s.work / "hands.blend")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    for frame in (1, 10):
+        hand("right").keyframe_insert('pose.bones["index2"].rotation_euler', frame=frame)
+    bpy.ops.wm.save_as_mainfile(filepath=library)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    init_undo()
+    scene = bpy.context.scene
+    with bpy.data.libraries.load(library, link=True) as (_, into):
+        into.collections = ["HandForge"]
+    linked = into.collections[0]
+    scene.collection.children.link(linked)
+    linked.override_hierarchy_create(scene, bpy.context.view_layer, do_fully_editable=True)
+    scene.collection.children.unlink(linked)
+    right = next(o for o in scene.objects if o.type == "ARMATURE" and o.handforge.side == "right")
+    out = {"override": right.override_library is not None and right.is_editable,
+           "action_linked": right.animation_data.action.library is not None}
+    scene.tool_settings.use_keyframe_insert_auto = True
+    before = {o.name: rotations(o) for o in scene.objects if o.type == "ARMATURE"}
+    out["tools"] = {
+        "apply_preset": as_user(bpy.ops.handforge.apply_preset, preset="point", sides="BOTH"),
+        "reset_pose": as_user(bpy.ops.handforge.reset_pose, sides="RIGHT"),
+        "mirror_pose": as_user(bpy.ops.handforge.mirror_pose, direction="LEFT_TO_RIGHT"),
+        "paste_pose": as_user(bpy.ops.handforge.paste_pose, sides="RIGHT", text=json.dumps(
+            {"format": "handforge.pose", "hands": {"left": {"global_orient": [0.0] * 3, "hand_pose": [0.1] * 45,
+                                                     "betas": [0.0] * 10, "transl": [0.0] * 3}}})),
+        "apply_user_pose": as_user(bpy.ops.handforge.apply_user_pose, name="fist", sides="RIGHT"),
+    }
+    out["moved"] = max(float(np.abs(rotations(bpy.data.objects[n]) - r).max()) for n, r in before.items())
+    scene.tool_settings.use_keyframe_insert_auto = False
+    out["unkeyed"] = as_user(bpy.ops.handforge.apply_preset, preset="point", sides="LEFT")
+    out["add_hands"] = as_user(bpy.ops.handforge.add_hands)
+    new = [o for o in scene.objects if o.type == "ARMATURE" and o.override_library is None]
+    out["new"] = sorted((o.name, c.name, c.override_library is None) for o in new for c in o.users_collection)
+    return out
+
+
+s.check("overridden", overridden_hands)
+s.finish()

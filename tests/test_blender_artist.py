@@ -1,0 +1,45 @@
+"""An artist's odd but real states around the pose tools in real Blender: a hand-edited user pose library,
+library-overridden hands with linked keys under auto-keying, Add Hands beside an overridden HandForge collection."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("artist_session")
+    return run_blender("artist_session.py", addon_zip, work / "blender")
+
+
+def test_a_hand_edited_library_name_is_applied_and_deleted_as_listed(session):
+    session.no_error("names")
+    out = session["names"]
+    for key in ("spaced", "long"):
+        assert out[f"{key}_apply"][0] == ["FINISHED"], out[f"{key}_apply"]
+        assert out[f"{key}_posed"] > 0.1  # the left hand took the saved fist
+        assert out[f"{key}_delete"][0] == ["FINISHED"], out[f"{key}_delete"]
+    assert out["left"] == ["fist"]
+
+
+def test_pose_tools_refuse_to_auto_key_into_a_linked_action_before_posing(session):
+    session.no_error("overridden")
+    out = session["overridden"]
+    assert out["override"] and out["action_linked"]
+    for tool, (result, said) in out["tools"].items():
+        assert result == ["CANCELLED"], (tool, said)
+        assert "linked from" in said and "hands.blend" in said and "auto-keying off" in said, (tool, said)
+    assert out["moved"] == 0.0  # nothing posed (it was, and the next frame change took it away)
+    assert out["unkeyed"][0] == ["FINISHED"], out["unkeyed"]  # without auto-keying, posing is the artist's call
+
+
+def test_add_hands_builds_beside_an_overridden_hand_collection(session):
+    out = session["overridden"]
+    assert out["add_hands"][0] == ["FINISHED"], out["add_hands"]
+    assert out["new"] and all(local for _, _, local in out["new"]), out["new"]
+    assert {coll for _, coll, _ in out["new"]} == {"HandForge.001"}, out["new"]
