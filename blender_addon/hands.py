@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import reframe
 from . import pose as pose_conv
 from . import rig as rig_build
 from handforge_shared.poses import side_by_side
 from handforge_shared.protocol import sentence
 from handforge_shared.rig import HandRig, load_open_hand_rig
-from handforge_shared.skeleton import SIDES, other_side
+from handforge_shared.skeleton import JOINT_NAMES, SIDES, other_side
 
 DEFAULT_PLACEMENT = side_by_side().hands
 TARGET_SIDES = {"BOTH": ("left", "right"), "LEFT": ("left",), "RIGHT": ("right",)}
@@ -158,6 +160,21 @@ def poll_not_in_edit_mode(cls, context) -> bool:
             cls.poll_message_set(sentence(why))
             return False
     return True
+
+
+def check_finite(rigs) -> None:
+    """Refuse rigs whose pose is to be read while a bone's rotation (or the wrist's location) is not a number,
+    naming the bone and the fix: it was "hand_pose has a non-finite value (NaN or inf) at index [3]", a
+    parameter the artist never typed."""
+    for obj in rigs:
+        for name in JOINT_NAMES:
+            pb = obj.pose.bones[name]
+            what = ("rotation" if not np.isfinite(pose_conv.channel_values(pb)).all() else
+                    "location" if name == JOINT_NAMES[0] and not np.isfinite(np.array(pb.location)).all() else "")
+            if what:
+                reset = "Reset Pose with Include Placement" if name == JOINT_NAMES[0] else "Reset Pose"
+                raise NoHandsError(f"the bone {name!r} of the hand {obj.name!r} has a {what} that is not a number "
+                                   f"(NaN): clear it (Pose Mode: select the bone, Alt-R or Alt-G), or use {reset}")
 
 
 def one_hand_model(rigs: dict, what: str) -> str:

@@ -103,6 +103,7 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
         ops_interaction.check_not_browsed(context, targets.values(), "Set Shape")
         for obj in targets.values():  # every hand checked before any is changed
             rig.check_reshapable(context, obj)
+        hands.check_finite(targets.values())  # (its pose is kept: read first)
         for obj in targets.values():
             hands.set_shape(context, obj, np.array(self.betas))
         return {"FINISHED"}

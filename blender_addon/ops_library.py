@@ -9,9 +9,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from . import fingers, hands, library
-from . import pose as pose_conv
 from .errors import reports_errors
-from .ops_pose import _target, sides_option
+from .ops_pose import _target, fingers_pose, sides_option
 from .properties import ONE_SHOT
 
 ONE_SIDE = [("RIGHT", "Right", "The right hand"), ("LEFT", "Left", "The left hand")]
@@ -35,9 +34,7 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         fingers.check_autokeyable(context.scene, found.values())
         for obj in found.values():
-            current = pose_conv.read_pose(obj, visual=False)
-            fingers.posed(context.scene, obj, current.replace(hand_pose=library.hand_pose_of(angles, obj)),
-                          fingers_only=True)
+            fingers.posed(context.scene, obj, fingers_pose(obj, library.hand_pose_of(angles, obj)), fingers_only=True)
         return {"FINISHED"}
 
 
@@ -69,6 +66,7 @@ class HANDFORGE_OT_save_user_pose(bpy.types.Operator):
     def execute(self, context):
         obj = hands.scene_hands(context.scene, self.side)[self.side.lower()]
         hands.check_evaluated(context.view_layer, [obj])
+        hands.check_finite([obj])
         path = library.save_user_pose(self.name, library.finger_angles(obj), overwrite=self.overwrite)
         self.report({"INFO"}, f"saved {library.check_name(self.name)!r} to {path}")
         return {"FINISHED"}

@@ -40,6 +40,13 @@ def _posed(context, obj, pose: HandPose, fingers_only: bool) -> None:
     fingers.posed(context.scene, obj, pose, fingers_only)
 
 
+def fingers_pose(obj, hand_pose) -> HandPose:
+    """A pose to write with ``fingers_only``: ``hand_pose`` on the rig's default wrist, which is not written (a
+    bone's own rotation does not depend on its parents'). Not the rig's pose read back: a NaN in the very
+    finger bone the tool replaces refused it ("hand_pose has a non-finite value"), while Reset fixed it."""
+    return hands.DEFAULT_PLACEMENT[obj.handforge.side].replace(hand_pose=hand_pose)
+
+
 class HANDFORGE_OT_apply_preset(bpy.types.Operator):
     """Pose the fingers of the hands with a named pose from the HandForge pose library"""
 
@@ -57,8 +64,7 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         fingers.check_autokeyable(context.scene, found.values())
         for obj in found.values():
-            current = pose_conv.read_pose(obj, visual=False)
-            _posed(context, obj, current.replace(hand_pose=presets.hand_pose(self.preset, obj)), fingers_only=True)
+            _posed(context, obj, fingers_pose(obj, presets.hand_pose(self.preset, obj)), fingers_only=True)
         return {"FINISHED"}
 
 
@@ -86,12 +92,13 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
             raise ValueError("mirroring needs both hands in the scene: add them with Add Hands")
         src, dst = found[source], found[other_side(source)]
         hands.check_evaluated(context.view_layer, [src])
+        hands.check_finite([src])
         fingers.check_autokeyable(context.scene, [dst])
         given = pose_conv.read_pose(src)
         if self.include_placement:
             mirrored = pose_conv.world_mirrored(given, src, dst)
         else:
-            mirrored = pose_conv.read_pose(dst, visual=False).replace(hand_pose=given.mirrored().hand_pose)
+            mirrored = fingers_pose(dst, given.mirrored().hand_pose)
         _posed(context, dst, mirrored, fingers_only=not self.include_placement)
         return {"FINISHED"}
 
@@ -132,6 +139,7 @@ class HANDFORGE_OT_copy_pose(bpy.types.Operator):
     def execute(self, context):
         found = hands.scene_hands(context.scene, _target(self, context))
         hands.check_evaluated(context.view_layer, found.values())
+        hands.check_finite(found.values())
         text = json.dumps({"format": CLIPBOARD_FORMAT, "hands": {s: pose_conv.read_pose(o).to_dict() for s, o in found.items()}})
         context.window_manager.clipboard = text
         global _last_copied
@@ -192,7 +200,7 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
             else:  # (with no rig of the copied side here, through this rig's own YZ plane)
                 pose = pose_conv.world_mirrored(copied[other_side(side)], givers.get(other_side(side), obj), obj)
             if self.fingers_only:
-                pose = pose_conv.read_pose(obj, visual=False).replace(hand_pose=pose.hand_pose)
+                pose = fingers_pose(obj, pose.hand_pose)
             posed.append((obj, pose))
         for obj, pose in posed:
             _posed(context, obj, pose, fingers_only=self.fingers_only)

@@ -27,6 +27,16 @@ def test_a_hand_edited_library_name_is_applied_and_deleted_as_listed(session):
     assert out["left"] == ["fist"]
 
 
+def test_a_nan_finger_bone_is_replaced_by_the_posing_tools_and_named_by_the_reading_ones(session):
+    session.no_error("nan_bone")
+    out = session["nan_bone"]
+    for tool in ("apply_preset", "apply_user_pose", "mirror_pose", "paste_pose"):
+        assert out[tool] == ["FINISHED"] and out[f"{tool}_finite"], (tool, out[tool])
+    for tool, (result, said) in out["refused"].items():
+        assert result == ["CANCELLED"], (tool, said)
+        assert "the bone 'index2' of the hand 'Hand.R'" in said and "Reset Pose" in said, (tool, said)
+
+
 def test_pose_tools_refuse_to_auto_key_into_a_linked_action_before_posing(session):
     session.no_error("overridden")
     out = session["overridden"]

@@ -49,6 +49,37 @@ def hand_edited_names():
 s.check("names", hand_edited_names)
 
 
+def nan_bone():
+    """A finger bone whose rotation is NaN (a driver's or a script's): the tools that pose the fingers replace
+    it (they refused, reading it back: "hand_pose has a non-finite value"); those that read it name it."""
+    nan = float("nan")
+    out = {}
+    pasted = json.dumps({"format": "handforge.pose", "hands": {"left": {
+        "global_orient": [0.0] * 3, "hand_pose": [0.1] * 45, "betas": [0.0] * 10, "transl": [0.0] * 3}}})
+    ops = bpy.ops.handforge
+    for tool, (call, kwargs) in {
+        "apply_preset": (ops.apply_preset, {"preset": "fist", "sides": "RIGHT"}),
+        "apply_user_pose": (ops.apply_user_pose, {"name": "fist", "sides": "RIGHT"}),
+        "mirror_pose": (ops.mirror_pose, {"direction": "LEFT_TO_RIGHT"}),
+        "paste_pose": (ops.paste_pose, {"sides": "RIGHT", "fingers_only": True, "text": pasted}),
+    }.items():
+        hand("right").pose.bones["index2"].rotation_euler = (nan, 0.0, 0.0)
+        out[tool] = as_user(call, **kwargs)[0]
+        out[f"{tool}_finite"] = bool(np.isfinite(rotations(hand("right"))).all())
+    hand("right").pose.bones["index2"].rotation_euler = (nan, 0.0, 0.0)
+    out["refused"] = {
+        "copy_pose": as_user(bpy.ops.handforge.copy_pose, sides="RIGHT"),
+        "save_user_pose": as_user(bpy.ops.handforge.save_user_pose, name="broken", side="RIGHT"),
+        "mirror_from": as_user(bpy.ops.handforge.mirror_pose, direction="RIGHT_TO_LEFT"),
+        "set_shape": as_user(bpy.ops.handforge.set_shape, sides="RIGHT", betas=(1.0,) + (0.0,) * 9),
+    }
+    assert bpy.ops.handforge.reset_pose(sides="RIGHT") == {"FINISHED"}
+    return out
+
+
+s.check("nan_bone", nan_bone)
+
+
 def overridden_hands():
     """Hands linked from another file with their keys, then library-overridden (editable): with auto-keying on,
     a pose tool cannot key them (Blender skips keys in the linked action) and refuses before posing; Add Hands
