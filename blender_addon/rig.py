@@ -316,6 +316,11 @@ def hand_mesh(arm_obj):
     return None
 
 
+def forearm_meshes(arm_obj) -> list:
+    """The rig's forearms (``forearm.add_forearm``)."""
+    return [c for c in arm_obj.children if c.type == "MESH" and "handforge_forearm" in c]
+
+
 def hand_ids(arm_obj) -> list:
     """What a hand's animation sets values on: the rig and its armature, its hand mesh, the mesh's data and
     corrective shape keys."""
@@ -442,7 +447,7 @@ def _refit_forearms(arm_obj, mesh_obj, joints: np.ndarray) -> None:
     vertex count) is left as it is."""
     from handforge_shared.forearm import ForearmSpec, forearm_around
 
-    forearms = [c for c in arm_obj.children if c.type == "MESH" and "handforge_forearm" in c]
+    forearms = forearm_meshes(arm_obj)
     if not forearms:
         return
     mesh = mesh_obj.data

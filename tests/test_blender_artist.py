@@ -37,6 +37,14 @@ def test_a_nan_finger_bone_is_replaced_by_the_posing_tools_and_named_by_the_read
         assert "the bone 'index2' of the hand 'Hand.R'" in said and "Reset Pose" in said, (tool, said)
 
 
+def test_set_shape_waits_for_a_forearm_in_edit_mode(session):
+    session.no_error("forearm")
+    out = session["forearm"]
+    result, said = out["set_shape"]
+    assert result == ["CANCELLED"] and "'Hand.R Forearm' of the hand 'Hand.R' is in Edit Mode" in said, said
+    assert out["betas"] == [0.0, 0.0]  # neither hand changed
+
+
 def test_pose_tools_refuse_to_auto_key_into_a_linked_action_before_posing(session):
     session.no_error("overridden")
     out = session["overridden"]

@@ -80,6 +80,24 @@ def nan_bone():
 s.check("nan_bone", nan_bone)
 
 
+def forearm_in_edit_mode():
+    """Set Shape while a hand's forearm is in Edit Mode: refused as for the hand's own mesh (the forearm's refit
+    was lost when its Edit Mode was left, a seam at the wrist)."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    init_undo()
+    assert bpy.ops.handforge.add_hands(forearm="SKIN") == {"FINISHED"}
+    forearm = next(c for c in hand("right").children if "handforge_forearm" in c)
+    bpy.context.view_layer.objects.active = forearm
+    bpy.ops.object.mode_set(mode="EDIT")
+    out = {"set_shape": as_user(bpy.ops.handforge.set_shape, sides="BOTH", betas=(3.0,) + (0.0,) * 9)}
+    bpy.ops.object.mode_set(mode="OBJECT")
+    out["betas"] = [hand(side).handforge.betas[0] for side in ("left", "right")]
+    return out
+
+
+s.check("forearm", forearm_in_edit_mode)
+
+
 def overridden_hands():
     """Hands linked from another file with their keys, then library-overridden (editable): with auto-keying on,
     a pose tool cannot key them (Blender skips keys in the linked action) and refuses before posing; Add Hands
