@@ -169,8 +169,10 @@ def user_names(search: str = "") -> list[str]:
 
 # ---------------------------------------------------------------------- poses on rigs
 def finger_angles(arm_obj) -> np.ndarray:
-    """(15, 3) anatomical angles of a rig's current finger pose (what a user pose stores)."""
-    pose = pose_conv.read_pose(arm_obj, visual=False)
+    """(15, 3) anatomical angles of a rig's finger pose as shown (what a user pose stores). Where a bone constraint
+    acts (the joint limits, the artist's IK), the pose shown, as Copy and Mirror read it: from the channels, a
+    finger held at its limit was saved as it was dragged beyond it (69° hyperextended where 5° showed)."""
+    pose = pose_conv.read_pose(arm_obj)
     return anatomy.hand_pose_to_anatomical(pose.hand_pose, pose_conv.bone_frames(arm_obj), arm_obj.handforge.side)
 
 

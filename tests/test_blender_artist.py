@@ -37,6 +37,13 @@ def test_a_nan_finger_bone_is_replaced_by_the_posing_tools_and_named_by_the_read
         assert "the bone 'index2' of the hand 'Hand.R'" in said and "Reset Pose" in said, (tool, said)
 
 
+def test_save_pose_keeps_the_pose_the_joint_limits_show(session):
+    session.no_error("limits")
+    out = session["limits"]
+    assert out["saved"][0] == ["FINISHED"] and out["applied"][0] == ["FINISHED"], out
+    assert abs(out["flexion"]) < 10.0, out["flexion"]  # what the limits showed (about 5°), not the channels' 69°
+
+
 def test_set_shape_waits_for_a_forearm_in_edit_mode(session):
     session.no_error("forearm")
     out = session["forearm"]

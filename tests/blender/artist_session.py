@@ -80,6 +80,24 @@ def nan_bone():
 s.check("nan_bone", nan_bone)
 
 
+def save_at_the_limit():
+    """Save Pose from a hand whose joint limits hold a finger dragged beyond them: the pose shown is saved (the
+    channels were: applied to the other hand, index2 was 69° hyperextended where 5° showed)."""
+    right = hand("right")
+    right.handforge.use_limits = True
+    right.pose.bones["index2"].rotation_euler = (-1.2, 0.0, 0.0)
+    saved = as_user(bpy.ops.handforge.save_user_pose, name="held", side="RIGHT")
+    applied = as_user(bpy.ops.handforge.apply_user_pose, name="held", sides="LEFT")
+    # the left index2's flexion (rotation about its bone X), from its channels: the left hand has no limits
+    basis = np.array(hand("left").pose.bones["index2"].matrix_basis)
+    right.handforge.use_limits = False
+    assert bpy.ops.handforge.reset_pose(sides="BOTH") == {"FINISHED"}
+    return {"saved": saved, "applied": applied, "flexion": float(np.degrees(np.arctan2(basis[2, 1], basis[1, 1])))}
+
+
+s.check("limits", save_at_the_limit)
+
+
 def forearm_in_edit_mode():
     """Set Shape while a hand's forearm is in Edit Mode: refused as for the hand's own mesh (the forearm's refit
     was lost when its Edit Mode was left, a seam at the wrist)."""
