@@ -163,6 +163,20 @@ def poll_not_in_edit_mode(cls, context) -> bool:
     return True
 
 
+def poll_nothing_in_edit_mode(cls, context) -> bool:
+    """``poll_not_in_edit_mode``, and greyed too while any other object is in Edit Mode: Blender's undo then holds
+    only that object's edits (a preset pressed while a prop was edited posed the hand, and Ctrl-Z did not undo
+    it). For the pose and shape buttons, which need nothing edited meanwhile."""
+    if not poll_not_in_edit_mode(cls, context):
+        return False
+    edited = context.edit_object if context.mode.startswith("EDIT") else None
+    if edited is not None:
+        cls.poll_message_set(sentence(f"{edited.name!r} is in Edit Mode, where undo holds only its edits (a change to "
+                                      "the hands could not be undone): leave it (Tab) first"))
+        return False
+    return True
+
+
 def check_finite(rigs) -> None:
     """Refuse rigs whose pose is to be read while a bone's rotation (or the wrist's location) is not a number,
     naming the bone and the fix: it was "hand_pose has a non-finite value (NaN or inf) at index [3]", a

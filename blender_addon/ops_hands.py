@@ -95,7 +95,7 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
                                min=-BETAS_LIMIT, max=BETAS_LIMIT, description=BETAS_DESCRIPTION)
     sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH", description="Which hands to reshape")
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     @reports_errors
     def execute(self, context):
@@ -141,7 +141,7 @@ class HANDFORGE_OT_update_correctives(bpy.types.Operator):
     bl_label = "Update Correctives"
     bl_options = {"REGISTER", "UNDO"}
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     @reports_errors
     def execute(self, context):

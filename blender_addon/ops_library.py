@@ -23,7 +23,7 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
     bl_label = "Apply User Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     name: StringProperty(name="Name", options=ONE_SHOT, description="The saved pose to apply")
     sides: sides_option()

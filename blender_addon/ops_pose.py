@@ -54,7 +54,7 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
     bl_label = "Apply Preset"
     bl_options = {"REGISTER", "UNDO"}
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     preset: EnumProperty(name="Preset", items=presets.enum_items, description="The named pose to apply")
     sides: sides_option()
@@ -75,7 +75,7 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
     bl_label = "Mirror Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     direction: EnumProperty(name="Direction", description="Which hand gives its pose to the other", items=[
         ("LEFT_TO_RIGHT", "Left → Right", "Pose the right hand like the left"),
@@ -110,7 +110,7 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
     bl_label = "Reset Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     sides: sides_option()
     include_placement: BoolProperty(name="Include Placement", default=False,
@@ -155,7 +155,7 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
     bl_label = "Paste Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     sides: sides_option()
     fingers_only: BoolProperty(name="Fingers Only", default=False,

@@ -52,6 +52,15 @@ def test_set_shape_waits_for_a_forearm_in_edit_mode(session):
     assert out["betas"] == [0.0, 0.0]  # neither hand changed
 
 
+def test_pose_buttons_wait_while_another_object_is_in_edit_mode(session):
+    session.no_error("prop")
+    out = session["prop"]
+    assert out["poll"] is False
+    result, said = out["apply_preset"]
+    assert result == ["CANCELLED"] and "'Cup' is in Edit Mode" in said and "leave it (Tab) first" in said, said
+    assert out["moved"] == 0.0
+
+
 def test_pose_tools_refuse_to_auto_key_into_a_linked_action_before_posing(session):
     session.no_error("overridden")
     out = session["overridden"]

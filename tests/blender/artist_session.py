@@ -116,6 +116,26 @@ def forearm_in_edit_mode():
 s.check("forearm", forearm_in_edit_mode)
 
 
+def prop_in_edit_mode():
+    """A preset pressed while another object (a prop the hand holds) is in Edit Mode: greyed, with the reason (it
+    posed the hand, and Ctrl-Z then did not undo it: Blender's undo there holds only the prop's edits)."""
+    mesh = bpy.data.meshes.new("Cup")
+    mesh.from_pydata([(0.0, 0.0, 0.0), (0.1, 0.0, 0.0), (0.0, 0.1, 0.0)], [], [(0, 1, 2)])
+    cup = bpy.data.objects.new("Cup", mesh)
+    bpy.context.scene.collection.objects.link(cup)
+    bpy.context.view_layer.objects.active = cup
+    bpy.ops.object.mode_set(mode="EDIT")
+    before = rotations(hand("right"))
+    out = {"poll": bpy.ops.handforge.apply_preset.poll(),
+           "apply_preset": as_user(bpy.ops.handforge.apply_preset, preset="fist", sides="RIGHT")}
+    out["moved"] = float(np.abs(rotations(hand("right")) - before).max())
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return out
+
+
+s.check("prop", prop_in_edit_mode)
+
+
 def overridden_hands():
     """Hands linked from another file with their keys, then library-overridden (editable): with auto-keying on,
     a pose tool cannot key them (Blender skips keys in the linked action) and refuses before posing; Add Hands
