@@ -65,7 +65,12 @@ def builtin_names(search: str = "") -> list[str]:
 
 # ---------------------------------------------------------------------- the user library
 def user_library_path(create: bool = False) -> Path:
-    return Path(bpy.utils.user_resource("CONFIG", path="handforge", create=create)) / "user_poses.json"
+    folder = bpy.utils.user_resource("CONFIG", path="handforge", create=create)
+    if not folder:  # Blender's "" where it cannot make the folder: the library went to the working folder, unsaid
+        where = Path(bpy.utils.user_resource("CONFIG")) / "handforge"
+        raise ValueError(f"the user pose library's folder {where} cannot be made (a file of that name is there?): "
+                         "move that away, then save again")
+    return Path(folder) / "user_poses.json"
 
 
 _cache: tuple[tuple, dict[str, np.ndarray]] | None = None  # (file identity, poses): the panel redraws often

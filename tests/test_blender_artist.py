@@ -27,6 +27,14 @@ def test_a_hand_edited_library_name_is_applied_and_deleted_as_listed(session):
     assert out["left"] == ["fist"]
 
 
+def test_save_pose_says_when_the_library_folder_cannot_be_made(session):
+    session.no_error("folder")
+    out = session["folder"]
+    result, said = out["saved"]
+    assert result == ["CANCELLED"] and "handforge cannot be made" in said and "move that away" in said, said
+    assert out["stray"] is False  # nothing written to Blender's working folder
+
+
 def test_a_nan_finger_bone_is_replaced_by_the_posing_tools_and_named_by_the_reading_ones(session):
     session.no_error("nan_bone")
     out = session["nan_bone"]

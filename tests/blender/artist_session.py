@@ -179,4 +179,23 @@ def overridden_hands():
 
 
 s.check("overridden", overridden_hands)
+
+
+def folder_blocked():
+    """A file where the user library's folder goes: Save Pose said "saved 'a' to user_poses.json", written to
+    Blender's working folder, where no later Apply found it."""
+    from pathlib import Path
+
+    folder = library_path().parent
+    folder.rename(folder.with_name("handforge.kept"))
+    folder.write_text("not a folder")
+    try:
+        saved = as_user(bpy.ops.handforge.save_user_pose, name="blocked", side="RIGHT")
+    finally:
+        folder.unlink()
+        folder.with_name("handforge.kept").rename(folder)
+    return {"saved": saved, "stray": (Path.cwd() / "user_poses.json").exists()}
+
+
+s.check("folder", folder_blocked)
 s.finish()
