@@ -177,6 +177,16 @@ def poll_nothing_in_edit_mode(cls, context) -> bool:
     return True
 
 
+def check_pose_shown(rigs) -> None:
+    """Refuse rigs whose shown pose is to be read (a bone constraint acts: ``pose.read_pose``) while their armature
+    shows its Rest Position: the pose shown is then the rest, so Copy copied, and Save Pose saved, a flat hand
+    (with the joint limits off, the channels were read: the pose)."""
+    for obj in rigs:
+        if obj.data.pose_position == "REST" and pose_conv.constrained(obj):
+            raise NoHandsError(f"the hand {obj.name!r} shows its Rest Position, so its pose is not shown: switch it "
+                               "to Pose Position (Armature properties › Skeleton) first")
+
+
 def check_finite(rigs) -> None:
     """Refuse rigs whose pose is to be read while a bone's rotation (or the wrist's location) is not a number,
     naming the bone and the fix: it was "hand_pose has a non-finite value (NaN or inf) at index [3]", a

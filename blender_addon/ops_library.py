@@ -67,6 +67,7 @@ class HANDFORGE_OT_save_user_pose(bpy.types.Operator):
         obj = hands.scene_hands(context.scene, self.side)[self.side.lower()]
         hands.check_evaluated(context.view_layer, [obj])
         hands.check_finite([obj])
+        hands.check_pose_shown([obj])
         path = library.save_user_pose(self.name, library.finger_angles(obj), overwrite=self.overwrite)
         self.report({"INFO"}, f"saved {library.check_name(self.name)!r} to {path}")
         return {"FINISHED"}

@@ -93,6 +93,7 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
         src, dst = found[source], found[other_side(source)]
         hands.check_evaluated(context.view_layer, [src])
         hands.check_finite([src])
+        hands.check_pose_shown([src])
         fingers.check_autokeyable(context.scene, [dst])
         given = pose_conv.read_pose(src)
         if self.include_placement:
@@ -140,6 +141,7 @@ class HANDFORGE_OT_copy_pose(bpy.types.Operator):
         found = hands.scene_hands(context.scene, _target(self, context))
         hands.check_evaluated(context.view_layer, found.values())
         hands.check_finite(found.values())
+        hands.check_pose_shown(found.values())
         text = json.dumps({"format": CLIPBOARD_FORMAT, "hands": {s: pose_conv.read_pose(o).to_dict() for s, o in found.items()}})
         context.window_manager.clipboard = text
         global _last_copied

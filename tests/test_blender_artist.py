@@ -52,6 +52,12 @@ def test_save_pose_keeps_the_pose_the_joint_limits_show(session):
     assert abs(out["flexion"]) < 10.0, out["flexion"]  # what the limits showed (about 5°), not the channels' 69°
 
 
+def test_the_shown_pose_is_not_read_while_the_armature_shows_its_rest_position(session):
+    out = session["limits"]["at_rest"]
+    for tool, (result, said) in out.items():
+        assert result == ["CANCELLED"] and "shows its Rest Position" in said and "Pose Position" in said, (tool, said)
+
+
 def test_set_shape_waits_for_a_forearm_in_edit_mode(session):
     session.no_error("forearm")
     out = session["forearm"]

@@ -86,13 +86,19 @@ def save_at_the_limit():
     right = hand("right")
     right.handforge.use_limits = True
     right.pose.bones["index2"].rotation_euler = (-1.2, 0.0, 0.0)
+    right.data.pose_position = "REST"  # (the pose shown is then the rest: refused, it saved a flat hand)
+    at_rest = {"save": as_user(bpy.ops.handforge.save_user_pose, name="flat", side="RIGHT"),
+               "copy": as_user(bpy.ops.handforge.copy_pose, sides="RIGHT"),
+               "mirror": as_user(bpy.ops.handforge.mirror_pose, direction="RIGHT_TO_LEFT")}
+    right.data.pose_position = "POSE"
     saved = as_user(bpy.ops.handforge.save_user_pose, name="held", side="RIGHT")
     applied = as_user(bpy.ops.handforge.apply_user_pose, name="held", sides="LEFT")
     # the left index2's flexion (rotation about its bone X), from its channels: the left hand has no limits
     basis = np.array(hand("left").pose.bones["index2"].matrix_basis)
     right.handforge.use_limits = False
     assert bpy.ops.handforge.reset_pose(sides="BOTH") == {"FINISHED"}
-    return {"saved": saved, "applied": applied, "flexion": float(np.degrees(np.arctan2(basis[2, 1], basis[1, 1])))}
+    return {"saved": saved, "applied": applied, "flexion": float(np.degrees(np.arctan2(basis[2, 1], basis[1, 1]))),
+            "at_rest": at_rest}
 
 
 s.check("limits", save_at_the_limit)
