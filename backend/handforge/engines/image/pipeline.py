@@ -128,8 +128,7 @@ class HandImagePipeline(DiffusionPipeline):
             else:
                 kept = min(len(timesteps), max(1, round(len(timesteps) * strength)))
                 timesteps = timesteps[len(timesteps) - kept:]
-                pixels = torch.from_numpy(np.ascontiguousarray(init_images)).permute(0, 3, 1, 2).to(device,
-                                                                                                     self.vae.dtype)
+                pixels = image_tensor(init_images).permute(0, 3, 1, 2).to(device, self.vae.dtype)
                 encoded = self.vae.encode(pixels / 127.5 - 1.0).latent_dist.sample(generator)
                 latents = self.scheduler.add_noise(encoded.to(dtype) * self.vae.config.scaling_factor, noise,
                                                    timesteps[:1])
@@ -173,6 +172,12 @@ def _step_parameters(scheduler) -> set[str]:
     return set(inspect.signature(scheduler.step).parameters)
 
 
+def image_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """A tensor copy of uint8 pixels: arrays from the wire are read-only, and ``torch.from_numpy`` of one warned
+    (UserWarning: "The given NumPy array is not writable") in the server's log at the first image of a run."""
+    return torch.tensor(np.asarray(pixels))
+
+
 def image_generators(seed: int, batch: int, device) -> list[torch.Generator]:
     """One generator per image of a batch, the k-th seeded seed + k, which a refine pass goes on drawing from: each
     image depends on its own seed only, whatever the batch (image.generate's and image.transfer's). (One generator
@@ -180,4 +185,4 @@ def image_generators(seed: int, batch: int, device) -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(seed + k) for k in range(batch)]
 
 
-__all__ = ["LATENT_RGB", "Generated", "HandImagePipeline", "image_generators", "latent_preview"]
+__all__ = ["LATENT_RGB", "Generated", "HandImagePipeline", "image_generators", "image_tensor", "latent_preview"]

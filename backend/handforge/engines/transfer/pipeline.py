@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from handforge.engines.image.pipeline import image_tensor
 from handforge.engines.transfer.reference import inject
 
 
@@ -56,7 +57,7 @@ def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
 @torch.no_grad()
 def encode_image(pipe, image: np.ndarray, device) -> torch.Tensor:
     """(1, 4, H/8, W/8) scaled latents of an (H, W, 3) uint8 image (the VAE's mean: deterministic)."""
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device, pipe.vae.dtype)
+    pixels = image_tensor(image).permute(2, 0, 1)[None].to(device, pipe.vae.dtype)
     latents = pipe.vae.encode(pixels / 127.5 - 1.0).latent_dist.mode()
     return latents * pipe.vae.config.scaling_factor
 
@@ -99,7 +100,7 @@ def sample_target(parts: dict, target_generator, source_image: np.ndarray, sourc
     ``generator``: one, or one per image (``image_generators``), each image then drawing from its own only."""
     vae, unet, scheduler = parts["vae"], parts["unet"], parts["scheduler"]
     device, dtype = unet.device, unet.dtype
-    pixels = torch.from_numpy(np.ascontiguousarray(fit_image(source_image, width, height))).permute(2, 0, 1)[None]
+    pixels = image_tensor(fit_image(source_image, width, height)).permute(2, 0, 1)[None]
     pose = [torch.as_tensor(p, dtype=torch.float32, device=device)[None] for p in (source_pose, target_pose)]
     context = target_generator(pixels.to(device, torch.float32) / 127.5 - 1.0, *pose).to(dtype)
     context = context.repeat(num_images, 1, 1)
