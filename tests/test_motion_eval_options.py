@@ -22,3 +22,12 @@ def test_the_help_says_the_smoothings_range(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "motion", "--help"])
     assert "0 (off) to 10, as the jobs take it" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("splits", ["", ","])
+def test_an_empty_split_list_is_refused_before_anything_loads(splits, tmp_path, capsys):
+    """--splits "" (or ",") loaded the checkpoint, then said "the split(s)  of DIR hold no clips", naming no split:
+    refused as an empty --tasks is, saying which splits there are (the corpus is not even read)."""
+    assert main(["eval", "motion", "--corpus", str(tmp_path), "--splits", splits]) == 2
+    err = capsys.readouterr().err
+    assert "--splits names no split; choose from train, validation, test" in err, err

@@ -271,6 +271,9 @@ def run(args: argparse.Namespace) -> int:
     if not tasks:  # nothing to measure: the table of no rows was an IndexError traceback after the checkpoint loaded
         print(f"handforge eval motion: --tasks names no task; choose from {', '.join(TASKS)}", file=sys.stderr)
         return 2
+    if not args.splits:  # ("" or ","): the checkpoint loaded, then "the split(s)  of DIR hold no clips", naming none
+        print(f"handforge eval motion: --splits names no split; choose from {', '.join(SPLITS)}", file=sys.stderr)
+        return 2
     features = load_features()  # (before the corpus is read: a bad evaluation.features setting is said at once)
     try:
         clips = []
