@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from handforge.export.local_pool import LocalPool
 from handforge.export.shards import export_sharded
 from handforge.export.spec import parse_spec
 from tests.support.scale import COMMAND, SPEC
+from tests.support.unremovable import unremovable
 
 
 @pytest.mark.slow  # (a worker process)
@@ -169,27 +168,6 @@ def test_a_writer_clearing_a_leftover_never_removes_the_sample_another_writer_pu
     assert theirs_put and sorted(os.listdir(final)) == ["depth.npy", "labels.json", "mesh.png"]
 
 
-@contextlib.contextmanager
-def _unremovable(path: Path, root: Path):
-    """``path`` (a file under ``root``) made truly impossible to delete for a while: its folder read-only, or for
-    root, who ignores permissions, the file immutable (``chattr +i``; skipped where that is not allowed). Given back
-    wherever under ``root`` it was moved meanwhile (its folder renamed)."""
-    as_root = os.geteuid() == 0
-    if not as_root:
-        path.parent.chmod(0o500)
-    elif shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], check=False,
-                                                          capture_output=True).returncode:
-        pytest.skip("as root, a file that cannot be removed needs chattr +i, which is not available here")
-    try:
-        yield
-    finally:
-        for moved in root.rglob(path.name):
-            if as_root:
-                subprocess.run(["chattr", "-i", str(moved)], check=True)
-            else:
-                moved.parent.chmod(0o700)
-
-
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
 def test_a_partial_folder_whose_removal_keeps_failing_keeps_one_name(tmp_path):
     """A half-written folder whose removal fails (a file that cannot be removed, as on NFS with a file held open
@@ -202,7 +180,7 @@ def test_a_partial_folder_whose_removal_keeps_failing_keeps_one_name(tmp_path):
     (partial / "held").mkdir()
     (partial / "held" / "file").write_bytes(b"held")
     names = []
-    with _unremovable(partial / "held" / "file", out):
+    with unremovable(partial / "held" / "file", out):
         for _ in range(3):
             clean_partial(out)
             names.append(sorted(p.name for p in (out / "samples").iterdir()))

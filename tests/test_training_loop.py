@@ -4,6 +4,7 @@ and a run stopped and resumed ends with exactly the weights of a run that never 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from handforge.engines.checkpoints import load_model
 from handforge.training.loop import TrainingError, TrainSettings, check_settings, train
 from tests.engines.example.model import Points, TinyNet, loss
+from tests.support.unremovable import unremovable
 
 
 def settings(out, **overrides) -> TrainSettings:
@@ -654,3 +656,22 @@ def test_a_two_process_run_killed_while_saving_resumes_from_its_last_whole_check
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000004", "step-00000008"]
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9)) and (out / "model" / "config.json").is_file()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_an_old_checkpoint_whose_removal_cannot_finish_is_no_checkpoint(tmp_path):
+    """Each save removes the checkpoints beyond the newest two. One whose removal could not finish (a run stopped
+    meanwhile, a file that cannot be deleted) stayed a step-N folder with some of its files: a checkpoint to the
+    listing and to a resume's advice ("delete it to resume from the one before"). It is taken out of the
+    checkpoints' names first now, and goes at the next start once it can."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, steps=8))
+    checkpoints = run / "checkpoints"
+    oldest = checkpoints / "step-00000004"
+    with unremovable(oldest / "optimizer.bin", checkpoints):
+        train(fresh_model(), Points(40), loss, settings(run, steps=12))  # saves step 12, removes step 4
+        assert sorted(p.name for p in checkpoints.iterdir() if p.name.startswith("step-")) == [
+            "step-00000008", "step-00000012"]
+        assert (checkpoints / ".step-00000004.part-removed" / "optimizer.bin").exists()
+    train(fresh_model(), Points(40), loss, settings(run, steps=16))
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000012", "step-00000016"]

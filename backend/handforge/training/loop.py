@@ -705,7 +705,21 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
         accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for old in _checkpoints(out)[:-keep]:  # (counting step-best, keep 1 deleted the one just saved)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_checkpoint(old)
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    """Out of the checkpoints' names in one rename, then deleted: a run stopped while deleting (or a file that cannot
+    be deleted) had left an older step-N with some of its files, a checkpoint to the listing and to a resume's advice
+    ("delete it to resume from the one before"). The renamed folder is a save's leftover (``.NAME.part-*``), which
+    the next run's start removes if this could not."""
+    doomed = folder.with_name(f".{folder.name}.part-removed")
+    shutil.rmtree(doomed, ignore_errors=True)  # (one left by an earlier stop: the rename needs its name)
+    try:
+        os.replace(folder, doomed)
+    except OSError:
+        doomed = folder
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _logged_step(line: str) -> float:
