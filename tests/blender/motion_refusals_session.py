@@ -11,7 +11,7 @@ from contextlib import redirect_stdout
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, error_of, hand, in_another_scene, ui_context
+from session import ADDON_MODULE, Session, error_of, hand, in_another_scene, record_submits, ui_context
 
 s = Session()
 s.install()
@@ -26,15 +26,7 @@ SENT_ARRAYS: list[dict] = []
 def start():
     os.environ["HANDFORGE_MOTION_CHECKPOINT"] = a["checkpoint"]  # the backend inherits this environment
     s.start_backend()
-    client = connection.BACKEND.client
-    submit = client.submit
-
-    def recorded(kind, params=None, arrays=None, **kwargs):  # what was sent to the backend
-        SENT.append(kind)
-        SENT_ARRAYS.append({k: v.copy() for k, v in (arrays or {}).items()})
-        return submit(kind, params, arrays, **kwargs)
-
-    client.submit = recorded
+    record_submits(connection.BACKEND.client, SENT, SENT_ARRAYS)  # what was sent to the backend
     assert ops.add_hands() == {"FINISHED"}
 
 

@@ -8,7 +8,7 @@ import importlib
 import os
 
 import bpy
-from session import ADDON_MODULE, Session, as_user, error_of, hand
+from session import ADDON_MODULE, Session, as_user, error_of, hand, record_submits
 
 s = Session()
 s.install()
@@ -22,14 +22,7 @@ SENT: list[str] = []
 def start():
     os.environ["HANDFORGE_MOTION_CHECKPOINT"] = a["checkpoint"]  # the backend inherits this environment
     s.start_backend()
-    client = connection.BACKEND.client
-    submit = client.submit
-
-    def recorded(kind, params=None, arrays=None, **kwargs):  # what was sent to the backend
-        SENT.append(kind)
-        return submit(kind, params, arrays, **kwargs)
-
-    client.submit = recorded
+    record_submits(connection.BACKEND.client, SENT)  # what was sent to the backend
     assert ops.add_hands() == {"FINISHED"}
     for frame, angle in ((1, 0.0), (10, 0.4)):  # both hands keyed at two frames
         scene.frame_set(frame)

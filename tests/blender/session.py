@@ -98,6 +98,20 @@ def while_a_job_runs(act):
         connection.pump = pump
 
 
+def record_submits(client, kinds: list[str], copies: list[dict] | None = None) -> None:
+    """From now on each job ``client`` submits is recorded: its kind in ``kinds`` and, when given, a copy of its
+    arrays in ``copies`` (what a button sent to the backend, or that it sent nothing)."""
+    submit = client.submit
+
+    def recorded(kind, params=None, arrays=None, **kwargs):
+        kinds.append(kind)
+        if copies is not None:
+            copies.append({k: v.copy() for k, v in (arrays or {}).items()})
+        return submit(kind, params, arrays, **kwargs)
+
+    client.submit = recorded
+
+
 def error_of(call) -> str:
     """The message of the RuntimeError an operator raises (what the user sees), or ''."""
     try:
