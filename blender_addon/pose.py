@@ -242,16 +242,27 @@ def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
     return local, location
 
 
+def channels_near(local: np.ndarray, mode: str, previous: np.ndarray) -> tuple[str, np.ndarray]:
+    """One bone's channel values (C,) for the bone-local rotation ``local`` (3, 3) in ``mode``, continuous with
+    its ``previous`` ones where Blender's float32 channels can hold that: continuity with a NaN made the new one
+    NaN, and with 1e6 rad (a script's) kept its whole turns, off by up to 0.03 rad in float32 (Reset left the
+    fingers bent). Else the nearest to zero."""
+    aa = matrix_to_axis_angle(local[None])
+    if np.isfinite(previous).all():
+        prop, values = rotation_channels(aa, mode, previous)
+        if np.allclose(channels_to_matrix(values[0].astype(np.float32), mode), local, atol=1e-5):
+            return prop, values[0]
+    prop, values = rotation_channels(aa, mode)
+    return prop, values[0]
+
+
 def write_local(arm_obj, local: np.ndarray, location: np.ndarray | None, joints: range | list[int] | None = None) -> None:
     """Set bone channels from bone-local rotations (16, 3, 3) (only ``joints`` if given)."""
     pbones = arm_obj.pose.bones
     for k in joints if joints is not None else range(NUM_JOINTS):
         pb = pbones[JOINT_NAMES[k]]
-        mode = pb.rotation_mode
-        previous = channel_values(pb)  # (continuity with a NaN channel made the new one NaN: Reset kept it)
-        prop, values = rotation_channels(matrix_to_axis_angle(local[k][None]), mode,
-                                         previous if np.isfinite(previous).all() else None)
-        setattr(pb, prop, values[0].tolist())
+        prop, values = channels_near(local[k], pb.rotation_mode, channel_values(pb))
+        setattr(pb, prop, values.tolist())
     if location is not None:
         pbones[WRIST].location = np.asarray(location, dtype=np.float64).tolist()
 
