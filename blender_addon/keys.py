@@ -131,24 +131,65 @@ def write_generated(fc, co: np.ndarray, blend: int = 0, replace_artist: bool = F
 def artist_frames(hands: dict[str, object], first: float, last: float) -> dict[str, list[float]]:
     """Per hand, the frames in [first, last] (within half a frame, as ``write_generated`` skips them) where
     the artist keyed the rig or its correctives: keys that a generated clip leaves in place."""
-    generated = enum_value(bpy.types.Keyframe, "type", GENERATED)
-    found = {}
-    for side, obj in hands.items():
-        mesh_obj = rig_build.hand_mesh(obj)
-        frames = set()
-        for id_block in (obj, mesh_obj.data.shape_keys if mesh_obj is not None else None):
-            bag = find_channelbag(id_block) if id_block is not None else None
-            for fc in (bag.fcurves if bag is not None else ()):
-                n = len(fc.keyframe_points)
-                co, kind = np.empty(2 * n, np.float32), np.empty(n, np.int32)
-                fc.keyframe_points.foreach_get("co", co)
-                fc.keyframe_points.foreach_get("type", kind)
-                at = co[0::2][kind != generated]
-                reach = KEPT_KEY_REACH - FRAME_EPS
-                frames.update(at[(at > first - reach) & (at < last + reach)].tolist())
-        if frames:
-            found[side] = sorted(frames)
-    return found
+    found = {side: key_frames(obj, first, last, generated=False) for side, obj in hands.items()}
+    return {side: frames for side, frames in found.items() if frames}
+
+
+def key_frames(arm_obj, first: float, last: float, generated: bool) -> list[float]:
+    """The frames in [first, last] (within half a frame) of the rig's (and its correctives') generated keys, or
+    (``generated`` False) of the artist's."""
+    generated_type = enum_value(bpy.types.Keyframe, "type", GENERATED)
+    mesh_obj = rig_build.hand_mesh(arm_obj)
+    frames = set()
+    for id_block in (arm_obj, mesh_obj.data.shape_keys if mesh_obj is not None else None):
+        bag = find_channelbag(id_block) if id_block is not None else None
+        for fc in (bag.fcurves if bag is not None else ()):
+            n = len(fc.keyframe_points)
+            co, kind = np.empty(2 * n, np.float32), np.empty(n, np.int32)
+            fc.keyframe_points.foreach_get("co", co)
+            fc.keyframe_points.foreach_get("type", kind)
+            at = co[0::2][(kind == generated_type) == generated]
+            reach = KEPT_KEY_REACH - FRAME_EPS
+            frames.update(at[(at > first - reach) & (at < last + reach)].tolist())
+    return sorted(frames)
+
+
+def kept_said(side: str, arm_obj, skipped: list[float], clip_first: float, clip_last: float) -> list[str]:
+    """What to say of a clip's frames ``skipped`` (keyed from ``clip_first`` to ``clip_last``) for the keys kept
+    beside them: the artist's, named where they are (a retimed clip's frames skipped beside them fall between
+    frames: a key at 2 was said "kept at frame 2.429"), and an earlier motion's just outside the clip's frames
+    (the clip's frame 17.2 beside another clip's key at 17.5 was said "your keys were kept at frame 17.2")."""
+    def beside(frames, of):
+        return [f for f in frames if min(abs(f - c) for c in of) < KEPT_KEY_REACH]
+
+    first, last = skipped[0], skipped[-1]
+    artist = beside(key_frames(arm_obj, first, last, generated=False), skipped)
+    earlier = beside([f for f in key_frames(arm_obj, first, last, generated=True)
+                      if not clip_first - FRAME_EPS <= f <= clip_last + FRAME_EPS], skipped)
+    said = []
+    if artist or not earlier:
+        kept = artist or skipped
+        said.append(f"{side} hand: your keys were kept at frame{'s' if len(kept) > 1 else ''} {frame_list(kept)}, "
+                    "so the clip was not keyed there")
+    if earlier:
+        left_out = beside(skipped, earlier)
+        said.append(f"{side} hand: an earlier motion's keys at frame{'s' if len(earlier) > 1 else ''} "
+                    f"{frame_list(earlier)}, just outside this clip's frames, were kept, so the clip was not keyed at "
+                    f"frame{'s' if len(left_out) > 1 else ''} {frame_list(left_out)}, within half a frame of them "
+                    "(delete those keys first to key the whole clip)")
+    return said
+
+
+def placing_note(clip: MotionClip, fps: float, start: float) -> str:
+    """Why a clip's keys landed between whole frames, for a report: its rate is not the scene's (a 30 fps clip of
+    30 frames into a 24 fps scene was said "at frames 1-24.2", a fractional end unexplained), or its start is
+    between frames."""
+    frames = start + np.arange(clip.num_frames) * (fps / clip.fps)  # (import_clip's placing)
+    between = np.abs(frames - np.round(frames)).max() > FRAME_EPS
+    if clip.num_frames > 1 and abs(clip.fps - fps) >= 1e-6 * fps:  # (one frame: nothing retimed)
+        return (f" (a {clip.fps:g} fps clip retimed to the scene's {fps:g} fps"
+                + (": its keys fall between whole frames)" if between else ")"))
+    return f" (started at frame {frame_text(start)}: its keys fall between whole frames)" if between else ""
 
 
 def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str, blend: int = 0,
@@ -411,12 +452,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
                             "it again to key them)")
         if skipped:
             skipped_frames[side] = sorted(skipped)
-            # the artist's keys named where they are: a retimed clip's frames skipped beside them fall between
-            # frames (a key at 2 was said "kept at frame 2.429")
-            kept = [f for f in artist_frames({side: arm_obj}, min(skipped), max(skipped)).get(side, [])
-                    if min(abs(f - c) for c in skipped) < KEPT_KEY_REACH] or sorted(skipped)
-            warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(kept) > 1 else ''} "
-                            f"{frame_list(kept)}, so the clip was not keyed there")
+            warnings += kept_said(side, arm_obj, sorted(skipped), float(all_frames[0]), float(all_frames[-1]))
     range_moves = _play_whole(scene, float(all_frames[0]), float(all_frames[-1]))
     # No scene.frame_set in general: each curve's update() tags its action's animation, so the next depsgraph
     # update (Blender's redraw) shows the new keys and the sliders follow (fingers' depsgraph handler);

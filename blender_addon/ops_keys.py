@@ -7,13 +7,11 @@ import os
 import time
 
 import bpy
-import numpy as np
 from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import fingers, generated_keys, hands, importers, keys, ops_interaction, placement
 from .errors import report_error, reports_errors
-from .fcurves import FRAME_EPS
 from .ops_pose import _target, sides_option
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import MotionClip
@@ -135,19 +133,8 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
         moved = "".join(f"; {move}" for move in summary["range"])
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "
                               f"{keys.frame_range(summary['frame_start'], summary['frame_end'])}"
-                              f"{retime_note(clip, keys.scene_fps(context.scene), summary['frame_start'])}{moved}")
+                              f"{keys.placing_note(clip, keys.scene_fps(context.scene), summary['frame_start'])}{moved}")
         return {"FINISHED"}
-
-
-def retime_note(clip: MotionClip, fps: float, start: float) -> str:
-    """Why the clip's frames landed where they did when its rate is not the scene's: a 30 fps clip of 30 frames
-    into a 24 fps scene was said "at frames 1-24.2", a fractional end unexplained."""
-    if clip.num_frames < 2 or abs(clip.fps - fps) < 1e-6 * fps:  # (one frame: nothing retimed)
-        return ""
-    frames = start + np.arange(clip.num_frames) * (fps / clip.fps)  # (keys.import_clip's placing)
-    between = np.abs(frames - np.round(frames)).max() > FRAME_EPS
-    return (f" (a {clip.fps:g} fps clip retimed to the scene's {fps:g} fps"
-            + (": its keys fall between whole frames)" if between else ")"))
 
 
 class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
