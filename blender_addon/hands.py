@@ -169,12 +169,29 @@ def poll_nothing_in_edit_mode(cls, context) -> bool:
     it). For the pose and shape buttons, which need nothing edited meanwhile."""
     if not poll_not_in_edit_mode(cls, context):
         return False
-    edited = context.edit_object if context.mode.startswith("EDIT") else None
-    if edited is not None:
-        cls.poll_message_set(sentence(f"{edited.name!r} is in Edit Mode, where undo holds only its edits (a change to "
-                                      "the hands could not be undone): leave it (Tab) first"))
+    why = other_in_edit_mode(context)
+    if why:
+        cls.poll_message_set(sentence(why))
         return False
     return True
+
+
+def other_in_edit_mode(context) -> str:
+    """Why a change to the hands with an undo step must wait while an object is in Edit Mode, or "": Blender's undo
+    then holds only that object's edits (Key Pose keyed the hands while a prop was edited, and Ctrl-Z left the keys)."""
+    edited = context.edit_object if context.mode.startswith("EDIT") else None
+    if edited is None:
+        return ""
+    return (f"{edited.name!r} is in Edit Mode, where undo holds only its edits (a change to the hands could not be "
+            "undone): leave it (Tab) first")
+
+
+def check_other_not_in_edit_mode(context) -> None:
+    """Refuse, before any change, what ``other_in_edit_mode`` says must wait (checked where a job's result lands:
+    the artist may have pressed Tab while it ran)."""
+    why = other_in_edit_mode(context)
+    if why:
+        raise NoHandsError(why)
 
 
 def check_pose_shown(rigs) -> None:

@@ -43,6 +43,7 @@ def key_motion(context, clip: MotionClip, rigs: dict[str, object], frame_start: 
     from . import ops_interaction  # (an engine's module: not needed to read a result otherwise)
 
     keys.check_import(context.scene, clip, rigs, frame_start)
+    hands.check_other_not_in_edit_mode(context)  # (the keys could not be undone there; Tab pressed while a job ran)
     browse_ended = ops_interaction.end_browse_for_keys(
         context, [rig for side, rig in rigs.items() if side in clip.hands], what)
     return keys.import_clip(context, clip, rigs, frame_start, **options), browse_ended

@@ -204,7 +204,7 @@ class JobOperator:
     # one that adds something new that stands alone (hands, images carrying the pose they were made from)
     made_from_scene = False
     # True for a job whose result poses or keys the hands: greyed while one is in Edit Mode
-    # (``hands.in_edit_mode``: the change could not be undone there)
+    # (``hands.in_edit_mode``: the change could not be undone there), or any object is, for one with an undo step
     changes_hands = False
     # said after "cancelled" when stopping loses nothing done so far (e.g. an export that a rerun resumes)
     cancelled_hint = ""
@@ -250,7 +250,10 @@ class JobOperator:
             if not ok:
                 cls.poll_message_set(why)
                 return False
-        return not cls.changes_hands or hands.poll_not_in_edit_mode(cls, context)
+        if not cls.changes_hands:
+            return True
+        # one with an undo step waits for any object's Edit Mode too (``hands.other_in_edit_mode``); a preview does not
+        return (hands.poll_nothing_in_edit_mode if "UNDO" in cls.bl_options else hands.poll_not_in_edit_mode)(cls, context)
 
     # ---------------------------------------------------------------- running
     def _start(self, context) -> RunningJob | None:

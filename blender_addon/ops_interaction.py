@@ -545,7 +545,7 @@ class _BrowseOperator:
         if not browsing(context):
             cls.poll_message_set("No interaction candidates: press Sample Interaction first")
             return False
-        return not cls.keeps or hands.poll_not_in_edit_mode(cls, context)
+        return not cls.keeps or hands.poll_nothing_in_edit_mode(cls, context)  # (an undo step: see its poll)
 
 
 class HANDFORGE_OT_interaction_next(_BrowseOperator, bpy.types.Operator):

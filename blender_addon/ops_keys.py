@@ -53,7 +53,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
     bl_label = "Key Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     sides: sides_option()
 
@@ -104,7 +104,7 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
     bl_label = "Import Motion"
     bl_options = {"REGISTER", "UNDO"}
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
@@ -247,7 +247,7 @@ class _GeneratedKeysOperator:
     done = ""  # past tense of what the tool does, for its report
     changes = False  # whether it changes what the keys pose (then said of a linked duplicate sharing them)
 
-    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+    poll = classmethod(hands.poll_nothing_in_edit_mode)  # greyed while anything is in Edit Mode (reason shown)
 
     sides: sides_option()
 

@@ -3,6 +3,7 @@ use with what was wrong and how to fix it: nothing sent, the scene as it was."""
 
 from __future__ import annotations
 
+import math
 
 import pytest
 
@@ -67,11 +68,15 @@ def test_both_hands_asked_for_in_a_scene_with_one_hand_is_refused(session):
     assert found["path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"], "offered": True}  # followed
 
 
-def test_a_wrist_path_in_edit_mode_is_followed_as_edited(session):
-    # before: the path as it was before Edit Mode (the copy it was read from had not the edits)
+def test_a_wrist_path_in_edit_mode_waits_for_tab_then_is_followed_as_edited(session):
+    # before: followed there, its keys out of reach of Ctrl-Z (Edit Mode's undo holds the curve's edits alone);
+    # before that, the path as it was before Edit Mode (the copy it was read from had not the edits)
     session.no_error("edited_path")
     found = session["edited_path"]
-    assert found["same"] is True, found
+    assert found["poll"] is False and found["sent"] == 0, found
+    assert "'Edited Path' is in Edit Mode, where undo holds only its edits" in found["in_edit_mode"], found
+    assert "leave it (Tab) first" in found["in_edit_mode"], found
+    assert found["moved"] == pytest.approx(math.hypot(0.2, 0.05), abs=1e-4), found
 
 
 def test_frames_before_zero_and_hands_sharing_one_action_are_refused_before_anything_is_sent(session):
