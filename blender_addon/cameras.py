@@ -28,11 +28,25 @@ def check_perspective(cam):
     return cam
 
 
+def no_camera(scene) -> str:
+    """Why ``scene`` has no active camera to see through, or "": none, or an object that is not a camera (Set Active
+    Object as Camera takes any: an Empty there was said to be no active camera, the artist seeing one set)."""
+    camera = scene.camera
+    if camera is None:
+        return "the scene has no active camera"
+    if camera.type != "CAMERA":
+        kind = camera.type.lower()
+        return f"the scene's camera {camera.name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a camera object"
+    return ""
+
+
 def active_camera(scene, otherwise: str = " or export from All Cameras"):
     """The scene's active camera to export from (or see the hands through), checked: perspective.
     ``otherwise``: the other way out, said after a missing active camera."""
-    if scene.camera is None or scene.camera.type != "CAMERA":
-        raise ValueError(f"the scene has no active camera: set one (Scene properties › Camera){otherwise}")
+    why = no_camera(scene)
+    if why:
+        fix = "set one" if scene.camera is None else "set a camera object there"
+        raise ValueError(f"{why}: {fix} (Scene properties › Camera){otherwise}")
     return check_perspective(scene.camera)
 
 

@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 
 from . import connection, hands, keys
-from .cameras import background_problem
+from .cameras import background_problem, no_camera
 from handforge_shared.poses import MotionClip, PoseFormatError
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
@@ -528,12 +528,12 @@ def show_on_plane(scene, image, name: str) -> tuple[str, list[str]]:
         what = f"{'camera' if hung_from.type == 'CAMERA' else 'object'} {hung_from.name!r}"
         warnings.append(f"the image plane {plane.name!r} moved from {what} to {camera.name!r} (one a scene: rename "
                         "the plane to keep it where it was)" if camera is not None else
-                        f"the image plane {plane.name!r} was taken off {what} (the scene has no active camera) and "
+                        f"the image plane {plane.name!r} was taken off {what} ({no_camera(scene)}) and "
                         "stands where it was")
     if camera is not None:
         return (f"on plane {plane.name!r}, hung {PLANE_DISTANCE:g} m in front of camera {camera.name!r} (its child: it "
                 "moves with it)"), warnings
-    return f"on plane {plane.name!r}, standing in the scene (it has no active camera)", warnings
+    return f"on plane {plane.name!r}, standing in the scene ({no_camera(scene)})", warnings
 
 
 def _beside_first_plane(scene, plane, name: str, new: bool) -> list[str]:
