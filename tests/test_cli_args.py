@@ -121,6 +121,9 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "interaction", "--corpus", ".", "--samples", "0"], "--samples: must be at least 6"),
     (["eval", "interaction", "--corpus", ".", "--steps", "0"], "--steps: must be at least 1"),
     (["eval", "interaction", "--corpus", ".", "--conditioned-samples", "3"], "--conditioned-samples: must be 0 (no row)"),
+    # (nothing else bounds it: 10**9 filled memory, unsaid, after the learned rows were sampled)
+    (["eval", "interaction", "--corpus", ".", "--template-samples", str(10**9)],
+     "--template-samples: must be between 6 and 10000, got 1000000000"),
     (["eval", "transfer", "--data", ".", "--steps", "1001"], "--steps: must be"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--threads", "-1"], "--threads: must be at least 1"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--minutes", "-1"], "--minutes: must be a number above 0"),
