@@ -114,6 +114,33 @@ def test_the_train_command_refuses_bad_options_before_reading_data(trained, corp
     assert "other settings (model_config: d_model 32 -> 64)" in capsys.readouterr().err
 
 
+def test_a_resume_on_other_clips_says_other_data_not_changed_statistics_settings(trained, corpus, tmp_path, capsys):
+    """The model's normalisation statistics (data_mean, data_std in its config) come from the clips: a resume on
+    other clips named them among "other settings", as if the user had changed them."""
+    fewer = tmp_path / "clips"
+    fewer.mkdir()
+    for clip in sorted((corpus / "clips").iterdir())[:-1]:
+        shutil.copy(clip, fewer / clip.name)
+    assert _train("--motion-folder", str(fewer), "--out", str(trained), "--steps", "70", "--batch-size", "8", "--lr",
+                  "2e-3", "--warmup-steps", "10", "--checkpoint-every", "60", "--quiet", *TINY) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert re.search(r"holds a run with other training data \(\d+ items, now \d+\); resume with the same settings and "
+                     "data", line), line
+    assert "data_mean" not in line and "data_std" not in line and "other settings" not in line, line
+    # a stopped fine-tune continued from a model of other statistics: said as the model's, not as settings
+    other = tmp_path / "other_model"
+    shutil.copytree(trained / "model", other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "data_std": [2 * v for v in config["data_std"]]}))
+    tuned = ["--motion-folder", str(corpus / "clips"), "--out", str(tmp_path / "tuned"), "--steps", "3",
+             "--batch-size", "8", "--checkpoint-every", "1", "--quiet", *TINY]
+    assert _train(*tuned, "--stop-after", "1", "--init", str(trained / "model")) == 0
+    assert _train(*tuned, "--init", str(other)) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "holds a run with other statistics of the data in the model (data_std), and other settings " \
+           "(data_options: init " in line and "model_config" not in line, line
+
+
 def test_a_bad_out_or_warm_up_is_refused_before_the_data_is_read(trained, tmp_path, capsys):
     """The run's settings and --out were checked only by the training loop, after the data was read (minutes
     on a real corpus): here --corpus is no corpus at all, and the settings are what is named."""

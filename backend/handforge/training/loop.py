@@ -473,20 +473,41 @@ def _resumed_run(out: Path, s: TrainSettings) -> dict[str, Any] | None:
 def _refuse_changes(out: Path, theirs: dict[str, Any], mine: dict[str, Any]) -> None:
     """Refuse a resume whose settings in ``mine`` differ from the run's (but for what may change), naming every
     difference with the run's value and this one's."""
+    theirs, mine, statistics = _statistics_apart(theirs, mine)
     # a key an older run did not record (its settings.json predates it, or an engine that recorded no
     # data statistics then) is not compared
     changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs
                      and _differs(k, theirs[k], mine[k]) and not (k == "data_statistics" and theirs[k] is None))
-    if not changed:
+    if not changed and not statistics:
         return
     plain = ", ".join(_difference(k, theirs[k], mine[k]) for k in changed if k not in _DATA and k not in _GROUPS)
     grouped = [_difference(k, theirs[k], mine[k]) for k in _GROUPS if k in changed]
     named = "; ".join(([plain] if plain else []) + grouped)
     size = f" ({theirs['dataset_size']} items, now {mine['dataset_size']})" if "dataset_size" in changed else ""
-    data = f"other training data{size}" + (f", and other settings ({named})" if named else "") \
-        if set(_DATA) & set(changed) else f"other settings ({named})"
+    said = [f"other training data{size}"] if set(_DATA) & set(changed) else []
+    if statistics and "data_statistics" not in changed:  # (an --init model's; else "other training data" says it)
+        said.append(f"other statistics of the data in the model ({', '.join(statistics)})")
+    said += [f"other settings ({named})"] if named else []
+    data = ", and ".join(said)
     raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
                         "choose a new out folder (or delete this one to start over)")
+
+
+def _statistics_apart(theirs: dict[str, Any], mine: dict[str, Any]) -> tuple[dict, dict, list[str]]:
+    """Both records without the model options that hold the data's statistics (motion's data_mean and data_std,
+    recorded as its data_statistics too), and the names of those that differ: the data's, not settings a user
+    changed (a resume on other clips listed them among "other settings")."""
+    configs = theirs.get("model_config"), mine.get("model_config")
+    if not all(isinstance(config, dict) for config in configs):
+        return theirs, mine, []
+    held = [record["data_statistics"].values() for record in (theirs, mine)
+            if isinstance(record.get("data_statistics"), dict)]
+    names = sorted({k for config in configs for k, v in config.items()
+                    if isinstance(v, list) and any(v in values for values in held)})
+    differ = [k for k in names if configs[0].get(k) != configs[1].get(k)]
+    apart = [{**record, "model_config": {k: v for k, v in config.items() if k not in names}}
+             for record, config in zip((theirs, mine), configs)]
+    return apart[0], apart[1], differ
 
 
 def recorded_settings(out: str | Path) -> dict[str, Any] | None:
