@@ -177,6 +177,17 @@ def demo_args_with_absolute_out(demo_args: list[str]) -> list[str]:
     return args
 
 
+def out_value_problem(demo_args: list[str]) -> str:
+    """Why the demo's ``--out`` has no folder ('' when it has one, or no ``--out`` is given): "--out --no-blender"
+    (the folder forgotten) was made a folder named --no-blender where the command was typed, and the demo ran with
+    Blender (its own parser refuses an option there, but saw the path made of it)."""
+    for given, value in zip(demo_args, demo_args[1:]):
+        if _means_out(given) and value.startswith("-"):
+            return (f"{given} needs a folder, got the option {value}: give the folder after {given} (for a folder "
+                    "whose name starts with '-', --out=./NAME)")
+    return ""
+
+
 def _means_out(word: str) -> bool:
     """Whether the demo's parser reads ``word`` as ``--out``: argparse takes any unambiguous prefix, and the demo's
     other options (--no-blender, --help) share none past "--" ("--ou mydemo" had written into the checkout). A
@@ -210,6 +221,10 @@ def main(argv: list[str], python_version: tuple[int, ...] = tuple(sys.version_in
         return 0
     if not argv or argv[0] not in ("demo", "test", "setup"):
         print(__doc__, file=sys.stderr)
+        return 2
+    wrong = out_value_problem(argv[1:]) if argv[0] == "demo" else ""
+    if wrong:  # (before the setup: minutes on a first run)
+        print(wrong, file=sys.stderr)
         return 2
     problem = python_version_problem(python_version, argv[0]) or platform_problem(*system)
     if problem:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,3 +63,18 @@ def test_every_form_the_demo_reads_as_out_is_taken_from_where_the_command_was_ty
         assert parser.parse_args(["demo", *demo_args]).out == str(tmp_path / "mydemo"), given
     # --no-blender is no --out, whatever its abbreviation
     assert _demo_command(monkeypatch, tmp_path, ["demo", "--no", "x"])[-2:] == ["--no", "x"]
+
+
+def test_an_option_given_as_the_out_folder_is_refused_before_setup(monkeypatch, tmp_path, capsys):
+    """`dev.py demo --out --no-blender` (the folder forgotten) made "--no-blender" a folder where the command was
+    typed, and ran the demo with Blender: the demo's own parser never saw an option there."""
+    dev = _dev_script()
+    monkeypatch.setattr(dev, "setup", lambda: pytest.fail("set up before the arguments were checked"))
+    monkeypatch.setattr(dev, "_run", lambda cmd, **kwargs: pytest.fail(f"ran {cmd}"))
+    monkeypatch.chdir(tmp_path)
+    for given in (["--out", "--no-blender"], ["--o", "-h"], ["--out", "-x", "--no-blender"]):
+        assert dev.main(["demo", *given], python_version=(3, 11, 7)) == 2, given
+        err = capsys.readouterr().err
+        assert err == (f"{given[0]} needs a folder, got the option {given[1]}: give the folder after {given[0]} (for a "
+                       "folder whose name starts with '-', --out=./NAME)\n"), err
+    assert list(tmp_path.iterdir()) == []
