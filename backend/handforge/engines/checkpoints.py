@@ -306,6 +306,51 @@ def _read_header_shapes(file: Path) -> dict[str, tuple[int, ...]]:
         return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
 
 
+def damaged_weights(file: str | Path) -> str:
+    """How the safetensors file ``file`` is damaged, e.g. "cut short: 5,000 of the 9,624 bytes its header says" ('' when
+    it is whole, or missing: said where it is looked for), from its header and its length alone (``header_shapes``:
+    safetensors checks the header covers the file), no tensor read: a download or copy cut short was "ready" until a
+    job loaded it."""
+    from safetensors import SafetensorError
+
+    file = Path(file)
+    if not file.is_file():
+        return ""
+    try:
+        header_shapes(file)
+    except (SafetensorError, OSError) as exc:
+        size, (header_end, declared) = file.stat().st_size, _declared_length(file)
+        if declared is not None and size < declared:
+            return f"cut short: {size:,} of the {declared:,} bytes its header says"
+        if header_end is not None and size < header_end:  # (its header itself cut: the length is not said)
+            return f"cut short: {size:,} bytes, fewer than its header alone ({header_end:,})"
+        return f"not a readable safetensors file ({exc})"
+    return ""
+
+
+# safetensors' own limit on a header (its "header too large" error)
+_MAX_HEADER = 100_000_000
+
+
+def _declared_length(file: Path) -> tuple[int | None, int | None]:
+    """Where a safetensors file's header ends and the length the header says the file has (8 bytes, the header,
+    the tensors' data); None for what cannot be read."""
+    try:
+        with file.open("rb") as fh:
+            start = fh.read(8)
+            length = int.from_bytes(start, "little")
+            if len(start) < 8 or length > _MAX_HEADER:
+                return None, None
+            header = fh.read(length)
+    except OSError:
+        return None, None
+    try:
+        ends = [entry["data_offsets"][1] for name, entry in parse_json(header).items() if name != "__metadata__"]
+        return 8 + length, 8 + length + max(ends, default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return 8 + length, None
+
+
 def _read_once(file: Path, read: Callable[[Path], Any]) -> Any:
     """``read(file)`` (a module-level function: part of the key), its value or its error, remembered by the path
     given and the file it names (device, inode, size, mtime_ns, ctime_ns: an edited, replaced or re-linked file is
@@ -780,7 +825,8 @@ def checkpoint_signature(path: str | Path) -> tuple:
 
 __all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit", "ModelConfig", "above", "among",
            "at_least", "atomic_folder", "below", "checkpoint_class", "checkpoint_name", "checkpoint_problem",
-           "checkpoint_signature", "config_json", "count_problem", "dividing", "extra_weights", "first_non_finite",
-           "first_non_finite_saved", "header_shapes", "load_model", "missing_weights", "model_config", "overflowed",
+           "checkpoint_signature", "config_json", "count_problem", "damaged_weights", "dividing", "extra_weights",
+           "first_non_finite", "first_non_finite_saved", "header_shapes", "load_model", "missing_weights",
+           "model_config", "overflowed",
            "remove_leftovers", "replace_folder", "save_model", "saved_class", "saved_config", "weights_shapes",
            "write_model"]

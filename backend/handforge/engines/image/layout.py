@@ -1,6 +1,7 @@
-"""What a weights setting's folder must hold, read from its layout alone (no file is opened): cheap
-enough for the server's availability checks and ``handforge models list``; ``weights.check_sd`` and
-``weights.check_controlnet`` read the files themselves (``handforge models check``)."""
+"""What a weights setting's folder must hold, read from its layout and its weights files' headers alone (no
+tensor is read; the headers cached): cheap enough for the server's availability checks and ``handforge models
+list``; ``weights.check_sd`` and ``weights.check_controlnet`` read the files themselves (``handforge models
+check``)."""
 
 from __future__ import annotations
 
@@ -22,18 +23,36 @@ def missing_parts(key: str, path: Path) -> str:
 
     if key == SD_MODEL.key:
         if path.is_file():
-            return "not a .safetensors file" if path.suffix.lower() != ".safetensors" else _sd_config_missing()
+            if path.suffix.lower() != ".safetensors":
+                return "not a .safetensors file"
+            return _damaged(path.parent, [path.name], SD_FIX) or _sd_config_missing()
         parts = [p for p in SD_PARTS if not (path / p).is_dir()]
         if parts:
             return f"no {', '.join(p + '/' for p in parts)}"
         # (a part without its weights file made a ready engine, whose first job failed on it)
         unweighted = [f"{part}/{name}" for part, name in PART_WEIGHTS.items() if not _has_weights(path / part, name)]
-        return f"no {', '.join(unweighted)} (weights)" if unweighted else ""
+        if unweighted:
+            return f"no {', '.join(unweighted)} (weights)"
+        return _damaged(path, [f"{part}/{name}" for part, name in PART_WEIGHTS.items()], SD_FIX)
     if key == CONTROLNETS.key:
         return "" if available(path) else "no ControlNet folder (with a config.json) in it"
     if not (path / "config.json").is_file():  # the guidance module: a ControlNet folder
         return "no config.json"
-    return "" if _has_weights(path, PART_WEIGHTS["unet"]) else f"no {PART_WEIGHTS['unet']} (weights)"
+    if not _has_weights(path, PART_WEIGHTS["unet"]):
+        return f"no {PART_WEIGHTS['unet']} (weights)"
+    return _damaged(path, [PART_WEIGHTS["unet"]], "train, import or download it again")
+
+
+SD_FIX = "download or copy the SD model again (handforge models fetch sd15)"
+
+
+def _damaged(folder: Path, names: list[str], fix: str) -> str:
+    """The first of the weights files ``names`` in ``folder`` that is damaged (a download or copy cut short was
+    [ok], its engine ready, until a job loaded it), with ``fix``; '' when none is."""
+    from handforge.engines.checkpoints import damaged_weights
+
+    found = next(((name, problem) for name in names if (problem := damaged_weights(folder / name))), None)
+    return f"{found[0]} is damaged ({found[1]}): {fix}" if found else ""
 
 
 def _has_weights(folder: Path, name: str) -> bool:

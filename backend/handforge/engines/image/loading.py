@@ -22,6 +22,7 @@ from handforge.engines.checkpoints import (
     config_and_shapes,
     config_json,
     count_problem,
+    damaged_weights,
     extra_weights,
     first_non_finite,
     folder_size_problem,
@@ -434,6 +435,9 @@ def controlnet_problem(path: str | Path) -> str:
     Not the weights' values (hundreds of MB a ControlNet): a NaN in them is refused by the load and
     `handforge models check`."""
     path = Path(path)
+    damaged = damaged_weights(path / WEIGHTS_NAME)  # (the checks below pass over a file they cannot read)
+    if damaged:
+        return f"{path / WEIGHTS_NAME} is damaged ({damaged}): train, import or download it again"
     problem = weights_file_problem(path) or folder_size_problem(path)
     if problem:
         return problem
