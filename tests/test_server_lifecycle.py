@@ -14,7 +14,7 @@ import pytest
 from handforge.cli import main
 from handforge_shared.client import Cancelled, Disconnected
 from handforge_shared.protocol import STOP_WITH_STDIN_ENV, Message, MessageType
-from tests.support.server import RawPeer, running_server, wait_ready
+from tests.support.server import RawPeer, ServerError, running_server, wait_ready
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,6 +43,20 @@ def test_stopping_cancels_running_jobs_and_tells_their_clients(stop):
         signal_name = "SIGTERM" if stop == "terminate" else "SIGINT"
         assert f"stopping (received {signal_name}): cancelling 2 job(s)" in server.log()
         assert not client.connected
+
+
+def test_the_server_helper_leaves_no_folder_behind_even_when_the_server_does_not_start(tmp_path, monkeypatch):
+    """running_server's folder (the server's log and endpoint file) is removed when the block ends; one whose server
+    did not start (ServerError, its log tail in the message) was left in /tmp."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # (where start_server makes its folder)
+    with running_server() as server:
+        assert server.workdir.parent == tmp_path
+    with pytest.raises(ServerError, match="unrecognized arguments: --no-such-option"):
+        with running_server("--no-such-option"):
+            pass
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_client_that_vanishes_mid_job_does_not_hurt():

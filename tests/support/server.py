@@ -106,8 +106,14 @@ def start_server(*args: str, port: int = 0, env: dict[str, str] | None = None, c
     """Start ``handforge serve ARGS`` on loopback (``port`` 0: a free one) and wait until it answers a
     ping. ``curve``: client keys to reach a server started with ``--curve-secret``. Stop it with
     ``terminate()``/``kill()``, or use ``running_server`` which always does."""
+    made = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="handforge-serve-"))
-    return _spawn(tuple(args), port, workdir, dict(env or {}), curve, ready_timeout)
+    try:
+        return _spawn(tuple(args), port, workdir, dict(env or {}), curve, ready_timeout)
+    except BaseException:
+        if made:  # (the ServerError carries the log's tail: the folder was left in /tmp)
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
 
 
 def _spawn(args: tuple[str, ...], port: int, workdir: Path, env: dict[str, str], curve: CurveKeys | None,
@@ -162,8 +168,9 @@ def running_server(*args: str, **kwargs) -> Iterator[ServerProcess]:
             server.terminate(timeout=10)
         except ServerError:
             pass
-        if kwargs.get("workdir") is None:  # the folder start_server made (they piled up in /tmp)
-            shutil.rmtree(server.workdir, ignore_errors=True)
+        finally:
+            if kwargs.get("workdir") is None:  # the folder start_server made (they piled up in /tmp)
+                shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 class RawPeer:
