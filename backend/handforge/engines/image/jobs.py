@@ -198,6 +198,21 @@ def ready_engine(requested: str, order: tuple[str, ...], controls: list[str]) ->
     return next((name for name in order if IMAGE_ENGINES[name].status().available), order[0])
 
 
+def passed_over(asked: str, ran: str, order: tuple[str, ...], controls: list[str], word: str = "engine") -> list[str]:
+    """The warning for ``auto`` having run ``ran`` past an engine of ``order`` whose own weights are set but cannot
+    run (misshapen, of another SD model), with why and the fix; none when they are unset (nothing was set up to
+    pass over) or ``ran`` was asked for. Its images came from the other engine without a word."""
+    if asked != AUTO or controls:  # (named ControlNets choose the controlnet engine: nothing passed over)
+        return []
+    warnings = []
+    for name in order[:order.index(ran)]:
+        status = IMAGE_ENGINES[name].status()
+        if config.value(ENGINES[name][1]) is not None and not status.available:
+            warnings.append(f"{word} auto ran {ran}, not {name}: {status.reason}" + (
+                f" ({status.hint}; or set {word} to {ran})" if status.hint else ""))
+    return warnings
+
+
 def _require_engine(name: str) -> None:
     status = IMAGE_ENGINES[name].status()
     if not status.available:
@@ -424,7 +439,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     from handforge.engines.image.pipeline import image_generators, latent_preview
     from handforge.engines.image.tokens import hand_tokens
 
-    params = {**params, "engine": ready_engine(params["engine"], tuple(ENGINES), params["controls"])}
+    asked = params["engine"]
+    params = {**params, "engine": ready_engine(asked, tuple(ENGINES), params["controls"])}
     camera = request_camera(params, arrays)
     hand_model = hand_model_for(ctx, params["hand_model"])
     cond = condition(hand_model, placed_hands(hand_model, request_hands(arrays), arrays), camera)
@@ -476,7 +492,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
             "camera": camera.to_dict(), "hands": view.hands, **hand_model_labels(params["hand_model"]),
             "bbox": view.box, "refined_box": cond.crop if passes == 2 else None}
     # said, not silently skipped (refine_hands too: it has no box to refine)
-    warnings = (out_of_view(view) + cpu_half_warning(params, ctx.device) + truncated(pipe.tokenizer, params["prompt"])
+    warnings = (passed_over(asked, params["engine"], tuple(ENGINES), params["controls"])
+                + out_of_view(view) + cpu_half_warning(params, ctx.device) + truncated(pipe.tokenizer, params["prompt"])
                 + truncated(pipe.tokenizer, params["negative_prompt"], "negative_prompt"))
     if params["engine"] == "controlnet":
         from handforge.engines.image.controls import controls_left_out
@@ -574,11 +591,12 @@ def register_jobs(registry: Registry) -> None:
                  "hand_model": "the hand model the labels' parameters belong to, with hand_model_licence",
                  "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's), null "
                         "where an update was skipped (a loss or gradient not finite)",
-                 "warning": "what did not happen as asked (no hand in view, a prompt cut short, TAS with no "
+                 "warning": "what did not happen as asked (engine auto passing over weights set but broken, no hand "
+                            "in view, a prompt cut short, TAS with no "
                             "hand-related word, TAS updates skipped), "
                             "only then"}))
 
 
 __all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "cpu_half_warning", "generate",
-           "hand_model_for", "hand_model_labels", "out_of_view", "placed_hands", "register_jobs", "request_camera",
-           "request_hands", "weights_hint"]
+           "hand_model_for", "hand_model_labels", "out_of_view", "passed_over", "placed_hands", "register_jobs",
+           "request_camera", "request_hands", "weights_hint"]

@@ -394,7 +394,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
 
     before = BACKGROUND_SHARE if params["background_prompt"] else 0.0  # the new background's part of the bar
     unread = _unread_by_ihpt(params) if params["engine"] == "ihpt" else []  # (as asked: before guide's auto is read)
-    params = {**params, "guide": image_jobs.ready_engine(params["guide"], GUIDES, params["controls"])}
+    asked = params["guide"]
+    params = {**params, "guide": image_jobs.ready_engine(asked, GUIDES, params["controls"])}
 
     def on_step(i: int, total: int, latents) -> None:
         ctx.progress(before + (1.0 - before) * (i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
@@ -456,6 +457,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
                    num_images=params["batch"], generator=image_generators(params["seed"], params["batch"], device),
                    reference_scale=params["reference_scale"], on_step=on_step)
     data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
+    warnings += image_jobs.passed_over(asked, params["guide"], GUIDES, params["controls"], "guide")
     warnings += truncated(pipe.tokenizer, params["prompt"]) + truncated(
         pipe.tokenizer, params["negative_prompt"], "negative_prompt")
     if params["guide"] == "controlnet":
@@ -528,7 +530,8 @@ def register_jobs(registry: Registry) -> None:
                  "hand_model": "the hand model of both poses, with hand_model_licence",
                  "controls": "the kinds of the control.<kind> renders (reference: those its guide read; ihpt: "
                              "mesh, the target pose's render, which its target generator does not read)",
-                 "warning": "what did not happen as asked (no hand in the camera's view, a prompt cut short, the "
+                 "warning": "what did not happen as asked (guide auto passing over weights set but broken, no hand "
+                            "in the camera's view, a prompt cut short, the "
                             "reference engine's settings sent to ihpt, negative_prompt or guidance_scale sent to ihpt "
                             "without background_prompt, ihpt at another size than it was trained at), only then",
                  "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
