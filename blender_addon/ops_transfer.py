@@ -48,6 +48,7 @@ def image_pixels(image) -> np.ndarray:
     flat = np.empty(width * height * image.channels, np.float32)
     image.pixels.foreach_get(flat)
     pixels = flat.reshape(height, width, image.channels)[::-1]
+    check_finite(image, pixels)
     rgb = pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
     # Blender holds float buffers premultiplied by alpha, except Channel Packed and Non-Color ones (their RGB as
     # read: divided, their colours went over-bright where the alpha is below 1 and black where it is 0)
@@ -61,6 +62,17 @@ def image_pixels(image) -> np.ndarray:
     if image.channels == 4 and image.alpha_mode in ("STRAIGHT", "PREMUL") and (pixels[..., 3] < 1).any():
         rgb = np.concatenate([rgb, np.clip(pixels[..., 3:], 0, 1)], axis=2)  # (CHANNEL_PACKED: not coverage)
     return np.round(rgb * 255).astype(np.uint8)
+
+
+def check_finite(image, pixels: np.ndarray) -> None:
+    """Refuse a float image's NaN or infinite pixels (a render's fireflies, a script's): they went as black or white,
+    unsaid. ``pixels``: (H, W, C), top row first."""
+    bad = ~np.isfinite(pixels).all(axis=2)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(f"the source image {image.name!r} has {int(bad.sum())} of its {bad.size} pixels not finite "
+                         f"(NaN or infinite), the first at row {row}, column {column} from the top left: they would "
+                         "go as black or white; re-render the image or paint them over, or pick another image")
 
 
 def srgb_encoded(linear: np.ndarray) -> np.ndarray:
