@@ -399,6 +399,18 @@ def placed_hands(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> d
                                                             matrices).items()}}
 
 
+def refine_skipped(params: dict[str, Any], box: list[float] | None) -> list[str]:
+    """The warning for refine_hands skipped on hands whose box is under a pixel (``refine.refinable``), or none (a
+    box with no area: ``out_of_view`` says it)."""
+    from handforge.engines.image.refine import MIN_SIDE, refinable
+
+    if not params["refine_hands"] or box is None or min(box[2], box[3]) <= 0 or refinable(box):
+        return []
+    return [f"refine_hands skipped: the hands' box is {box[2]:.2g} × {box[3]:.2g} pixels, under {MIN_SIDE:g} a side "
+            "(the hands are far from the camera, or all but out of its view), with nothing to refine; move the "
+            "camera nearer the hands, or set refine_hands off"]
+
+
 def cpu_half_warning(params: dict[str, Any], device: str) -> list[str]:
     """The warning for float16 asked for on the CPU, or none: it runs, slower than float32 (torch's CPU float16
     kernels; auto is float32 there), and only the server's log had a word of it, diffusers' that it would fail."""
@@ -437,6 +449,7 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import resolve
     from handforge.engines.image.pipeline import image_generators, latent_preview
+    from handforge.engines.image.refine import refinable
     from handforge.engines.image.tokens import hand_tokens
 
     asked = params["engine"]
@@ -459,7 +472,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     steps = params["steps"]
     tas_steps = steps // 2 if params["tas_steps"] is None else params["tas_steps"]
 
-    passes = 2 if params["refine_hands"] and cond.local_view is not None else 1
+    refine = params["refine_hands"] and cond.local_view is not None and refinable(cond.global_view.box)
+    passes = 2 if refine else 1
     device = "cpu" if params["cpu_offload"] else ctx.device
     # (a refine pass of its own, seeded seed + 1, had drawn the next seed's noise)
     generators = image_generators(params["seed"], params["batch"], device)
@@ -493,7 +507,7 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
             "bbox": view.box, "refined_box": cond.crop if passes == 2 else None}
     # said, not silently skipped (refine_hands too: it has no box to refine)
     warnings = (passed_over(asked, params["engine"], tuple(ENGINES), params["controls"])
-                + out_of_view(view) + cpu_half_warning(params, ctx.device) + truncated(pipe.tokenizer, params["prompt"])
+                + out_of_view(view) + refine_skipped(params, view.box) + cpu_half_warning(params, ctx.device) + truncated(pipe.tokenizer, params["prompt"])
                 + truncated(pipe.tokenizer, params["negative_prompt"], "negative_prompt"))
     if params["engine"] == "controlnet":
         from handforge.engines.image.controls import controls_left_out
@@ -592,7 +606,7 @@ def register_jobs(registry: Registry) -> None:
                  "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's), null "
                         "where an update was skipped (a loss or gradient not finite)",
                  "warning": "what did not happen as asked (engine auto passing over weights set but broken, no hand "
-                            "in view, a prompt cut short, TAS with no "
+                            "in view, refine_hands on hands under a pixel, a prompt cut short, TAS with no "
                             "hand-related word, TAS updates skipped), "
                             "only then"}))
 

@@ -13,6 +13,14 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 FEATHER = 0.08  # of the box's side: the width of the blend ramp at its border
+# pixels: the hands' box's longer side below which they cover under a pixel (far from the camera, or all but out of
+# its view): a pass there regenerated a box of 1-2 pixels, doubling the job's time for nothing
+MIN_SIDE = 1.0
+
+
+def refinable(box: list[float] | None) -> bool:
+    """Whether the hands' box [x, y, w, h] in the image holds anything to refine."""
+    return box is not None and min(box[2], box[3]) > 0 and max(box[2], box[3]) >= MIN_SIDE
 
 
 def cut(images: np.ndarray, crop: list[float], size: tuple[int, int]) -> np.ndarray:
@@ -37,4 +45,4 @@ def paste(images: np.ndarray, patches: np.ndarray, crop: list[float]) -> np.ndar
     return np.stack(out)
 
 
-__all__ = ["cut", "paste"]
+__all__ = ["MIN_SIDE", "cut", "paste", "refinable"]

@@ -1,0 +1,60 @@
+"""refine_hands on hands whose box is under a pixel (far from the camera): skipped, said in the result's warning
+(a second pass regenerated a box of 1-2 pixels, doubling the job's time for nothing, unsaid)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.support import tiny_sd
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refine_small")
+    sd = tiny_sd.build_sd(root / "sd")
+    return root, sd, tiny_sd.build_controlnet(root / "guidance", sd)
+
+
+def generate(weights, monkeypatch, eye, target) -> dict:
+    """image.generate's result data for a fist seen from ``eye`` looking at ``target``, refine_hands on."""
+    from handforge.engines.image import jobs
+    from handforge.render.camera import look_at
+    from handforge.server.builtin_jobs import default_registry
+    from handforge.server.jobs import JobContext
+    from handforge_shared import pose_library
+    from handforge_shared.client import pose_arrays
+
+    root, sd, guidance = weights
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
+    size = tiny_sd.IMAGE_SIZE
+    R, t = look_at(eye, target)
+    arrays = {"camera.K": np.array([[150.0, 0, size / 2], [0, 150.0, size / 2], [0, 0, 1]]), "camera.R": R,
+              "camera.t": t, **pose_arrays({"right": pose_library.get("fist", side="right")})}
+    kind = default_registry().kind("image.generate")
+    params = kind.schema.validate({"width": size, "height": size, "steps": 1, "prompt": "a hand", "tas": False,
+                                   "refine_hands": True}, arrays)
+    kind.check(params, arrays)
+    passes = []
+    ctx = JobContext("j", "image.generate", lambda fraction, message, previews: passes.append(message))
+    result = jobs.generate(ctx, params, arrays)
+    assert np.isfinite(result.arrays["images"]).all()
+    return {**result.data, "progress": passes}
+
+
+def test_refine_on_hands_under_a_pixel_is_skipped_and_said(weights, monkeypatch):
+    far = generate(weights, monkeypatch, [-0.08, -300.0, 0.06], [-0.08, 0.0, 0.0])  # the fist at 300 m
+    assert 0 < max(far["bbox"][2:]) < 1, far["bbox"]
+    assert far["refined_box"] is None and not any(m.startswith("hands ") for m in far["progress"]), far["progress"]
+    warning = far.get("warning", "")
+    assert "refine_hands skipped: the hands' box is 0.063 × 0.053 pixels, under 1 a side (the hands are far from " \
+           "the camera, or all but out of its view)" in warning, warning
+    assert "move the camera nearer the hands, or set refine_hands off" in warning
+    near = generate(weights, monkeypatch, [-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
+    assert near["refined_box"] is not None and "warning" not in near, near.get("warning")
+    assert any(m.startswith("hands ") for m in near["progress"])
