@@ -53,15 +53,18 @@ def image_pixels(image) -> np.ndarray:
     # Blender holds float buffers premultiplied by alpha, except Channel Packed and Non-Color ones (their RGB as
     # read: divided, their colours went over-bright where the alpha is below 1 and black where it is 0)
     premultiplied = image.alpha_mode != "CHANNEL_PACKED" and not image.colorspace_settings.is_data
+    # worked in place in the buffer read above, this function's own: copies of a 4096² float image took 1 GiB
     if image.is_float and image.channels == 4 and premultiplied:
-        alpha = pixels[..., 3:]
-        rgb = np.divide(rgb, alpha, out=np.zeros_like(rgb), where=alpha > 0)
-    rgb = np.clip(rgb, 0, 1)
+        np.divide(rgb, pixels[..., 3:], out=rgb, where=pixels[..., 3:] > 0)
+        rgb[pixels[..., 3] <= 0] = 0
+    np.clip(rgb, 0, 1, out=rgb)
     if image.is_float and not image.colorspace_settings.is_data:
-        rgb = srgb_encoded(rgb)  # a float buffer (16-bit PNG, EXR) holds scene-linear light, not sRGB values
+        srgb_encode(rgb)  # a float buffer (16-bit PNG, EXR) holds scene-linear light, not sRGB values
     if image.channels == 4 and image.alpha_mode in ("STRAIGHT", "PREMUL") and (pixels[..., 3] < 1).any():
-        rgb = np.concatenate([rgb, np.clip(pixels[..., 3:], 0, 1)], axis=2)  # (CHANNEL_PACKED: not coverage)
-    return np.round(rgb * 255).astype(np.uint8)
+        np.clip(pixels[..., 3:], 0, 1, out=pixels[..., 3:])  # (CHANNEL_PACKED: not coverage)
+        rgb = pixels  # its RGB, worked above, and its alpha
+    rgb *= 255
+    return np.round(rgb, out=rgb).astype(np.uint8)
 
 
 def check_finite(image, pixels: np.ndarray) -> None:
@@ -75,9 +78,14 @@ def check_finite(image, pixels: np.ndarray) -> None:
                          "go as black or white; re-render the image or paint them over, or pick another image")
 
 
-def srgb_encoded(linear: np.ndarray) -> np.ndarray:
-    """Linear [0, 1] → sRGB-encoded [0, 1] (the inverse of what Blender applied when it read the file)."""
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+def srgb_encode(linear: np.ndarray) -> None:
+    """Linear [0, 1] → sRGB-encoded [0, 1], in place (the inverse of what Blender applied when it read the file)."""
+    dark = linear <= 0.0031308
+    darks = linear[dark] * 12.92
+    np.power(linear, 1 / 2.4, out=linear)
+    linear *= 1.055
+    linear -= 0.055
+    linear[dark] = darks
 
 
 SOURCE_SIDES = (16, 4096)  # the backend's source.image: pixels a side (image.transfer's SOURCE_SIZE)
@@ -92,8 +100,9 @@ def reduced(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     if k < 2:
         return pixels
     rows, cols = pixels.shape[0] // k, pixels.shape[1] // k
-    blocks = pixels[:rows * k, :cols * k].reshape(rows, k, cols, k, pixels.shape[2]).astype(np.float32)
-    return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    blocks = pixels[:rows * k, :cols * k].reshape(rows, k, cols, k, pixels.shape[2])
+    # summed as uint32 (a float32 copy of a 4096² photo took 256 MiB), the mean exact in float64 and rounded as before
+    return np.round(blocks.sum(axis=(1, 3), dtype=np.uint32) / (k * k)).astype(np.uint8)
 
 
 def check_source_size(pixels: np.ndarray, given: tuple[int, int]) -> None:

@@ -1,5 +1,6 @@
-"""Transfer Pose's source pixels of a float image (a script's float buffer, an EXR file) holding NaN or infinite
-pixels: refused, saying how many, where and what to do (they went as black, or white, without a word)."""
+"""Transfer Pose's source pixels of a float image (a script's float buffer, an EXR file): NaN or infinite pixels
+refused, saying how many, where and what to do (they went as black, or white, without a word); a large one read
+without copies of its buffer (a 4096² one took 1 GiB more than its 256 MiB)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,13 @@ def test_a_float_source_with_nan_or_infinite_pixels_is_refused_saying_how_many(s
         assert f"the source image {name!r} has {count} of its 32 pixels not finite (NaN or infinite)" in message, message
         assert "the first at row 0, column 0 from the top left" in message, message
         assert "re-render the image or paint them over, or pick another image" in message, message
+
+
+def test_a_large_float_source_is_read_in_its_own_buffer(session):
+    # before: 4.2 times its float buffer (1072 MiB for a 4096² RGBA EXR: float32 copies for the un-premultiply,
+    # the clip, the sRGB encoding, the alpha), and the reduction a float32 copy of the uint8 image (5 times it)
+    session.no_error("large")
+    found = session["large"]
+    assert found["as_straight"] and found["reduced"], found  # the same pixels as before
+    assert found["read_mib"] < 1.5 * found["buffer_mib"], found
+    assert found["reducing_mib"] < 2.5 * found["sent_mib"], found

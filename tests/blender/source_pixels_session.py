@@ -52,4 +52,36 @@ def not_finite():
 
 
 s.check("not_finite", not_finite)
+
+
+def straight(pixels: np.ndarray) -> np.ndarray:
+    """What a premultiplied float RGBA buffer (top row first) is sent as: un-premultiplied, sRGB-encoded, its alpha."""
+    alpha = pixels[..., 3:]
+    rgb = np.clip(np.divide(pixels[..., :3], alpha, out=np.zeros_like(pixels[..., :3]), where=alpha > 0), 0, 1)
+    rgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * rgb ** (1 / 2.4) - 0.055)
+    return np.round(np.concatenate([rgb, np.clip(alpha, 0, 1)], axis=2) * 255).astype(np.uint8)
+
+
+def large_source():
+    """The memory that reading a large float source (and bringing it within a target's size) takes."""
+    import tracemalloc
+
+    side = 1024
+    pixels = np.random.default_rng(0).random((side, side, 4), np.float32)
+    pixels[::7, ::5, 3] = 0.0  # some pixels wholly transparent
+    image = float_image("Large", pixels)
+    tracemalloc.start()
+    sent = ops_transfer.image_pixels(image)
+    read = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    reduced = ops_transfer.reduced(sent, 256, 256)
+    reducing = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    blocks = sent.reshape(256, 4, 256, 4, 4).astype(np.float64)
+    return {"buffer_mib": pixels.nbytes / 2**20, "read_mib": read / 2**20, "reducing_mib": reducing / 2**20,
+            "sent_mib": sent.nbytes / 2**20, "as_straight": bool(np.array_equal(sent, straight(pixels))),
+            "reduced": bool(np.array_equal(reduced, np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)))}
+
+
+s.check("large", large_source)
 s.finish()

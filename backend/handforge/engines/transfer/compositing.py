@@ -17,19 +17,22 @@ import numpy as np
 # colour, render/gl.py: luma ≥ 75 of 255, its darkest channel, blue, 69), so every hand pixel is kept. AttentionHand's code thresholds its
 # own renderer's brighter mesh images at 127.
 MESH_THRESHOLD = 40
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's convert("L")
+LUMA = (299, 587, 114)  # ITU-R BT.601 in thousandths, as PIL's convert("L")
 
 
 def hand_mask(mesh: np.ndarray, threshold: float = MESH_THRESHOLD) -> np.ndarray:
     """(H, W) bool: where the mesh image's intensity (BT.601 luma of (H, W, 3), or (H, W) grey) is above ``threshold``."""
     mesh = np.asarray(mesh)
     if mesh.ndim == 3 and mesh.shape[2] in (3, 4):
-        intensity = mesh[..., :3].astype(np.float64) @ LUMA
-    elif mesh.ndim == 2:
-        intensity = mesh.astype(np.float64)
-    else:
-        raise ValueError(f"mesh image of shape {mesh.shape}: give (H, W, 3) RGB or (H, W) grey")
-    return intensity > threshold
+        # a thousand times the luma, exact in uint32 a channel at a time: float64 copies of a source's 4096² mesh
+        # image took 512 MiB
+        intensity = np.multiply(mesh[..., 0], LUMA[0], dtype=np.uint32)  # (numpy 1.x: uint16 else, overflowing)
+        for channel in (1, 2):
+            intensity += np.multiply(mesh[..., channel], LUMA[channel], dtype=np.uint32)
+        return intensity > threshold * 1000
+    if mesh.ndim == 2:
+        return mesh > threshold
+    raise ValueError(f"mesh image of shape {mesh.shape}: give (H, W, 3) RGB or (H, W) grey")
 
 
 def composite(background: np.ndarray, hand: np.ndarray, mesh: np.ndarray,
@@ -39,7 +42,7 @@ def composite(background: np.ndarray, hand: np.ndarray, mesh: np.ndarray,
     if shapes["background"] != shapes["hand"] or shapes["hand"][:2] != shapes["mesh"] or len(shapes["hand"]) != 3:
         raise ValueError(f"the images differ in size: {shapes}; render the mesh image with the hand image's camera "
                          "and resize the background to it")
-    return np.where(hand_mask(mesh, threshold)[..., None], hand, background).astype(np.uint8)
+    return np.where(hand_mask(mesh, threshold)[..., None], hand, background).astype(np.uint8, copy=False)
 
 
 def background(parts, prompt: str, width: int, height: int, negative_prompt: str = "", steps: int = 20,
