@@ -238,7 +238,11 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     location = poses.transl @ frames[0]  # = F₀ᵀ·transl
     channels = []
     for mode, (joints, current) in pose_conv.read_channels(arm_obj.pose.bones).items():  # one conversion per mode
-        prop, values = pose_conv.rotation_channels(bone_aa[:, joints], mode, current)
+        # the first frame near the rig's channels where float32 holds that, else nearest zero (``channels_near``):
+        # going on from a bone holding NaN keyed NaN, from 1e6 rad (a script's) keys off by float32's steps there
+        first = np.array([pose_conv.channels_near(axis_angle_to_matrix(bone_aa[0, k].astype(np.float64)), mode,
+                                                  values)[1] for k, values in zip(joints, current)])
+        prop, values = pose_conv.rotation_channels(bone_aa[:, joints], mode, first)
         values = np.moveaxis(values, 0, -1)  # (joints, C, T): each channel's values contiguous
         for i, k in enumerate(joints):
             name = JOINT_NAMES[k]
