@@ -24,7 +24,8 @@ def test_a_float_source_with_nan_or_infinite_pixels_is_refused_saying_how_many(s
     assert found["clean"] == [4, 8, 3]  # a finite one is sent
     for name, count in (("Fireflies", 4), ("fireflies.exr", 3)):
         message = found["buffer" if name == "Fireflies" else "file"]
-        assert f"the source image {name!r} has {count} of its 32 pixels not finite (NaN or infinite)" in message, message
+        says = f"the source image {name!r} has {count} of its 32 pixels not finite (NaN or infinite)"
+        assert says in message, message
         assert "the first at row 0, column 0 from the top left" in message, message
         assert "re-render the image or paint them over, or pick another image" in message, message
 

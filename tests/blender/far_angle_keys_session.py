@@ -38,7 +38,8 @@ def imported_over_far_angles():
     assert bpy.ops.handforge.add_hands() == {"FINISHED"}
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = 30, 1.0
-    clip = MotionClip(hands={side: stack_poses([pose_library.get(name, side=side) for name in ("fist", "spread", "fist")])
+    names = ("fist", "spread", "fist")
+    clip = MotionClip(hands={side: stack_poses([pose_library.get(name, side=side) for name in names])
                              for side in ("left", "right")}, fps=30.0)
     path = str(s.work / "clip.npz")
     clip.save(path)

@@ -507,7 +507,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
             "bbox": view.box, "refined_box": cond.crop if passes == 2 else None}
     # said, not silently skipped (refine_hands too: it has no box to refine)
     warnings = (passed_over(asked, params["engine"], tuple(ENGINES), params["controls"])
-                + out_of_view(view) + refine_skipped(params, view.box) + cpu_half_warning(params, ctx.device) + truncated(pipe.tokenizer, params["prompt"])
+                + out_of_view(view) + refine_skipped(params, view.box) + cpu_half_warning(params, ctx.device)
+                + truncated(pipe.tokenizer, params["prompt"])
                 + truncated(pipe.tokenizer, params["negative_prompt"], "negative_prompt"))
     if params["engine"] == "controlnet":
         from handforge.engines.image.controls import controls_left_out
