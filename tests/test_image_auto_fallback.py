@@ -118,5 +118,5 @@ def test_auto_guide_passing_over_broken_controlnets_says_so(job, weights, tmp_pa
     _misshapen(shutil.copytree(controlnets, bad) / "control_sd15_depth")
     data = job("image.transfer", {}, guidance, bad)
     assert data["guide"] == "attentionhand"
-    assert f"guide auto ran attentionhand, not controlnet: image.controlnets" in data.get("warning", ""), data
+    assert "guide auto ran attentionhand, not controlnet: image.controlnets" in data.get("warning", ""), data
     assert "warning" not in job("image.transfer", {}, guidance, controlnets)
