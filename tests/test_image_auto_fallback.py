@@ -98,17 +98,24 @@ def test_auto_passing_over_misshapen_guidance_weights_says_so(job, weights, tmp_
                                 controlnets)
 
 
-def test_auto_with_guidance_weights_cut_short_refuses_naming_the_file(job, weights, tmp_path):
-    # weights whose header reads (the status line's checks pass) but whose data was cut short: the job refuses,
-    # naming the folder and the fix, and runs no other engine
-    from handforge.server.jobs import JobError
+def test_guidance_weights_cut_short_are_passed_over_by_auto_and_refused_when_named(job, weights, tmp_path):
+    # weights whose data was cut short (a download stopped half-way): the status check reads the file's length
+    # against its header, so auto passes them over and says so; named, the engine is refused before the job is
+    # queued, naming the file and the fix, and no other engine runs
+    from handforge_shared.protocol import ProtocolError
 
     _, _, guidance, controlnets = weights
     bad = _unreadable(shutil.copytree(guidance, tmp_path / "guidance"))
-    with pytest.raises(JobError) as refused:
-        job("image.generate", {"prompt": "two hands", "tas": False}, bad, controlnets)
-    assert f"cannot load the ControlNet {bad}" in str(refused.value)
-    assert f"handforge models check {bad}` names the damaged file: copy or download it again" in str(refused.value)
+    data = job("image.generate", {"prompt": "two hands", "tas": False}, bad, controlnets)
+    assert data["engine"] == "controlnet"
+    warning = data.get("warning", "")
+    assert f"engine auto ran controlnet, not attentionhand: image.guidance = {bad}" in warning, warning
+    assert "is damaged (cut short" in warning, warning
+    with pytest.raises(ProtocolError) as refused:
+        job("image.generate", {"prompt": "two hands", "tas": False, "engine": "attentionhand"}, bad, controlnets)
+    said = str(refused.value)
+    assert f"engine 'attentionhand' cannot run: image.guidance = {bad}" in said and "is damaged (cut short" in said, said
+    assert "download it again" in said, said
 
 
 def test_auto_guide_passing_over_broken_controlnets_says_so(job, weights, tmp_path):
