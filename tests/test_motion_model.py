@@ -922,8 +922,8 @@ def test_the_keys_curve_turns_each_rotation_along_its_arc():
 
 
 def test_a_wrist_turned_170_degrees_between_two_keys_turns_evenly():
-    """motion_v5 through the in-between job's defaults: before the keys' curve followed the arc, one
-    frame mid-gap turned 41° (the even step 4.2°)."""
+    """The shipped checkpoint through the in-between job's defaults (found with motion_v5: before the keys' curve
+    followed the arc, one frame mid-gap turned 41°, the even step 4.2°)."""
     from scipy.spatial.transform import Rotation
 
     from handforge.engines.motion.settings import SHIPPED_CHECKPOINT

@@ -272,7 +272,7 @@ def test_doctor_notes_a_learned_model_of_another_frame_or_vector_size(tmp_path, 
     from handforge.server.builtin_jobs import default_registry
 
     assets = Path(__file__).resolve().parents[1] / "backend" / "handforge" / "engines"
-    for engine, shipped, size in (("motion", "motion/assets/motion_v5", "frame_dim"),
+    for engine, shipped, size in (("motion", "motion/assets/motion_v6", "frame_dim"),
                                   ("interaction", "interaction/assets/interaction_v4", "vector_dim")):
         config = json.loads((assets / shipped / "config.json").read_text())
         shutil.copytree(assets / shipped, tmp_path / engine)  # (its weights too: the status reads their sizes)
@@ -309,7 +309,7 @@ def test_engine_statuses_refuse_a_config_out_of_limits_in_the_loads_words_withou
     from handforge.engines.transfer.model import TargetGenerator
 
     assets = Path(__file__).resolve().parents[1] / "backend" / "handforge" / "engines"
-    shutil.copytree(assets / "motion/assets/motion_v5", tmp_path / "motion")
+    shutil.copytree(assets / "motion/assets/motion_v6", tmp_path / "motion")
     shutil.copytree(assets / "interaction/assets/interaction_v4", tmp_path / "interaction")
     save_model(TargetGenerator(cross_attention_dim=16, image_size=32, backbone_channels=(8, 8), feature_dim=16,
                                num_layers=1, num_heads=2, num_queries=2, pose_tokens=2), tmp_path / "transfer")

@@ -11,7 +11,7 @@ from nothing (HandDiffuse, arXiv 2312.04867, on MDM's backbone; README "Motion")
     pipeline.py         DDIM sampling with keys imposed each step, penetration guidance
     spline.py           the spline engine (always available; fallback and baseline)
     synthesis.py        one call for both engines
-    settings.py         ``motion.checkpoint`` (default: the shipped assets/motion_v5)
+    settings.py         ``motion.checkpoint`` (default: the shipped assets/motion_v6)
     train.py / evaluate.py / jobs.py   ``handforge train|eval motion`` and the server's job kinds
 
 This package stays light: the server imports ``jobs`` (and through it ``settings``) at start.

@@ -2,7 +2,7 @@
 (its ``observation``) and the curve the generated part fades into at the keys.
 
     interpolate_keys   linear between keys (motion_v1 to motion_v4)
-    hermite_keys       cubic Hermite with bounded tangents (the shipped motion_v5): by itself a
+    hermite_keys       cubic Hermite with bounded tangents (motion_v5, the shipped motion_v6): by itself a
                        better in-between of the evaluation's gaps than motion_v4 (512 validation
                        windows, FD gap15 / gap30 / gap60: 0.67 / 2.09 / 4.34 against v4's 0.79 /
                        2.41 / 4.97; the spline engine 0.73 / 2.00 / 4.62), and v5, motion_v4

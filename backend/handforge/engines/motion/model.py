@@ -5,7 +5,7 @@ Input per frame: the noisy motion x_t, the observation and its mask (the conditi
 Motion In-betweening, Cohan et al., arXiv 2405.11126: key values plus a per-frame, per-channel mask
 beside the noisy motion). Our observation is a curve through the keys along time per channel
 (``curves.key_curve``, the config's ``observation_curve``: "linear", the default, or "hermite", as
-the shipped ``motion_v5``; zero for a channel without keys) and the network predicts x0 as a correction of it:
+``motion_v5`` and the shipped ``motion_v6``; zero for a channel without keys) and the network predicts x0 as a correction of it:
 with few training steps on a CPU this starts the model at that in-between instead of at the mean
 pose. A timestep token (sinusoidal embedding → MLP) is prepended, as in MDM; sinusoidal frame
 positions (offset at random in training) let one model take clips of any length up to

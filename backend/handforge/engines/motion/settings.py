@@ -6,7 +6,7 @@ from pathlib import Path
 
 from handforge import config
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "motion_v5"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "motion_v6"
 
 CHECKPOINT = config.register(config.Setting(
     key="motion.checkpoint",

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "an interrupted fine-tune resumes from --out's checkpoints")
     parser.add_argument("--observation-curve", choices=("linear", "hermite"), default=None,
                         help="the curve through the keys the network sees and corrects (default: linear, as "
-                             "motion_v1-v4, for a new model (the shipped motion_v5 is a fine-tune onto hermite); "
+                             "motion_v1-v4, for a new model (motion_v5 and the shipped motion_v6 end with a fine-tune onto hermite); "
                              "the --init model's own otherwise; changing it "
                              "re-learns the correction; README 'Motion' has both measured)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (tests)")
