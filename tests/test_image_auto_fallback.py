@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
@@ -46,36 +45,14 @@ def _misshapen(folder):
 def job(weights, monkeypatch):
     """``job(kind, params, guidance=..., controlnets=...)``: the job's result data, run in process on the tiny
     weights (one model cache), a fist in view, after the request's checks."""
-    from handforge.engines.image import jobs as image_jobs
-    from handforge.engines.transfer import jobs as transfer_jobs
-    from handforge.render.camera import look_at
-    from handforge.server.builtin_jobs import default_registry
-    from handforge.server.jobs import JobContext
     from handforge.server.model_cache import ModelCache
-    from handforge_shared import pose_library
-    from handforge_shared.client import pose_arrays
 
     root, sd, _, _ = weights
-    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
-    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
-    size = tiny_sd.IMAGE_SIZE
-    R, t = look_at([-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
-    arrays = {"camera.K": np.array([[150.0, 0, size / 2], [0, 150.0, size / 2], [0, 0, 1]]), "camera.R": R,
-              "camera.t": t, **pose_arrays({"right": pose_library.get("fist", side="right")})}
-    cache = ModelCache()
+    arrays, cache = tiny_sd.fist_in_view(), ModelCache()
 
     def run(kind: str, params: dict, guidance, controlnets) -> dict:
-        monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
-        monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(controlnets))
-        given = dict(arrays)
-        if kind == "image.transfer":
-            given["source.image"] = np.full((size, size, 3), 128, np.uint8)
-        handler = image_jobs.generate if kind == "image.generate" else transfer_jobs.transfer_job
-        registered = default_registry().kind(kind)
-        valid = registered.schema.validate({"width": size, "height": size, "steps": 1, **params}, given)
-        registered.check(valid, given)
-        ctx = JobContext("j", kind, lambda fraction, message, previews: None, models=cache)
-        return handler(ctx, valid, given).data
+        tiny_sd.use_weights(monkeypatch, root, sd, guidance=guidance, controlnets=controlnets)
+        return tiny_sd.run_image_job(kind, {"steps": 1, **params}, arrays, models=cache).data
 
     return run
 

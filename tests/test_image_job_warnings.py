@@ -3,7 +3,6 @@ float16 on the CPU (the slow precision there), TAS that runs at no step (as TAS 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from tests.support import tiny_sd
@@ -22,36 +21,12 @@ def weights(tmp_path_factory):
 def job(weights, monkeypatch):
     """``job(kind, params)``: the job's result data, run in process on the tiny weights (one model cache), a fist
     in view."""
-    from handforge.engines.image import jobs as image_jobs
-    from handforge.engines.transfer import jobs as transfer_jobs
-    from handforge.render.camera import look_at
-    from handforge.server.builtin_jobs import default_registry
-    from handforge.server.jobs import JobContext
     from handforge.server.model_cache import ModelCache
-    from handforge_shared import pose_library
-    from handforge_shared.client import pose_arrays
 
     root, sd, guidance = weights
-    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
-    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
-    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
-    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
-    size = tiny_sd.IMAGE_SIZE
-    R, t = look_at([-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
-    arrays = {"camera.K": np.array([[150.0, 0, size / 2], [0, 150.0, size / 2], [0, 0, 1]]), "camera.R": R,
-              "camera.t": t, **pose_arrays({"right": pose_library.get("fist", side="right")})}
-    cache = ModelCache()
-
-    def run(kind: str, params: dict) -> dict:
-        given = dict(arrays)
-        if kind == "image.transfer":
-            given["source.image"] = np.full((size, size, 3), 128, np.uint8)
-        handler = image_jobs.generate if kind == "image.generate" else transfer_jobs.transfer_job
-        valid = default_registry().kind(kind).schema.validate({"width": size, "height": size, **params}, given)
-        ctx = JobContext("j", kind, lambda fraction, message, previews: None, models=cache)
-        return handler(ctx, valid, given).data
-
-    return run
+    tiny_sd.use_weights(monkeypatch, root, sd, guidance=guidance)
+    arrays, cache = tiny_sd.fist_in_view(), ModelCache()
+    return lambda kind, params: tiny_sd.run_image_job(kind, params, arrays, models=cache).data
 
 
 @pytest.mark.parametrize("kind", ["image.generate", "image.transfer"])

@@ -20,29 +20,11 @@ def weights(tmp_path_factory):
 
 def generate(weights, monkeypatch, eye, target) -> dict:
     """image.generate's result data for a fist seen from ``eye`` looking at ``target``, refine_hands on."""
-    from handforge.engines.image import jobs
-    from handforge.render.camera import look_at
-    from handforge.server.builtin_jobs import default_registry
-    from handforge.server.jobs import JobContext
-    from handforge_shared import pose_library
-    from handforge_shared.client import pose_arrays
-
     root, sd, guidance = weights
-    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
-    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
-    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
-    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
-    size = tiny_sd.IMAGE_SIZE
-    R, t = look_at(eye, target)
-    arrays = {"camera.K": np.array([[150.0, 0, size / 2], [0, 150.0, size / 2], [0, 0, 1]]), "camera.R": R,
-              "camera.t": t, **pose_arrays({"right": pose_library.get("fist", side="right")})}
-    kind = default_registry().kind("image.generate")
-    params = kind.schema.validate({"width": size, "height": size, "steps": 1, "prompt": "a hand", "tas": False,
-                                   "refine_hands": True}, arrays)
-    kind.check(params, arrays)
+    tiny_sd.use_weights(monkeypatch, root, sd, guidance=guidance)
     passes = []
-    ctx = JobContext("j", "image.generate", lambda fraction, message, previews: passes.append(message))
-    result = jobs.generate(ctx, params, arrays)
+    result = tiny_sd.run_image_job("image.generate", {"steps": 1, "prompt": "a hand", "tas": False, "refine_hands": True},
+                                   tiny_sd.fist_in_view(eye, target), progress=passes.append)
     assert np.isfinite(result.arrays["images"]).all()
     return {**result.data, "progress": passes}
 

@@ -9,11 +9,55 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 IMAGE_SIZE = 128  # VAE factor 8 → 16×16 latents → 4×4 maps at TAS's resolution (latent / 4)
 # A few merges: "hand" and "a" become single tokens; "holding", "waving", "man" stay several pieces.
 MERGES = ["h a", "ha n", "han d</w>", "han d", "m a", "o l", "i n", "in g</w>", "t w", "tw o</w>"]
+
+
+def use_weights(monkeypatch, root: Path, sd: Path, guidance: Path | None = None,
+                controlnets: Path | None = None) -> None:
+    """Point the image settings at tiny weights, and at nothing else (an empty config file under ``root``)."""
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    for name, folder in (("HANDFORGE_IMAGE_GUIDANCE", guidance), ("HANDFORGE_CONTROLNETS", controlnets)):
+        if folder is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, str(folder))
+
+
+def fist_in_view(eye=(-0.08, -0.35, 0.06), target=(-0.08, 0.0, 0.0)) -> dict[str, np.ndarray]:
+    """The arrays of an image job: a right fist and a camera at ``eye`` looking at ``target`` (m), IMAGE_SIZE square."""
+    from handforge.render.camera import look_at
+    from handforge_shared import pose_library
+    from handforge_shared.client import pose_arrays
+
+    R, t = look_at(list(eye), list(target))
+    return {"camera.K": np.array([[150.0, 0, IMAGE_SIZE / 2], [0, 150.0, IMAGE_SIZE / 2], [0, 0, 1]]), "camera.R": R,
+            "camera.t": t, **pose_arrays({"right": pose_library.get("fist", side="right")})}
+
+
+def run_image_job(kind: str, params: dict, arrays: dict[str, np.ndarray], models=None, progress=None):
+    """``image.generate`` or ``image.transfer`` run in process as the server runs it (the request validated and
+    checked, then the handler; ``models`` a ``ModelCache`` shared between calls), IMAGE_SIZE square, a grey
+    source image for a transfer; ``progress(message)`` for each progress message. Its ``JobResult``."""
+    from handforge.engines.image import jobs as image_jobs
+    from handforge.engines.transfer import jobs as transfer_jobs
+    from handforge.server.builtin_jobs import default_registry
+    from handforge.server.jobs import JobContext
+
+    given = dict(arrays)
+    if kind == "image.transfer":
+        given["source.image"] = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 128, np.uint8)
+    registered = default_registry().kind(kind)
+    valid = registered.schema.validate({"width": IMAGE_SIZE, "height": IMAGE_SIZE, **params}, given)
+    registered.check(valid, given)
+    said = (lambda fraction, message, previews: progress(message)) if progress else (lambda *_: None)
+    handler = image_jobs.generate if kind == "image.generate" else transfer_jobs.transfer_job
+    return handler(JobContext("j", kind, said, models=models), valid, given)
 
 
 def _byte_characters() -> list[str]:
