@@ -680,7 +680,7 @@ def test_hermite_keys_pass_through_the_keys_smoothly_and_stay_bounded():
 
 
 def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_path, capsys):
-    """`handforge eval motion` on the tiny run: a row per engine (the keys' Hermite curve for gap
+    """`handforge eval motion` on the tiny run: a row per engine (the keys' curve for gap
     tasks only), keys exact in every generated row, the report written as JSON."""
     from handforge.cli import main
 
@@ -701,7 +701,7 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert run["windows"] == {"gap15": 3, "unconditional": 3} and "windows per task: gap15 3" in table
     assert (run["frames"], run["tasks"], run["variation"]) == (4, ["gap15", "unconditional"], None)  # (unrecorded)
     assert [(r["task"], r["engine"]) for r in rows] == [
-        ("gap15", "ground truth"), ("gap15", "learned"), ("gap15", "spline"), ("gap15", "keys' Hermite curve"),
+        ("gap15", "ground truth"), ("gap15", "learned"), ("gap15", "spline"), ("gap15", "keys' curve"),
         ("unconditional", "ground truth"), ("unconditional", "learned"), ("unconditional", "spline")]
     assert all(r["key_rot_rad"] < 1e-6 and r["key_transl_m"] < 1e-9 for r in rows)
     assert all(np.isfinite(r["fd_motion"]) for r in rows if r["engine"] != "ground truth")
@@ -710,7 +710,7 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert "not measured: vs_reference_motions in gap15/ground truth, unconditional/ground truth: needs 2" in table
     assert re.search(r"gap15/ground truth: FD and KID compare its \d windows of half the clips with the \d of the "
                      r"other half \(the other rows: 3 with the same 3\)", table), table
-    assert "| gap15 | keys' Hermite curve |" in table
+    assert "| gap15 | keys' curve |" in table
     assert main(["eval", "motion", "--corpus", str(corpus), "--tasks", "gap7"]) == 2
     assert "unknown tasks ['gap7']" in capsys.readouterr().err
     assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),
@@ -812,7 +812,7 @@ def test_eval_motion_says_which_metrics_it_left_out_and_why(trained, corpus, cap
                  "--windows", "3", "--frames", "1", "--steps", "2", "--tasks", "gap15", "--guidance", "off"]) == 0
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("not measured: ")]
     assert any(line.startswith("not measured: diversity_frames in gap15/ground truth, gap15/learned, gap15/spline, "
-                               "gap15/keys' Hermite curve: needs 2 or more two-hand frames") for line in said), said
+                               "gap15/keys' curve: needs 2 or more two-hand frames") for line in said), said
 
 def test_eval_motion_refuses_a_task_or_split_named_twice(tmp_path, capsys):
     """`--tasks gap15,gap15 --splits train,train` measured gap15 once, unsaid (before that, twice, on each clip
@@ -1183,13 +1183,12 @@ def test_the_pipeline_refuses_settings_it_cannot_run_saying_which():
         MotionPipeline(model, load_hand_model("open")).batch([mano_keys], steps=1)
 
 
-def test_the_eval_rows_hermite_curve_turns_a_wrist_along_its_arc():
-    """`eval motion`'s "keys' Hermite curve" row is the curve the learned engine starts from: since ``along_arcs``
-    that curve turns each rotation along its arc. The row left that out: a wrist turned 170° between two keys 40
-    frames apart turned 30° in one frame mid-gap (the even step 4.25°), a kink the engine's curve does not have."""
+def test_the_eval_rows_keys_curve_turns_a_wrist_along_its_arc():
+    """`eval motion`'s "keys' curve" row is the curve the learned engine starts from: since ``along_arcs`` that
+    curve turns each rotation along its arc. The row (then the bare Hermite curve) left that out: a wrist turned
+    170° between two keys 40 frames apart turned 30° in one frame mid-gap (the even step 4.25°), a kink the
+    engine's curve does not have."""
     from scipy.spatial.transform import Rotation
-
-    from handforge.engines.motion.evaluate import hermite_inbetween
 
     frames = 41
     go, hand_pose, transl = (np.zeros((frames, 2, n)) for n in (3, 45, 3))
@@ -1197,7 +1196,9 @@ def test_the_eval_rows_hermite_curve_turns_a_wrist_along_its_arc():
     go[-1, 0] = [np.radians(170), 0, 0]
     part_mask = np.zeros((frames, 2, rep.PARTS), bool)
     part_mask[[0, -1]] = True
-    curve = hermite_inbetween(Observation(go, hand_pose, transl, part_mask, np.zeros((2, 10))))
+    model = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, observation_curve="hermite")
+    curve = MotionPipeline(model, load_hand_model("open")).curve_inbetweens(
+        [Observation(go, hand_pose, transl, part_mask, np.zeros((2, 10)))])[0]
     wrist = Rotation.from_rotvec(curve["global_orient"][:, 0])
     steps = np.degrees((wrist[1:] * wrist[:-1].inv()).magnitude())
     assert steps.max() < 1.2 * 170 / (frames - 1), steps.round(1)

@@ -94,6 +94,19 @@ def hermite_keys(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, values, out)
 
 
+def short_gap_weight(mask: torch.Tensor, short: int, long: int) -> torch.Tensor:
+    """(B, T, C) in [0, 1], per channel of ``mask`` (B, T, C) bool: 1 between two of its keys at most ``short``
+    frames apart, 0 between keys at least ``long`` frames apart, at the keys and outside the keyed span,
+    linear in the span between (``short`` < ``long``)."""
+    b, t, c = mask.shape
+    frames = torch.arange(t, device=mask.device).view(1, t, 1).expand(b, t, c)
+    prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values
+    nxt = torch.where(mask, frames, torch.full_like(frames, t)).flip(1).cummin(1).values.flip(1)
+    span = (nxt - prev).float()
+    weight = ((long - span) / float(long - short)).clamp(0, 1)
+    return torch.where((prev >= 0) & (nxt < t) & ~mask, weight, torch.zeros_like(weight))
+
+
 def slerp_correction(values: torch.Tensor, mask: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     """What to add to a curve through the keys so that each rotation turns along its arc: in the 6D
     rotation channels ``blocks`` (K, 6) of ``values`` (B, T, C), between two keys of a whole block,
@@ -130,4 +143,4 @@ def slerp_correction(values: torch.Tensor, mask: torch.Tensor, blocks: torch.Ten
     return out
 
 
-__all__ = ["CURVES", "hermite_keys", "interpolate_keys", "key_curve", "slerp_correction"]
+__all__ = ["CURVES", "hermite_keys", "interpolate_keys", "key_curve", "short_gap_weight", "slerp_correction"]

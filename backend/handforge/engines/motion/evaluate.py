@@ -8,8 +8,9 @@ Tasks, each on windows cut from the held-out clips (validation and test splits b
     unconditional           60 frames, no keys
 
 Rows: ground truth (the windows themselves), the learned engine, the spline engine and, for the
-gap tasks, the keys' Hermite curve alone (``curves.hermite_keys`` in the motion representation: what
-a model with ``observation_curve="hermite"`` starts from and corrects). Metrics from
+gap tasks, the keys' curve alone (``MotionPipeline.curve_inbetweens``: what the learned engine starts from
+and corrects; the spline engine's in-between across short gaps, the model's own curve, Hermite for the
+shipped checkpoint, across long ones). Metrics from
 ``handforge.evaluation`` (``evaluate_clips``): Fréchet distance of the motion features to the
 ground-truth windows (for the ground-truth row: its windows of half the clips against those of the
 other half, ``ground_truth_report``), diversity, jitter and acceleration, penetration volume and depth and contact
@@ -156,23 +157,6 @@ def observation_of(window, mask: np.ndarray):
     values = {f: np.stack([getattr(window.hands[s], f) for s in sides], 1) for f in ("global_orient", "hand_pose", "transl")}
     betas = np.stack([window.hands[s].betas[0] for s in sides])
     return Observation(**values, part_mask=mask, betas=betas, hand_model=window.hand_model, fps=window.fps)
-
-
-def hermite_inbetween(observation) -> dict[str, np.ndarray]:
-    """Rig values (T, 2, size) of the keys' Hermite curve through the motion representation (per
-    channel; the curve is unchanged by the model's per-channel normalisation), each rotation brought
-    along its arc as the learned engine's curve is (``MotionDenoiser.along_arcs``): without it the row
-    measured a curve no engine starts from any more (a wrist turned 170° between two keys 40 frames
-    apart turned 30° in one frame mid-gap, the even step 4.25°)."""
-    import torch
-
-    from handforge.engines.motion import representation as rep
-    from handforge.engines.motion.curves import hermite_keys, slerp_correction
-
-    motion = torch.as_tensor(observation.motion())[None]
-    mask = torch.as_tensor(observation.channel_mask())[None]
-    curve = hermite_keys(motion, mask) + slerp_correction(motion, mask.bool(), torch.as_tensor(rep.ROTATION_CHANNELS))
-    return observation.values_of(curve[0].numpy())
 
 
 def keyframe_errors(clips: list, observations: list) -> dict[str, float]:
@@ -348,8 +332,8 @@ def run(args: argparse.Namespace) -> int:
                    ("spline", spline, spline_seconds)]
         if task.startswith("gap"):
             started = time.monotonic()
-            curve = [o.clip(into_limits(hermite_inbetween(o), o)) for o in observations]
-            engines.append(("keys' Hermite curve", curve, time.monotonic() - started))
+            curve = [o.clip(into_limits(v, o)) for o, v in zip(observations, pipe.curve_inbetweens(observations))]
+            engines.append(("keys' curve", curve, time.monotonic() - started))
         for engine, generated, seconds in engines:
             if engine == "ground truth":  # (compared with windows of other clips, not with itself)
                 report = ground_truth_report(windows, cut[task][1], hands, features, args.frames, args.seed)

@@ -138,7 +138,13 @@ class Observation:
 
     def motion(self) -> np.ndarray:
         """(T, 198) the keyed values in the representation (unkeyed entries: whatever was given)."""
-        return rep.encode(self.global_orient, self.hand_pose, self.transl, self.origin, self._shift())
+        return self.motion_of({"global_orient": self.global_orient, "hand_pose": self.hand_pose,
+                               "transl": self.transl})
+
+    def motion_of(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Rig values (T, 2, size) of this observation's hands → (T, 198) in the representation (``values_of``'s
+        inverse: the same origin and wrist joints)."""
+        return rep.encode(values["global_orient"], values["hand_pose"], values["transl"], self.origin, self._shift())
 
     def values_of(self, motion: np.ndarray) -> dict[str, np.ndarray]:
         """Motion (..., T, 198) of this observation → its rig values (..., T, 2, size), keys written back exactly."""

@@ -81,4 +81,9 @@ def spline_inbetween(observation: Observation) -> dict[str, np.ndarray]:
     return observation.with_keys(values)
 
 
-__all__ = ["interpolate_points", "interpolate_rotations", "spline_inbetween"]
+def spline_motion(observation: Observation) -> np.ndarray:
+    """(T, 198): ``spline_inbetween`` in the motion representation (of an observation placed on its hand model)."""
+    return observation.motion_of(spline_inbetween(observation))
+
+
+__all__ = ["interpolate_points", "interpolate_rotations", "spline_inbetween", "spline_motion"]

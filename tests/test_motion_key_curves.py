@@ -1,0 +1,68 @@
+"""The curve an in-between starts from (``MotionPipeline.key_curves``): through keys a short gap apart the spline
+engine's in-between, through keys far apart the model's own Hermite curve, mixed between (``SPLINE_GAPS``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handforge.engines.motion import representation as rep
+from handforge.engines.motion.curves import short_gap_weight
+from handforge.engines.motion.model import MotionDenoiser
+from handforge.engines.motion.observation import Observation
+from handforge.engines.motion.pipeline import SPLINE_GAPS, MotionPipeline
+from handforge.engines.motion.spline import spline_inbetween
+from handforge.hands import load_hand_model
+
+
+def test_the_weight_is_one_across_short_gaps_and_none_across_long_ones():
+    mask = torch.zeros(1, 80, 2, dtype=torch.bool)
+    mask[0, [0, 10, 50, 79], 0] = True  # channel 0: gaps of 10, 40 and 29 frames between keys
+    mask[0, 30, 1] = True               # channel 1: one key, no gap
+    weight = short_gap_weight(mask, 20, 40)[0]
+    np.testing.assert_array_equal(weight[1:10, 0], 1.0)
+    np.testing.assert_array_equal(weight[11:50, 0], 0.0)
+    np.testing.assert_allclose(weight[51:79, 0], (40 - 29) / 20)
+    assert not weight[[0, 10, 50, 79], 0].any() and not weight[:, 1].any()  # keys, and no span at all
+
+
+def hermite_inbetween(observation: Observation) -> dict[str, np.ndarray]:
+    """The keys' Hermite curve per channel of the representation, each rotation along its arc (``curves``), as
+    rig values: what a Hermite model's curve is without the spline engine's."""
+    from handforge.engines.motion.curves import hermite_keys, slerp_correction
+
+    motion = torch.as_tensor(observation.motion())[None]
+    mask = torch.as_tensor(observation.channel_mask())[None]
+    curve = hermite_keys(motion, mask) + slerp_correction(motion, mask.bool(), torch.as_tensor(rep.ROTATION_CHANNELS))
+    return observation.values_of(curve[0].numpy())
+
+
+def keyed_gap(gap: int, seed: int) -> Observation:
+    """Both hands keyed whole on the first and last 5 frames around ``gap`` free ones (random poses, hands apart)."""
+    rng = np.random.default_rng(seed)
+    frames = gap + 10
+    go, hand_pose = rng.uniform(-0.6, 0.6, (frames, 2, 3)), rng.uniform(-0.3, 0.3, (frames, 2, 45))
+    transl = np.zeros((frames, 2, 3))
+    transl[:, :, 0] = [-0.15, 0.15]
+    transl += rng.uniform(-0.03, 0.03, (frames, 2, 3))
+    part_mask = np.zeros((frames, 2, rep.PARTS), bool)
+    part_mask[:5] = part_mask[-5:] = True
+    return Observation(go, hand_pose, transl, part_mask, np.zeros((2, 10)))
+
+
+@pytest.mark.parametrize("gap, expected", [(15, "spline"), (70, "hermite")])
+def test_an_in_between_starts_from_the_spline_engine_across_a_short_gap_and_the_hermite_curve_across_a_long_one(
+        gap, expected):
+    """A fresh network (its output layer zero: x0 is the curve it is given), so the in-between is the curve itself,
+    compared with the spline engine's in-between and with `eval motion`'s keys' Hermite curve."""
+    assert SPLINE_GAPS is not None and gap + 1 <= SPLINE_GAPS[0] or gap + 1 >= SPLINE_GAPS[1]
+    torch.manual_seed(0)
+    model = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, observation_curve="hermite")
+    observation = keyed_gap(gap, seed=gap)
+    made = MotionPipeline(model, load_hand_model("open"))(observation, steps=2, smoothing=0.0)
+    oracle = (spline_inbetween if expected == "spline" else hermite_inbetween)(observation)
+    other = (hermite_inbetween if expected == "spline" else spline_inbetween)(observation)
+    for name in ("global_orient", "hand_pose", "transl"):
+        np.testing.assert_allclose(made[name][0], oracle[name], atol=2e-5, err_msg=name)
+    assert np.abs(made["hand_pose"][0] - other["hand_pose"]).max() > 1e-3  # (the two curves do differ here)
