@@ -711,6 +711,15 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert re.search(r"gap15/ground truth: FD and KID compare its \d windows of half the clips with the \d of the "
                      r"other half \(the other rows: 3 with the same 3\)", table), table
     assert "| gap15 | keys' curve |" in table
+    # FD learned − spline with its paired bootstrap interval, per task, in the table's output and the report
+    reports = json.loads(out.read_text())["reports"]
+    for task in ("gap15", "unconditional"):
+        found = reports[f"{task}/learned"]["fd_against_spline"]
+        assert found["draws"] == 200 and found["samples"] == 3 and found["low"] <= found["high"], found
+        learned = next(r["fd_motion"] for r in rows if (r["task"], r["engine"]) == (task, "learned"))
+        spline = next(r["fd_motion"] for r in rows if (r["task"], r["engine"]) == (task, "spline"))
+        assert abs(found["difference"] - (learned - spline)) < 1e-9, (found, learned, spline)
+        assert f"{task}: FD learned − spline {found['difference']:+.3g}, 95 % paired bootstrap interval " in table
     assert main(["eval", "motion", "--corpus", str(corpus), "--tasks", "gap7"]) == 2
     assert "unknown tasks ['gap7']" in capsys.readouterr().err
     assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),

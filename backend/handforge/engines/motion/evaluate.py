@@ -16,7 +16,10 @@ ground-truth windows (for the ground-truth row: its windows of half the clips ag
 other half, ``ground_truth_report``), diversity, jitter and acceleration, penetration volume and depth and contact
 ratio on ``--frames`` drawn two-hand frames, joint-limit violations; and the keyframe error: the
 largest rotation angle (rad) between a keyed rotation and the result's, and the largest keyed
-wrist-translation error (m).
+wrist-translation error (m). Per task, after the table: FD learned − spline with its paired bootstrap
+interval over the windows (``fd_against_spline``; ``--bootstrap`` draws): with a few hundred windows FD
+moves with the windows drawn by more than the two engines differ, and the interval says whether their
+order holds.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variation", type=number_in(0.0, 1.0, low_open=True), default=None, help="how much of the schedule runs (1: from "
                         "noise; less: from the keys' in-between, noised); default: the jobs' own, 0.8 for the gap "
                         "tasks (motion.inbetween) and 1 for the others")
+    parser.add_argument("--bootstrap", type=at_least(0), default=200,
+                        help="draws of the paired bootstrap interval of each task's FD difference between the learned "
+                             "and the spline engine (0: none)")
     parser.add_argument("--frames", type=at_least(1), default=60, help="two-hand frames drawn per row for the mesh metrics")
     parser.add_argument("--tasks", type=comma_list, default=",".join(TASKS),
                         help="comma-separated subset of " + ", ".join(TASKS))
@@ -157,6 +163,31 @@ def observation_of(window, mask: np.ndarray):
     values = {f: np.stack([getattr(window.hands[s], f) for s in sides], 1) for f in ("global_orient", "hand_pose", "transl")}
     betas = np.stack([window.hands[s].betas[0] for s in sides])
     return Observation(**values, part_mask=mask, betas=betas, hand_model=window.hand_model, fps=window.fps)
+
+
+def fd_against_spline(windows: list, learned: list, spline: list, hands, features, draws: int,
+                      seed: int) -> dict[str, Any] | None:
+    """``paired_frechet_difference`` of the learned and the spline engine's motion features, against those of the
+    windows, over the windows with both hands on every frame (as FD is measured: ``evaluate_clips``); None with
+    fewer than 2 of them."""
+    from handforge.evaluation.distribution import paired_frechet_difference
+    from handforge.evaluation.features import two_hand_keypoints
+
+    rows = []
+    for clips in zip(windows, learned, spline):
+        found = [two_hand_keypoints(clip, hands) for clip in clips]
+        if all(present.all() for _, present in found):
+            rows.append([features.motion_features([keypoints])[0] for keypoints, _ in found])
+    if len(rows) < 2:
+        return None
+    truth, made, splined = (np.stack(column) for column in zip(*rows))
+    return paired_frechet_difference(made, splined, truth, draws=draws, seed=seed)
+
+
+def fd_line(task: str, found: dict[str, Any]) -> str:
+    return (f"{task}: FD learned − spline {found['difference']:+.3g}, 95 % paired bootstrap interval "
+            f"{found['low']:+.3g} to {found['high']:+.3g} over {found['samples']} windows (below 0 in "
+            f"{100 * found['below_zero']:.0f} % of {found['draws']} draws)")
 
 
 def keyframe_errors(clips: list, observations: list) -> dict[str, float]:
@@ -308,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = MotionPipeline(model, hands)
     guidance = guidance_named(args.guidance)
     smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
-    rows, full = [], {}
+    rows, full, intervals = [], {}, {}
     print(f"checkpoint {checkpoint}; corpus {args.corpus} ({splits}); windows per task: "
           + ", ".join(f"{task} {len(windows_of[task])}" for task in tasks), flush=True)
     for task in tasks:
@@ -334,6 +365,10 @@ def run(args: argparse.Namespace) -> int:
             started = time.monotonic()
             curve = [o.clip(into_limits(v, o)) for o, v in zip(observations, pipe.curve_inbetweens(observations))]
             engines.append(("keys' curve", curve, time.monotonic() - started))
+        if args.bootstrap:  # (before the rows: said with them)
+            found = fd_against_spline(windows, learned, spline, hands, features, args.bootstrap, args.seed)
+            if found is not None:
+                intervals[task] = found
         for engine, generated, seconds in engines:
             if engine == "ground truth":  # (compared with windows of other clips, not with itself)
                 report = ground_truth_report(windows, cut[task][1], hands, features, args.frames, args.seed)
@@ -343,6 +378,8 @@ def run(args: argparse.Namespace) -> int:
             report.update(keyframe_errors(generated, observations), seconds=seconds / len(windows))
             if engine == "learned":
                 report["variation"] = variation
+                if task in intervals:
+                    report["fd_against_spline"] = intervals[task]
             full[f"{task}/{engine}"] = report
             rows.append((task, engine, summarise(report)))
             print(f"{task:13s} {engine:12s} " + json.dumps(rows[-1][2]), flush=True)
@@ -350,6 +387,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     for line in not_measured_lines(full):  # (a "–" in the table said nothing of why)
         print(line)
+    for task, found in intervals.items():
+        print(fd_line(task, found))
     for row, report in full.items():
         if "reference" in report:
             print(f"{row}: FD and KID compare {report['reference']}")
@@ -359,6 +398,7 @@ def run(args: argparse.Namespace) -> int:
                                         "seed": args.seed, "steps": args.steps, "guidance": args.guidance,
                                         "variation": args.variation, "smoothing": args.smoothing,
                                         "frames": args.frames, "batch": args.batch, "tasks": list(tasks),
+                                        "bootstrap": args.bootstrap,
                                         "windows": {task: len(windows_of[task]) for task in tasks}},
                                 "rows": [{"task": t, "engine": e, **v} for t, e, v in rows], "reports": full})
     return 0
