@@ -66,3 +66,16 @@ def test_an_in_between_starts_from_the_spline_engine_across_a_short_gap_and_the_
     for name in ("global_orient", "hand_pose", "transl"):
         np.testing.assert_allclose(made[name][0], oracle[name], atol=2e-5, err_msg=name)
     assert np.abs(made["hand_pose"][0] - other["hand_pose"]).max() > 1e-3  # (the two curves do differ here)
+
+
+def test_a_jobs_samples_of_one_observation_take_its_spline_curve_once(monkeypatch):
+    """``num_samples`` N denoise one observation N times: its spline curve was made N times (8 samples of 512 frames:
+    8 rotation splines of every joint), now once."""
+    from handforge.engines.motion import spline
+
+    calls = []
+    made = spline.spline_motion
+    monkeypatch.setattr(spline, "spline_motion", lambda o: calls.append(o) or made(o))
+    model = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, observation_curve="hermite")
+    values = MotionPipeline(model, load_hand_model("open"))(keyed_gap(15, seed=1), num_samples=4, steps=1)
+    assert values["hand_pose"].shape[0] == 4 and len(calls) == 1, len(calls)

@@ -194,7 +194,11 @@ class MotionPipeline:
                 raise ValueError(f"keys for the {o.hand_model} hand model given to a pipeline of the "
                                  f"{self.hand_model.name} hand model")
         wrists = WristJoints.of(self.hand_model)
-        return [o.placed(wrists) for o in observations]
+        placed: dict[int, Observation] = {}  # (one observation given N times stays one: ``key_curves``)
+        for o in observations:
+            if id(o) not in placed:
+                placed[id(o)] = o.placed(wrists)
+        return [placed[id(o)] for o in observations]
 
     @torch.no_grad()
     def penetration_depths(self, observations: list[Observation], values: list[dict[str, np.ndarray]],
@@ -280,8 +284,12 @@ class MotionPipeline:
             return fill, base
         from handforge.engines.motion.spline import spline_motion
 
-        spline = model.normalise(torch.as_tensor(np.stack([spline_motion(o) for o in observations]),
-                                                 device=keys.device, dtype=keys.dtype))
+        made: dict[int, np.ndarray] = {}  # (a job's N samples are one observation N times: its curve once)
+        for o in observations:
+            if id(o) not in made:
+                made[id(o)] = spline_motion(o)
+        curves = [made[id(o)] for o in observations]
+        spline = model.normalise(torch.as_tensor(np.stack(curves), device=keys.device, dtype=keys.dtype))
         return fill + weight * (spline - fill), base + weight * (spline - base)
 
     def _decode(self, observations: list[Observation], x0: torch.Tensor) -> list[dict[str, np.ndarray]]:
