@@ -13,6 +13,7 @@ from nothing (HandDiffuse, arXiv 2312.04867, on MDM's backbone; README "Motion")
     synthesis.py        one call for both engines
     settings.py         ``motion.checkpoint`` (default: the shipped assets/motion_v6)
     train.py / evaluate.py / jobs.py   ``handforge train|eval motion`` and the server's job kinds
+    recipe.py           the shipped checkpoint's training stages as one command (``train motion --recipe``)
 
 This package stays light: the server imports ``jobs`` (and through it ``settings``) at start.
 """

@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=thread_count(), default=None,
                         help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--recipe", choices=("shipped",), default=None,
+                        help="run the shipped checkpoint's training stages one after the other, each in --out/<stage>, "
+                             "the model in --out/hermite/model (recipe.py; with the data, --threads, --quiet, "
+                             "--checkpoint-every and --hand-model only: the stages set the rest)")
 
 
 def open_training_windows(args: argparse.Namespace):
@@ -143,6 +147,12 @@ def data_statistics(store, wrists, sample_frames: int = 200_000, seed: int = 0) 
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "recipe", None):
+        from handforge.engines.motion.recipe import run_recipe
+
+        parser = argparse.ArgumentParser(prog="handforge train motion")
+        add_arguments(parser)
+        return run_recipe(args, run, parser)
     import torch
     from diffusers import DDPMScheduler
 
