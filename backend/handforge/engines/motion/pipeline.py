@@ -7,8 +7,8 @@ At every step the network predicts x0, the observed channels of x0 are replaced 
 in-painting, as for its in-betweening) and, when enabled, a penetration-guidance step moves the
 free channels of x0 so that the hands do not pass through each other; the scheduler then steps to
 the next noise level. ``variation`` in (0, 1] is how much of the schedule runs: 1 starts from pure
-noise, smaller values start from the model's in-between of the keys (its observation) noised to
-that level (SDEdit, Meng et al., arXiv 2108.01073), keeping the result closer to it. The whole
+noise, smaller values start from the curve through the keys (``key_curves``: the spline engine's
+in-between across short gaps, the model's own curve across long ones) noised to that level (SDEdit, Meng et al., arXiv 2108.01073), keeping the result closer to it. The whole
 clip is denoised at once (any length up to the model's ``max_frames``; training used random crops
 of up to 96 frames at random frame offsets up to 256, yet 480-frame in-betweens measured as well
 denoised whole as in overlapping windows of the trained length, which left a kink at each seam:
