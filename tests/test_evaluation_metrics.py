@@ -188,6 +188,36 @@ def test_the_paired_bootstrap_sees_a_small_shared_gap_that_fd_alone_cannot_place
         paired_frechet_difference(near[:-1], far, truth)
 
 
+def test_the_paired_bootstrap_draws_rows_together_and_groups_whole():
+    """Its interval is the percentiles of FD differences over rows drawn with replacement, the same rows for the
+    three sets (replayed here from the same generator), and with ``groups`` whole groups are drawn: windows of one
+    clip are near copies, and drawn one by one they narrow the interval."""
+    from handforge.evaluation.distribution import frechet_feature_distance
+
+    rng = np.random.default_rng(4)
+    truth = rng.normal(size=(120, 5))
+    a, b = (truth + rng.normal(scale=s, size=truth.shape) for s in (0.3, 0.4))
+    found = paired_frechet_difference(a, b, truth, draws=50, seed=7, level=0.9)
+    replay, diffs = np.random.default_rng(7), []
+    for _ in range(50):
+        rows = replay.integers(0, 120, 120)
+        diffs.append(frechet_feature_distance(a[rows], truth[rows]) - frechet_feature_distance(b[rows], truth[rows]))
+    assert found["low"] == pytest.approx(np.percentile(diffs, 5), abs=1e-12)
+    assert found["high"] == pytest.approx(np.percentile(diffs, 95), abs=1e-12)
+    assert found["groups"] == 120
+    # 12 "clips" of 10 windows each, the windows of a clip copies of one another: drawn window by window the
+    # interval is far narrower than the 12 clips can support
+    clip_truth = np.repeat(rng.normal(size=(12, 5)), 10, axis=0)
+    clip_a = np.repeat(rng.normal(scale=0.5, size=(12, 5)), 10, axis=0) + clip_truth
+    clip_b = np.repeat(rng.normal(scale=0.5, size=(12, 5)), 10, axis=0) + clip_truth
+    by_window = paired_frechet_difference(clip_a, clip_b, clip_truth, draws=200)
+    by_clip = paired_frechet_difference(clip_a, clip_b, clip_truth, draws=200, groups=np.repeat(np.arange(12), 10))
+    assert by_clip["groups"] == 12 and by_window["difference"] == by_clip["difference"]
+    assert by_clip["high"] - by_clip["low"] > 1.5 * (by_window["high"] - by_window["low"]), (by_window, by_clip)
+    with pytest.raises(ValueError, match="groups needs one label per row"):
+        paired_frechet_difference(a, b, truth, groups=np.zeros(3))
+
+
 def test_frechet_distance_stays_finite_with_singular_covariances():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(5, 16)), rng.normal(size=(6, 16))  # fewer samples than dimensions

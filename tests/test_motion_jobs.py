@@ -302,13 +302,16 @@ def test_hands_left_in_each_other_are_said_of_every_sample(shipped):
                   "hand_pose": np.stack([samples[s][i, :, 3:48] for s in ("left", "right")], 1),
                   "transl": np.stack([samples[s][i, :, 48:] for s in ("left", "right")], 1)}
         depths.append(float(frame_depths(hands, np.zeros((2, 10)), values).max(initial=0.0)))
-    deep = [i for i, d in enumerate(depths) if d > OVERLAP_SAID]
+    # (the samples come back as float32, measured here again: a sample within half a millimetre of the threshold
+    # may fall on either side of it, and is asked only to be said right if named)
+    deep = [i for i, d in enumerate(depths) if d > OVERLAP_SAID + 5e-4]
+    clear = [i for i, d in enumerate(depths) if d < OVERLAP_SAID - 5e-4]
     assert any(i > 0 for i in deep), f"no sample after the first goes in here ({depths}): the case is not made"
     named = {int(i): int(mm) for i, mm in re.findall(r"sample (\d+): (\d+) mm", warning)}
     assert warning.startswith("The hands still go into each other in places Keep Apart did not clear (sample "), \
         warning
-    assert sorted(named) == deep, (warning, depths)
-    for i in deep:  # (the samples come back as float32: within a millimetre of the backend's own measure)
+    assert set(deep) <= set(named) and not set(clear) & set(named), (warning, depths)
+    for i in named:
         assert abs(named[i] - depths[i] * 1000) <= 1.0, (warning, depths)
 
 

@@ -27,28 +27,33 @@ def test_the_weight_is_one_across_short_gaps_and_none_across_long_ones():
     assert not weight[[0, 10, 50, 79], 0].any() and not weight[:, 1].any()  # keys, and no span at all
 
 
-def hermite_inbetween(observation: Observation) -> dict[str, np.ndarray]:
-    """The keys' Hermite curve per channel of the representation, each rotation along its arc (``curves``), as
-    rig values: what a Hermite model's curve is without the spline engine's."""
+def hermite_motion(observation: Observation) -> np.ndarray:
+    """(T, 198) the keys' Hermite curve per channel of the representation, each rotation along its arc (``curves``):
+    what a Hermite model's curve is without the spline engine's."""
     from handforge.engines.motion.curves import hermite_keys, slerp_correction
 
     motion = torch.as_tensor(observation.motion())[None]
     mask = torch.as_tensor(observation.channel_mask())[None]
     curve = hermite_keys(motion, mask) + slerp_correction(motion, mask.bool(), torch.as_tensor(rep.ROTATION_CHANNELS))
-    return observation.values_of(curve[0].numpy())
+    return curve[0].numpy()
+
+
+def hermite_inbetween(observation: Observation) -> dict[str, np.ndarray]:
+    return observation.values_of(hermite_motion(observation))
 
 
 def keyed_gap(gap: int, seed: int) -> Observation:
     """Both hands keyed whole on the first and last 5 frames around ``gap`` free ones (random poses, hands apart)."""
     rng = np.random.default_rng(seed)
     frames = gap + 10
+    betas = rng.uniform(-2, 2, (2, 10))  # (shapes whose wrist joints sit off the open hand's mean: placed by them)
     go, hand_pose = rng.uniform(-0.6, 0.6, (frames, 2, 3)), rng.uniform(-0.3, 0.3, (frames, 2, 45))
     transl = np.zeros((frames, 2, 3))
     transl[:, :, 0] = [-0.15, 0.15]
     transl += rng.uniform(-0.03, 0.03, (frames, 2, 3))
     part_mask = np.zeros((frames, 2, rep.PARTS), bool)
     part_mask[:5] = part_mask[-5:] = True
-    return Observation(go, hand_pose, transl, part_mask, np.zeros((2, 10)))
+    return Observation(go, hand_pose, transl, part_mask, betas)
 
 
 @pytest.mark.parametrize("gap, expected", [(15, "spline"), (70, "hermite")])
@@ -56,7 +61,7 @@ def test_an_in_between_starts_from_the_spline_engine_across_a_short_gap_and_the_
         gap, expected):
     """A fresh network (its output layer zero: x0 is the curve it is given), so the in-between is the curve itself,
     compared with the spline engine's in-between and with `eval motion`'s keys' Hermite curve."""
-    assert SPLINE_GAPS is not None and gap + 1 <= SPLINE_GAPS[0] or gap + 1 >= SPLINE_GAPS[1]
+    assert SPLINE_GAPS is not None and (gap + 1 <= SPLINE_GAPS[0] or gap + 1 >= SPLINE_GAPS[1])
     torch.manual_seed(0)
     model = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, observation_curve="hermite")
     observation = keyed_gap(gap, seed=gap)
@@ -79,3 +84,22 @@ def test_a_jobs_samples_of_one_observation_take_its_spline_curve_once(monkeypatc
     model = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, observation_curve="hermite")
     values = MotionPipeline(model, load_hand_model("open"))(keyed_gap(15, seed=1), num_samples=4, steps=1)
     assert values["hand_pose"].shape[0] == 4 and len(calls) == 1, len(calls)
+
+
+def test_between_the_two_the_curve_is_their_mix_and_a_half_precision_model_keeps_its_dtype():
+    """Keys 40 frames apart: a third of the way from the Hermite curve to the spline engine's (``SPLINE_GAPS``), in
+    the representation; in bfloat16 the mixed curve stays bfloat16 (a float32 weight turned the network's input to
+    float32, which a half-precision model refused)."""
+    assert SPLINE_GAPS == (30, 60)
+    model = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, observation_curve="hermite")
+    observation = keyed_gap(39, seed=5)
+    made = MotionPipeline(model, load_hand_model("open"))(observation, steps=2, smoothing=0.0)
+    placed = MotionPipeline(model, load_hand_model("open")).placed([observation])[0]
+    hermite, spline = hermite_motion(placed), placed.motion_of(spline_inbetween(placed))
+    weight = (60 - 40) / 30
+    expected = placed.values_of(hermite + weight * (spline - hermite))  # (the mixed 6D columns made orthonormal)
+    for name in ("global_orient", "hand_pose", "transl"):
+        np.testing.assert_allclose(made[name][0], expected[name], atol=2e-5, err_msg=name)
+    assert np.abs(expected["hand_pose"] - spline_inbetween(placed)["hand_pose"]).max() > 1e-3  # (neither curve)
+    half = MotionPipeline(model.to(torch.bfloat16), load_hand_model("open"))(observation, steps=1)
+    assert np.isfinite(half["hand_pose"]).all()

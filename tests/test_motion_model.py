@@ -716,10 +716,11 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     for task in ("gap15", "unconditional"):
         found = reports[f"{task}/learned"]["fd_against_spline"]
         assert found["draws"] == 200 and found["samples"] == 3 and found["low"] <= found["high"], found
+        assert 1 <= found["groups"] <= 3, found  # (the windows of a clip drawn together)
         learned = next(r["fd_motion"] for r in rows if (r["task"], r["engine"]) == (task, "learned"))
         spline = next(r["fd_motion"] for r in rows if (r["task"], r["engine"]) == (task, "spline"))
         assert abs(found["difference"] - (learned - spline)) < 1e-9, (found, learned, spline)
-        assert f"{task}: FD learned − spline {found['difference']:+.3g}, 95 % paired bootstrap interval " in table
+        assert f"{task}: FD learned - spline {found['difference']:+.3g}, 95 % paired bootstrap interval " in table
     assert main(["eval", "motion", "--corpus", str(corpus), "--tasks", "gap7"]) == 2
     assert "unknown tasks ['gap7']" in capsys.readouterr().err
     assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),

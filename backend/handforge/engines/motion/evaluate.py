@@ -165,29 +165,32 @@ def observation_of(window, mask: np.ndarray):
     return Observation(**values, part_mask=mask, betas=betas, hand_model=window.hand_model, fps=window.fps)
 
 
-def fd_against_spline(windows: list, learned: list, spline: list, hands, features, draws: int,
+def fd_against_spline(windows: list, window_clips, learned: list, spline: list, hands, features, draws: int,
                       seed: int) -> dict[str, Any] | None:
     """``paired_frechet_difference`` of the learned and the spline engine's motion features, against those of the
-    windows, over the windows with both hands on every frame (as FD is measured: ``evaluate_clips``); None with
-    fewer than 2 of them."""
+    windows, over the windows with both hands on every frame in all three (the table's FD takes each set's own
+    such windows: where a ground-truth window lacks a hand somewhere, the two differences can part), the windows of
+    one clip (``window_clips``) drawn together; None with fewer than 2 such windows."""
     from handforge.evaluation.distribution import paired_frechet_difference
     from handforge.evaluation.features import two_hand_keypoints
 
-    rows = []
-    for clips in zip(windows, learned, spline):
-        found = [two_hand_keypoints(clip, hands) for clip in clips]
-        if all(present.all() for _, present in found):
+    rows, clips = [], []
+    for sets, clip in zip(zip(windows, learned, spline), window_clips):
+        found = [two_hand_keypoints(motion, hands) for motion in sets]
+        if all(len(present) and present.all() for _, present in found):  # (as evaluate_clips takes a motion)
             rows.append([features.motion_features([keypoints])[0] for keypoints, _ in found])
+            clips.append(clip)
     if len(rows) < 2:
         return None
     truth, made, splined = (np.stack(column) for column in zip(*rows))
-    return paired_frechet_difference(made, splined, truth, draws=draws, seed=seed)
+    return paired_frechet_difference(made, splined, truth, draws=draws, seed=seed, groups=clips)
 
 
 def fd_line(task: str, found: dict[str, Any]) -> str:
-    return (f"{task}: FD learned − spline {found['difference']:+.3g}, 95 % paired bootstrap interval "
-            f"{found['low']:+.3g} to {found['high']:+.3g} over {found['samples']} windows (below 0 in "
-            f"{100 * found['below_zero']:.0f} % of {found['draws']} draws)")
+    # (ASCII: a console in a Windows code page printed "−" as an error before the report was written)
+    return (f"{task}: FD learned - spline {found['difference']:+.3g}, 95 % paired bootstrap interval "
+            f"{found['low']:+.3g} to {found['high']:+.3g} over {found['samples']} windows of {found['groups']} clips "
+            f"(their clips drawn whole; below 0 in {100 * found['below_zero']:.0f} % of {found['draws']} draws)")
 
 
 def keyframe_errors(clips: list, observations: list) -> dict[str, float]:
@@ -339,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = MotionPipeline(model, hands)
     guidance = guidance_named(args.guidance)
     smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
-    rows, full, intervals = [], {}, {}
+    rows, full, intervals, unpaired = [], {}, {}, []
     print(f"checkpoint {checkpoint}; corpus {args.corpus} ({splits}); windows per task: "
           + ", ".join(f"{task} {len(windows_of[task])}" for task in tasks), flush=True)
     for task in tasks:
@@ -366,9 +369,12 @@ def run(args: argparse.Namespace) -> int:
             curve = [o.clip(into_limits(v, o)) for o, v in zip(observations, pipe.curve_inbetweens(observations))]
             engines.append(("keys' curve", curve, time.monotonic() - started))
         if args.bootstrap:  # (before the rows: said with them)
-            found = fd_against_spline(windows, learned, spline, hands, features, args.bootstrap, args.seed)
+            found = fd_against_spline(windows, cut[task][1], learned, spline, hands, features, args.bootstrap,
+                                      args.seed)
             if found is not None:
                 intervals[task] = found
+            else:
+                unpaired.append(task)
         for engine, generated, seconds in engines:
             if engine == "ground truth":  # (compared with windows of other clips, not with itself)
                 report = ground_truth_report(windows, cut[task][1], hands, features, args.frames, args.seed)
@@ -389,6 +395,9 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     for task, found in intervals.items():
         print(fd_line(task, found))
+    if unpaired:
+        print(f"not measured: the FD difference's interval in {', '.join(unpaired)}: needs 2 or more windows with both "
+              "hands on every frame")
     for row, report in full.items():
         if "reference" in report:
             print(f"{row}: FD and KID compare {report['reference']}")

@@ -279,7 +279,7 @@ class MotionPipeline:
         base = hermite_keys(keys, mask) + model.along_arcs(keys, mask)
         if SPLINE_GAPS is None or model.config.frame_dim != rep.FRAME_DIM:  # (small models in tests: not the representation)
             return fill, base
-        weight = short_gap_weight(mask, *SPLINE_GAPS)
+        weight = short_gap_weight(mask, *SPLINE_GAPS).to(keys.dtype)  # (float32 would turn a half model's input)
         if not bool(weight.any()):
             return fill, base
         from handforge.engines.motion.spline import spline_motion
