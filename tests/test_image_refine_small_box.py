@@ -1,5 +1,5 @@
-"""refine_hands on hands whose box is under a pixel (far from the camera): skipped, said in the result's warning
-(a second pass regenerated a box of 1-2 pixels, doubling the job's time for nothing, unsaid)."""
+"""refine_hands on hands whose box is under 8 pixels, one latent cell (far from the camera): skipped, said in the
+result's warning (a second pass regenerated a box of 1-2 pixels, doubling the job's time for nothing, unsaid)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,13 @@ def test_refine_on_hands_under_a_pixel_is_skipped_and_said(weights, monkeypatch)
     assert 0 < max(far["bbox"][2:]) < 1, far["bbox"]
     assert far["refined_box"] is None and not any(m.startswith("hands ") for m in far["progress"]), far["progress"]
     warning = far.get("warning", "")
-    assert "refine_hands skipped: the hands' box is 0.063 × 0.053 pixels, under 1 a side (the hands are far from " \
-           "the camera, or all but out of its view)" in warning, warning
+    assert "refine_hands skipped: the hands' box is 0.063 × 0.053 pixels, under 8 a side (one cell of the latent " \
+           "image: the hands are far from the camera, or all but out of its view)" in warning, warning
     assert "move the camera nearer the hands, or set refine_hands off" in warning
+    # a few pixels (it was refined: a 512-pixel pass shrunk back into a box of 3, with nothing of it left to see)
+    few = generate(weights, monkeypatch, [-0.08, -4.0, 0.06], [-0.08, 0.0, 0.0])
+    assert 1 < max(few["bbox"][2:]) < 8 and few["refined_box"] is None, few["bbox"]
+    assert "under 8 a side" in few.get("warning", ""), few.get("warning")
     near = generate(weights, monkeypatch, [-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
     assert near["refined_box"] is not None and "warning" not in near, near.get("warning")
     assert any(m.startswith("hands ") for m in near["progress"])

@@ -400,15 +400,15 @@ def placed_hands(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> d
 
 
 def refine_skipped(params: dict[str, Any], box: list[float] | None) -> list[str]:
-    """The warning for refine_hands skipped on hands whose box is under a pixel (``refine.refinable``), or none (a
-    box with no area: ``out_of_view`` says it)."""
+    """The warning for refine_hands skipped on hands whose box is under one latent cell (``refine.refinable``), or
+    none (a box with no area: ``out_of_view`` says it)."""
     from handforge.engines.image.refine import MIN_SIDE, refinable
 
     if not params["refine_hands"] or box is None or min(box[2], box[3]) <= 0 or refinable(box):
         return []
     return [f"refine_hands skipped: the hands' box is {box[2]:.2g} × {box[3]:.2g} pixels, under {MIN_SIDE:g} a side "
-            "(the hands are far from the camera, or all but out of its view), with nothing to refine; move the "
-            "camera nearer the hands, or set refine_hands off"]
+            "(one cell of the latent image: the hands are far from the camera, or all but out of its view), with "
+            "nothing to refine; move the camera nearer the hands, or set refine_hands off"]
 
 
 def cpu_half_warning(params: dict[str, Any], device: str) -> list[str]:
@@ -607,7 +607,7 @@ def register_jobs(registry: Registry) -> None:
                  "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's), null "
                         "where an update was skipped (a loss or gradient not finite)",
                  "warning": "what did not happen as asked (engine auto passing over weights set but broken, no hand "
-                            "in view, refine_hands on hands under a pixel, a prompt cut short, TAS with no "
+                            "in view, refine_hands on hands under 8 pixels, a prompt cut short, TAS with no "
                             "hand-related word, TAS updates skipped), "
                             "only then"}))
 

@@ -13,9 +13,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 FEATHER = 0.08  # of the box's side: the width of the blend ramp at its border
-# pixels: the hands' box's longer side below which they cover under a pixel (far from the camera, or all but out of
-# its view): a pass there regenerated a box of 1-2 pixels, doubling the job's time for nothing
-MIN_SIDE = 1.0
+# pixels: the hands' box's longer side below which there is nothing to refine: under one cell of the latent image
+# (Stable Diffusion's VAE: 8 pixels a side), far from the camera or all but out of its view. A pass there doubled the
+# job's time to paint a crop of a few pixels at the full size and shrink it back into those few (it did so from
+# boxes of 1-2 pixels, and below one pixel too until 2026-12-06)
+MIN_SIDE = 8.0
 
 
 def refinable(box: list[float] | None) -> bool:
