@@ -23,6 +23,7 @@ from handforge.engines.interaction.representation import (
 from handforge.hands import load_hand_model
 from handforge.training.loop import TrainSettings, train
 from tests.support.interaction import synthetic_pairs
+from tests.support.tiny_corpus import write_tiny_corpus
 from tests.support.threads import one_thread  # noqa: F401 - fixture
 
 
@@ -72,13 +73,7 @@ def test_tiny_model_loss_falls(tmp_path, hand_model):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from handforge.corpus.build import write_corpus
-    from handforge.corpus.generator import CorpusSettings
-
-    out = tmp_path_factory.mktemp("interaction") / "corpus"
-    write_corpus(out, sequences=6, seed=3, settings=CorpusSettings(chunk_size=6, sequences_per_group=6),
-                 stats_sample=0, figures=False, progress=False)
-    return out
+    return write_tiny_corpus(tmp_path_factory.mktemp("interaction") / "corpus")
 
 
 def _train(*argv: str) -> int:

@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from handforge.corpus.build import write_corpus
-from handforge.corpus.generator import CorpusSettings
 from handforge.engines.checkpoints import load_model, save_model
 from handforge.engines.motion import representation as rep
 from handforge.engines.motion import train as motion_train
@@ -27,16 +25,14 @@ from handforge.engines.motion.synthesis import synthesize
 from handforge.evaluation.limits import joint_limit_violations
 from handforge.hands import load_hand_model
 from handforge_shared.poses import MotionClip
+from tests.support.tiny_corpus import write_tiny_corpus
 
 TINY = ["--d-model", "32", "--layers", "1", "--heads", "2", "--ff-size", "64", "--window", "32", "--min-length", "16"]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("motion") / "corpus"
-    write_corpus(out, sequences=6, seed=3, settings=CorpusSettings(chunk_size=6, sequences_per_group=6),
-                 stats_sample=0, figures=False, progress=False)
-    return out
+    return write_tiny_corpus(tmp_path_factory.mktemp("motion") / "corpus")
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from handforge.corpus.build import write_corpus
-from handforge.corpus.generator import CorpusSettings
 from handforge.engines.checkpoints import load_model
 from handforge.engines.motion import recipe
 from handforge.engines.motion import train as motion_train
 from handforge.engines.motion.model import MotionDenoiser
+from tests.support.tiny_corpus import write_tiny_corpus
 
 TINY = ("--d-model", "32", "--layers", "1", "--heads", "2", "--ff-size", "64", "--window", "32", "--min-length", "16")
 STAGES = (("first", ("--steps", "4", "--batch-size", "4", "--warmup-steps", "0", *TINY)),
@@ -24,10 +23,7 @@ STAGES = (("first", ("--steps", "4", "--batch-size", "4", "--warmup-steps", "0",
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("recipe") / "corpus"
-    write_corpus(out, sequences=6, seed=3, settings=CorpusSettings(chunk_size=6, sequences_per_group=6),
-                 stats_sample=0, figures=False, progress=False)
-    return out
+    return write_tiny_corpus(tmp_path_factory.mktemp("recipe") / "corpus")
 
 
 def parsed(*argv: str) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
