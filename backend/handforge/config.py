@@ -340,7 +340,7 @@ def value(key: str) -> Any:
 
 def said(key: str, default: str, what: str = "") -> str:
     """A setting's value as a message names it, with where it came from: "``what``/x (from $HANDFORGE_X)",
-    "``what``/x (from FILE)", or ``default``, the words for its default ("the shipped checkpoint motion_v6"): a
+    "``what``/x (from FILE)", or ``default``, the words for its default (e.g. "the shipped checkpoint"): a
     configured one was said to be the shipped one (the demo)."""
     val, source = get(key)
     if source == "env":

@@ -33,13 +33,21 @@ def key_curve(values: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tens
     raise ValueError(f"unknown key curve {kind!r}: use one of {', '.join(CURVES)}")
 
 
+def key_neighbours(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per entry of ``mask`` (B, T, C) bool: its frame index, the frame of the channel's key at or before it (-1:
+    none) and at or after it (T: none), each (B, T, C)."""
+    b, t, c = mask.shape
+    frames = torch.arange(t, device=mask.device).view(1, t, 1).expand(b, t, c)
+    prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values
+    nxt = torch.where(mask, frames, torch.full_like(frames, t)).flip(1).cummin(1).values.flip(1)
+    return frames, prev, nxt
+
+
 def interpolate_keys(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per channel, the keys linearly interpolated along time, held before the first and after the
     last key, zero where a channel has no key. ``values`` (B, T, C), ``mask`` (B, T, C) bool."""
     b, t, c = values.shape
-    frames = torch.arange(t, device=values.device).view(1, t, 1).expand(b, t, c)
-    prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values
-    nxt = torch.where(mask, frames, torch.full_like(frames, t)).flip(1).cummin(1).values.flip(1)
+    frames, prev, nxt = key_neighbours(mask)
     has_prev, has_next = prev >= 0, nxt < t
     v_prev = values.gather(1, prev.clamp(0, t - 1))
     v_next = values.gather(1, nxt.clamp(0, t - 1))
@@ -62,9 +70,7 @@ def hermite_keys(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     jump at each key. With the fade over 8 frames instead of 4 (32 validation windows, jitter / FD):
     gap 15 39 / 3.79 -> 24.2 / 3.39, gap 30 19.5 / 10.4 -> 11.6 / 9.25, gap 60 11.4 / 17.7 -> 7.2 / 17.4."""
     b, t, c = values.shape
-    frames = torch.arange(t, device=values.device).view(1, t, 1).expand(b, t, c)
-    prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values
-    nxt = torch.where(mask, frames, torch.full_like(frames, t)).flip(1).cummin(1).values.flip(1)
+    frames, prev, nxt = key_neighbours(mask)
     # the key before ``prev`` and the key after ``nxt``
     before = torch.cat([torch.full_like(prev[:, :1], -1), prev[:, :-1]], 1).gather(1, prev.clamp_min(0))
     before = torch.where(prev >= 0, before, torch.full_like(prev, -1))
@@ -98,10 +104,8 @@ def short_gap_weight(mask: torch.Tensor, short: int, long: int) -> torch.Tensor:
     """(B, T, C) in [0, 1], per channel of ``mask`` (B, T, C) bool: 1 between two of its keys at most ``short``
     frames apart, 0 between keys at least ``long`` frames apart, at the keys and outside the keyed span,
     linear in the span between (``short`` < ``long``)."""
-    b, t, c = mask.shape
-    frames = torch.arange(t, device=mask.device).view(1, t, 1).expand(b, t, c)
-    prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values
-    nxt = torch.where(mask, frames, torch.full_like(frames, t)).flip(1).cummin(1).values.flip(1)
+    t = mask.shape[1]
+    _, prev, nxt = key_neighbours(mask)
     span = (nxt - prev).float()
     weight = ((long - span) / float(long - short)).clamp(0, 1)
     return torch.where((prev >= 0) & (nxt < t) & ~mask, weight, torch.zeros_like(weight))

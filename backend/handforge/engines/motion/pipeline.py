@@ -228,9 +228,7 @@ class MotionPipeline:
         """The normalised motions (B, T, C), keys imposed."""
         model, device = self.model, self.device
         dtype = next(model.parameters()).dtype
-        mask = torch.as_tensor(np.stack([o.channel_mask() for o in observations]), device=device)
-        keys = model.normalise(torch.as_tensor(np.stack([o.motion() for o in observations]), device=device,
-                                               dtype=dtype))
+        keys, mask = self._keys(observations)
         fill, base = self.key_curves(observations, keys, mask)
         # one draw per sample, in order: sample i's noise is the same whatever the number of samples (one
         # (B, T, C) draw made the first motion depend on B: torch's CPU normal fill redraws the last 16 values)
@@ -261,11 +259,16 @@ class MotionPipeline:
         """Rig values (T, 2, size) of each observation's ``key_curves`` base alone: the in-between the learned
         engine starts from and fades into at the keys, without the network (`eval motion`'s "keys' curve" row)."""
         observations = self.placed(observations)
+        keys, mask = self._keys(observations)
+        return self._decode(observations, torch.where(mask, keys, self.key_curves(observations, keys, mask)[1]))
+
+    def _keys(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The observations' keys (B, T, C), normalised, in the model's dtype on its device, and their channel mask."""
         model, device = self.model, self.device
         mask = torch.as_tensor(np.stack([o.channel_mask() for o in observations]), device=device)
         keys = model.normalise(torch.as_tensor(np.stack([o.motion() for o in observations]), device=device,
                                                dtype=next(model.parameters()).dtype))
-        return self._decode(observations, torch.where(mask, keys, self.key_curves(observations, keys, mask)[1]))
+        return keys, mask
 
     def key_curves(self, observations: list[Observation], keys: torch.Tensor,
                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

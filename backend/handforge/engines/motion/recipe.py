@@ -51,9 +51,8 @@ def stage_arguments(args: argparse.Namespace, stages: Sequence[tuple[str, Sequen
 def set_by_caller(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     """The options given with ``--recipe`` that a recipe sets itself (each stage its own), as typed."""
     own = set(DATA) | set(PASSED_ON) | {"out", "recipe"}
-    return [f"--{action.dest.replace('_', '-')}" for action in parser._actions
-            if action.dest not in own and action.dest != "help"
-            and getattr(args, action.dest, None) != action.default]
+    return [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+            if name not in own and value != parser.get_default(name)]
 
 
 def run_recipe(args: argparse.Namespace, run_stage: Callable[[argparse.Namespace], int],
