@@ -178,6 +178,15 @@ def test_cancel_job_pressed_twice_asks_once_and_says_so(session):
     assert second == ["CANCELLED"] and "already cancelling 1 job(s)" in second_printed, found
 
 
+def test_esc_cancels_the_job_started_last_and_again_the_one_before(session):
+    session.no_error("esc_newest")
+    found = session["esc_newest"]
+    # before: every job's modal cancelled its own job and passed the Esc on: one Esc ended both
+    assert found["first"] == [[["RUNNING_MODAL"]], [False, True]], found
+    assert found["second"] == [[["PASS_THROUGH"], ["RUNNING_MODAL"]], [True, True]], found
+    assert found["outcomes"] == ["Cancelled", "Cancelled"], found
+
+
 def test_results_become_keys_and_images(session):
     session.no_error("results")
     result = session["results"]

@@ -293,6 +293,47 @@ def cancel_pressed_twice():
 s.check("cancel_twice", cancel_pressed_twice)
 
 
+def esc_cancels_the_newest_job():
+    """Two jobs running: Esc reaches the modal of the job started last first (Blender gives events to the newest
+    modal handler first, as here): it cancels that job alone and keeps the Esc; a second Esc passes that
+    job's modal (already cancelling) and cancels the one started before it."""
+    from types import SimpleNamespace
+
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    op_class = importlib.import_module(f"{ADDON_MODULE}.ops_backend").HANDFORGE_OT_run_job
+    client = connection.require_client()
+    older, newer = (jobs.RunningJob(op_class.bl_idname, "Run Job",
+                                    client.submit("sleep", {"steps": 400, "step_seconds": 0.05}, {}))
+                    for _ in range(2))
+    for job in (older, newer):
+        jobs.RUNNING[job.handle.id] = job
+    ops = [SimpleNamespace(_job=job) for job in (newer, older)]  # the order Blender's handlers see an event in
+    esc = SimpleNamespace(type="ESC", value="PRESS")
+
+    def press() -> list:
+        answers = []
+        for op in ops:
+            answer = sorted(op_class.modal(op, bpy.context, esc))
+            answers.append(answer)
+            if answer != ["PASS_THROUGH"]:
+                break  # kept by this handler: the others never see it
+        return [answers, [job.cancel_requested is not None for job in (older, newer)]]
+
+    try:
+        first, second = press(), press()
+        for job in (older, newer):  # both end on the backend, cancelled
+            job.handle.wait(timeout=10)
+        return {"first": first, "second": second,
+                "outcomes": [type(job.handle.outcome).__name__ for job in (older, newer)]}
+    finally:
+        for job in (older, newer):
+            jobs.RUNNING.pop(job.handle.id, None)
+
+
+s.check("esc_newest", esc_cancels_the_newest_job)
+
+
 def results_imported():
     bpy.context.scene.frame_set(1)
     before = scene_state()
