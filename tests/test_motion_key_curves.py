@@ -103,3 +103,41 @@ def test_between_the_two_the_curve_is_their_mix_and_a_half_precision_model_keeps
     assert np.abs(expected["hand_pose"] - spline_inbetween(placed)["hand_pose"]).max() > 1e-3  # (neither curve)
     half = MotionPipeline(model.to(torch.bfloat16), load_hand_model("open"))(observation, steps=1)
     assert np.isfinite(half["hand_pose"]).all()
+
+
+@pytest.mark.parametrize("spline_observation", [False, True])
+def test_training_with_spline_observation_shows_the_network_the_samplers_curve(monkeypatch, spline_observation):
+    """``MotionObjective(spline_observation=True)`` (``train motion --spline-observation``) gives the network, for a
+    window's keys, the observation the sampler gives it for the same keys as a job (``MotionPipeline.key_curves``'s
+    fill); without it, the model's own curve (which differs across this short gap)."""
+    from handforge.engines.motion import losses
+    from handforge.engines.motion.pipeline import make_train_scheduler
+
+    torch.manual_seed(0)
+    model = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, observation_curve="hermite")
+    hands = load_hand_model("open")
+    windows = [keyed_gap(15, seed=s) for s in (1, 2)]
+    windows[1] = Observation(windows[1].global_orient, windows[1].hand_pose, windows[1].transl,
+                             np.zeros_like(windows[1].part_mask), windows[1].betas)  # no key: nothing to mix
+    frames = windows[0].num_frames
+    batch = {f: torch.tensor(np.stack([getattr(w, f) for w in windows]), dtype=torch.float32)
+             for f in ("global_orient", "hand_pose", "transl")}
+    batch["betas"] = torch.tensor(np.stack([np.repeat(w.betas[None], frames, 0) for w in windows]), dtype=torch.float32)
+    # the objective's draws made the windows' own: the whole window, their key sets
+    monkeypatch.setattr(losses, "random_key_masks", lambda b, t: torch.as_tensor(np.stack([w.part_mask for w in windows])))
+    seen = []
+    monkeypatch.setattr(MotionDenoiser, "forward", lambda self, x, t, observation, mask, offset: seen.append(observation) or x)
+    objective = losses.MotionObjective(hands, make_train_scheduler(), min_length=frames,
+                                       spline_observation=spline_observation)
+    objective(model, batch)
+    pipe = MotionPipeline(model, hands)
+    placed = pipe.placed(windows)
+    keys, mask = pipe._keys(placed)
+    sampler = pipe.key_curves(placed, keys, mask)[0]
+    free = ~mask
+    difference = (seen[0] - sampler)[free].abs().max()
+    if spline_observation:
+        assert difference < 1e-4, difference
+    else:
+        assert difference > 1e-2, difference
+        torch.testing.assert_close(seen[0], model.observe(keys.float(), mask), atol=1e-4, rtol=0)

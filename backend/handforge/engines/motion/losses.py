@@ -17,6 +17,10 @@
 
 Each training batch is cropped to a random length (``min_length``..window) at a random start and
 given a random frame-position offset, so one model serves any clip length up to ``max_frames``.
+
+The observation is the model's curve through the keys (``MotionDenoiser.observe``); with ``spline_observation``
+it is the curve the sampler gives the network (``pipeline.with_short_gap_splines``: the spline engine's
+in-between across short gaps), so that the network learns to correct what it is shown when it runs.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ class MotionObjective:
     """``loss_fn(model, batch)`` for ``handforge.training.loop.train`` over ``WindowDataset`` batches."""
 
     def __init__(self, hand_model: Any, scheduler: Any, weights: LossWeights | None = None,
-                 min_length: int = 24, position_range: int = 256) -> None:
+                 min_length: int = 24, position_range: int = 256, spline_observation: bool = False) -> None:
         from handforge.hands.wrists import WristJoints
 
         self.hand_model = hand_model
@@ -87,6 +91,7 @@ class MotionObjective:
         self.weights = weights or LossWeights()
         self.min_length = min_length
         self.position_range = position_range
+        self.spline_observation = spline_observation
 
     def __call__(self, model: MotionDenoiser, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         device = next(model.parameters()).device
@@ -106,6 +111,8 @@ class MotionObjective:
                                             shift))
         mask = rep.part_mask_to_channels(part_mask)
         observation = model.observe(target, mask)
+        if self.spline_observation:
+            observation = self._with_splines(model, observation, mask, crop, part_mask, betas, shift)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), device=device)
         noisy = self.scheduler.add_noise(target, torch.randn_like(target), timesteps)
         offset = torch.randint(0, max(1, self.position_range - length), (b,), device=device)
@@ -123,6 +130,27 @@ class MotionObjective:
         terms["bone_length"] = 100 * (bone_lengths(pts[..., :21, :]) - bone_lengths(pts_gt[..., :21, :])).abs().mean()
         loss = sum(getattr(w, name) * value for name, value in terms.items())
         return loss, {name: float(value.detach()) for name, value in terms.items()}
+
+    def _with_splines(self, model: MotionDenoiser, observation: torch.Tensor, mask: torch.Tensor,
+                      crop: dict[str, torch.Tensor], part_mask: torch.Tensor, betas: torch.Tensor,
+                      shift: torch.Tensor) -> torch.Tensor:
+        """``observation`` as the sampler mixes it (``pipeline.with_short_gap_splines``), each window's keys an
+        ``Observation`` as a job's are. Its motion is encoded about the keyed wrists' mean as the target's is
+        (``origin_from_keys``); where no wrist is keyed the two origins differ, but no translation channel is
+        then mixed (the spline enters only between keys of the same channel) and rotations have no origin."""
+        from handforge.engines.motion.observation import Observation
+        from handforge.engines.motion.pipeline import SPLINE_GAPS, with_short_gap_splines
+        from handforge.engines.motion.curves import short_gap_weight
+
+        if SPLINE_GAPS is None:
+            return observation
+        short = short_gap_weight(mask, *SPLINE_GAPS).flatten(1).any(1).tolist()
+        values = {k: v.detach().double().cpu().numpy() for k, v in crop.items()}
+        keys, betas, shift = part_mask.cpu().numpy(), betas.double().cpu().numpy(), shift[:, 0].double().cpu().numpy()
+        observations = [Observation(values["global_orient"][b], values["hand_pose"][b], values["transl"][b], keys[b],
+                                    betas[b], hand_model=self.hand_model.name, fps=float(model.config.fps),
+                                    wrist_shift=shift[b]) if row else None for b, row in enumerate(short)]
+        return with_short_gap_splines(model, observations, mask, observation)[0]
 
 
 __all__ = ["LossWeights", "MotionObjective", "bone_lengths", "contact_potential", "interaction_loss",

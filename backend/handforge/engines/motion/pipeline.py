@@ -280,25 +280,37 @@ class MotionPipeline:
         model = self.model
         fill = model.observe(keys, mask)
         base = hermite_keys(keys, mask) + model.along_arcs(keys, mask)
-        if SPLINE_GAPS is None or model.config.frame_dim != rep.FRAME_DIM:  # (small models in tests: not the representation)
-            return fill, base
-        weight = short_gap_weight(mask, *SPLINE_GAPS).to(keys.dtype)  # (float32 would turn a half model's input)
-        if not bool(weight.any()):
-            return fill, base
-        from handforge.engines.motion.spline import spline_motion
-
-        made: dict[int, np.ndarray] = {}  # (a job's N samples are one observation N times: its curve once)
-        for o in observations:
-            if id(o) not in made:
-                made[id(o)] = spline_motion(o)
-        curves = [made[id(o)] for o in observations]
-        spline = model.normalise(torch.as_tensor(np.stack(curves), device=keys.device, dtype=keys.dtype))
-        return fill + weight * (spline - fill), base + weight * (spline - base)
+        return with_short_gap_splines(model, observations, mask, fill, base)
 
     def _decode(self, observations: list[Observation], x0: torch.Tensor) -> list[dict[str, np.ndarray]]:
         """Rig values (T, 2, size) of normalised motions ``x0`` (B, T, C), keys written back exactly."""
         motion = self.model.denormalise(x0).double().cpu().numpy()
         return [o.values_of(m) for o, m in zip(observations, motion)]
+
+
+def with_short_gap_splines(model: MotionDenoiser, observations: Sequence[Observation | None], mask: torch.Tensor,
+                           *curves: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``curves`` (each (B, T, C), normalised, through the keys of ``observations`` with channel ``mask``) mixed
+    towards the spline engine's in-between (``spline.spline_motion``) by ``SPLINE_GAPS`` (``curves.short_gap_weight``):
+    all spline between keys up to ``SPLINE_GAPS[0]`` frames apart, none from ``SPLINE_GAPS[1]``. The sampler's
+    curves (``MotionPipeline.key_curves``) and, with ``train motion --spline-observation``, the training's
+    observation. An observation given as None has no short gap (its rows are left as they are)."""
+    if SPLINE_GAPS is None or model.config.frame_dim != rep.FRAME_DIM:  # (small models in tests: not the representation)
+        return curves
+    weight = short_gap_weight(mask, *SPLINE_GAPS).to(curves[0].dtype)  # (float32 would turn a half model's input)
+    rows = weight.flatten(1).any(1).tolist()
+    if not any(rows):
+        return curves
+    from handforge.engines.motion.spline import spline_motion
+
+    made: dict[int, np.ndarray] = {}  # (a job's N samples are one observation N times: its curve once)
+    spline = torch.zeros_like(curves[0])
+    for row, (o, short) in enumerate(zip(observations, rows)):
+        if short:
+            if id(o) not in made:
+                made[id(o)] = spline_motion(o)
+            spline[row] = model.normalise(torch.as_tensor(made[id(o)], device=spline.device, dtype=spline.dtype))
+    return tuple(curve + weight * (spline - curve) for curve in curves)
 
 
 def _seeds(seed: Any, count: int) -> list[int]:
@@ -509,5 +521,5 @@ class _Guide:
         return x0
 
 
-__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "guidance_named",
-           "key_blend", "make_sampler", "make_train_scheduler", "smooth_free"]
+__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "DEFAULT_STEPS", "Guidance", "guidance_named", "key_blend",
+           "make_sampler", "make_train_scheduler", "MotionPipeline", "smooth_free", "with_short_gap_splines"]

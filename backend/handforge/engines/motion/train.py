@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "motion_v1-v4, for a new model (motion_v5 and the shipped motion_v6 end with a fine-tune onto hermite); "
                              "the --init model's own otherwise; changing it "
                              "re-learns the correction; README 'Motion' has both measured)")
+    parser.add_argument("--spline-observation", action="store_true",
+                        help="train on the observation the sampler gives: the curve above mixed into the spline "
+                             "engine's in-between across short gaps (pipeline.SPLINE_GAPS); the shipped checkpoint "
+                             "was trained without it (costs about 20 ms of CPU a window that has such a gap)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (tests)")
     parser.add_argument("--hand-model", default=None, choices=("open", "mano"),
                         help="the hand model of the clips (joint positions for the losses; default open, with "
@@ -196,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, checkpoint_every=args.checkpoint_every,
         ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet,
         data_options={"window": args.window, "min_length": args.min_length, "max_clips": args.max_clips,
-                      "hand_model": args.hand_model, "init": str(Path(args.init).resolve()) if args.init else None})
+                      "hand_model": args.hand_model, "init": str(Path(args.init).resolve()) if args.init else None,
+                      # (recorded only when set: a run begun before the option records none, and resumes as one without)
+                      **({"spline_observation": True} if args.spline_observation else {})})
     try:
         model = None
         if args.init:  # the checkpoint keeps its own normalisation
@@ -227,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
             model = new_model(lambda: MotionDenoiser(**options, data_mean=mean, data_std=std, fps=fps))
         settings.data_statistics = {"mean": model.config.data_mean, "std": model.config.data_std}
         scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
-        objective = MotionObjective(hands, scheduler, min_length=args.min_length)
+        objective = MotionObjective(hands, scheduler, min_length=args.min_length,
+                                    spline_observation=args.spline_observation)
         print(f"training on {len(windows)} windows of {args.window} frames ({len(store)} clips); "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
         result = train(model, windows, objective, settings)
