@@ -2,9 +2,9 @@
 
 A subclass says what to send (``job_request``) and what to do with the result (``job_apply``).
 Invoked from the UI, the operator submits the job and stays modal: a window timer polls the client
-(never blocking), progress goes to the status bar and the panel, Esc cancels the job started last (Esc
-again the one before it) and the panel's Cancel button the job beside it, and the outcome ends the
-operator — the result applied (one undo step), or the error reported with its fix. Run from a script or under ``blender -b`` (``execute``), the same operator waits in a
+(never blocking), progress goes to the status bar and the panel, Esc cancels the job started last from
+that window (Esc again the one before it) and the panel's Cancel button the job beside it, and the
+outcome ends the operator — the result applied (one undo step), or the error reported with its fix. Run from a script or under ``blender -b`` (``execute``), the same operator waits in a
 loop instead; Ctrl-C cancels the job. bpy is only touched here, on the main thread.
 """
 
@@ -293,10 +293,11 @@ class JobOperator:
 
     def modal(self, context, event):
         job = self._job
-        if event.type == "ESC" and event.value == "PRESS" and job.cancel_requested is None:
-            # one Esc, one job: Blender hands events to the newest modal handler first, so the job started last
-            # is cancelled and the Esc goes no further (passed on, it had cancelled every job running); a job
-            # already cancelling passes it on to the one started before it
+        if event.type == "ESC" and event.value == "PRESS" and job.cancel_requested is None and not job.handle.done:
+            # one Esc, one job: Blender hands a window's events to its newest modal handler first
+            # (wm_handler_operator_insert adds them at the head), so the job started last from this window is
+            # cancelled and the Esc goes no further (passed on, it had cancelled every job running); a job already
+            # cancelling, or ended and waiting for its tick to apply the result, passes it on to the one before it
             cancel(job.handle.id)
             return {"RUNNING_MODAL"}
         if event.type != "TIMER":

@@ -116,9 +116,21 @@ def test_training_with_spline_observation_shows_the_network_the_samplers_curve(m
     torch.manual_seed(0)
     model = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, observation_curve="hermite")
     hands = load_hand_model("open")
-    windows = [keyed_gap(15, seed=s) for s in (1, 2)]
-    windows[1] = Observation(windows[1].global_orient, windows[1].hand_pose, windows[1].transl,
-                             np.zeros_like(windows[1].part_mask), windows[1].betas)  # no key: nothing to mix
+    windows = [keyed_gap(15, seed=s) for s in (1, 2, 3, 4)]
+
+    def keyed(window: Observation, part_mask: np.ndarray) -> Observation:
+        return Observation(window.global_orient, window.hand_pose, window.transl, part_mask, window.betas)
+
+    windows[1] = keyed(windows[1], np.zeros_like(windows[1].part_mask))  # no key: nothing to mix
+    # rotations only: no wrist keyed, where the training's origin (the first frame's) is not a job's (the model's
+    # origin): no translation channel is mixed then, and rotations have no origin
+    rotations = windows[2].part_mask.copy()
+    rotations[..., rep.TRANSL_PART] = False
+    windows[2] = keyed(windows[2], rotations)
+    some = windows[3].part_mask.copy()  # one hand's path and a few fingers of the other
+    some[:, 0, rep.TRANSL_PART] = False
+    some[:, 1, 4:rep.TRANSL_PART] = False
+    windows[3] = keyed(windows[3], some)
     frames = windows[0].num_frames
     batch = {f: torch.tensor(np.stack([getattr(w, f) for w in windows]), dtype=torch.float32)
              for f in ("global_orient", "hand_pose", "transl")}

@@ -294,8 +294,9 @@ s.check("cancel_twice", cancel_pressed_twice)
 
 
 def esc_cancels_the_newest_job():
-    """Two jobs running: Esc reaches the modal of the job started last first (Blender gives events to the newest
-    modal handler first, as here): it cancels that job alone and keeps the Esc; a second Esc passes that
+    """Two jobs running: Esc reaches the modal of the job started last first (Blender gives a window's events to its
+    newest modal handler first: wm_handler_operator_insert adds each at the head; that order is simulated here,
+    background Blender has no window): it cancels that job alone and keeps the Esc; a second Esc passes that
     job's modal (already cancelling) and cancels the one started before it."""
     from types import SimpleNamespace
 

@@ -59,9 +59,10 @@ def skin(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor
     The rotation part applied by one einsum, not by a batched matmul of (B·V) 3×3 matrices, which copied
     its operands first: the open hand's forward of 300 hands took half the time (15 against 30 ms, two
     threads, the same vertices bit for bit; 2026-12-07)."""
-    batch, joints = transforms.shape[:2]
-    blended = (weights @ transforms.reshape(batch, joints, 12)).view(batch, -1, 3, 4)
-    return torch.einsum("bvrc,bvc->bvr", blended[..., :3], vertices.expand(batch, -1, -1)) + blended[..., 3]
+    lead, joints = transforms.shape[:-3], transforms.shape[-3]
+    blended = (weights @ transforms.reshape(*lead, joints, 12)).view(*lead, weights.shape[0], 3, 4)
+    # (batches broadcast as the matmul did: vertices (V, 3) or (1, V, 3) with B transforms, and the other way)
+    return torch.einsum("...vrc,...vc->...vr", blended[..., :3], vertices) + blended[..., 3]
 
 
 def skin_at(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:

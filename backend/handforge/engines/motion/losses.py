@@ -138,11 +138,11 @@ class MotionObjective:
         ``Observation`` as a job's are. Its motion is encoded about the keyed wrists' mean as the target's is
         (``origin_from_keys``); where no wrist is keyed the two origins differ, but no translation channel is
         then mixed (the spline enters only between keys of the same channel) and rotations have no origin."""
+        from handforge.engines.motion.curves import short_gap_weight
         from handforge.engines.motion.observation import Observation
         from handforge.engines.motion.pipeline import SPLINE_GAPS, with_short_gap_splines
-        from handforge.engines.motion.curves import short_gap_weight
 
-        if SPLINE_GAPS is None:
+        if SPLINE_GAPS is None or model.config.frame_dim != rep.FRAME_DIM:  # (as with_short_gap_splines: nothing mixed)
             return observation
         short = short_gap_weight(mask, *SPLINE_GAPS).flatten(1).any(1).tolist()
         values = {k: v.detach().double().cpu().numpy() for k, v in crop.items()}

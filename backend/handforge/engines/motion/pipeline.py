@@ -307,6 +307,8 @@ def with_short_gap_splines(model: MotionDenoiser, observations: Sequence[Observa
     spline = torch.zeros_like(curves[0])
     for row, (o, short) in enumerate(zip(observations, rows)):
         if short:
+            if o is None:
+                raise ValueError(f"row {row} has keys a short gap apart but no observation to draw its spline from")
             if id(o) not in made:
                 made[id(o)] = spline_motion(o)
             spline[row] = model.normalise(torch.as_tensor(made[id(o)], device=spline.device, dtype=spline.dtype))
