@@ -170,6 +170,13 @@ def _redraw_panels(context) -> None:
             area.tag_redraw()
 
 
+def escape_target() -> RunningJob | None:
+    """The job Esc cancels now: the one started last of those neither cancelling nor ended. The status bar shows
+    it (several jobs' modals each set the bar at their ticks; it showed whichever ticked last)."""
+    waiting = [job for job in RUNNING.values() if job.cancel_requested is None and not job.handle.done]
+    return waiting[-1] if waiting else None
+
+
 def _status_text(job: RunningJob) -> str:
     h = job.handle
     state = f"{h.fraction:.0%} {h.message}".strip() if h.state == "running" else h.state
@@ -308,7 +315,8 @@ class JobOperator:
         if not job.handle.done and job.cancel_requested and time.monotonic() - job.cancel_requested > CANCEL_WAIT_S:
             return self._end(context, job, note="the backend did not confirm the cancel in time")
         if not job.handle.done:
-            context.workspace.status_text_set(_status_text(job))
+            if escape_target() in (None, job):  # (the job Esc would cancel, or this one when none is left)
+                context.workspace.status_text_set(_status_text(job))
             _sync_panel()
             if job_previews.show(job.handle.id, job.handle.preview):
                 _redraw_panels(context)

@@ -182,8 +182,9 @@ def test_esc_cancels_the_job_started_last_and_again_the_one_before(session):
     session.no_error("esc_newest")
     found = session["esc_newest"]
     # before: every job's modal cancelled its own job and passed the Esc on: one Esc ended both
-    assert found["first"] == [[["RUNNING_MODAL"]], [False, True]], found
-    assert found["second"] == [[["PASS_THROUGH"], ["RUNNING_MODAL"]], [True, True]], found
+    # [[which job the status bar shows (older, newer)], each handler's answer in turn], which jobs are cancelling
+    assert found["first"] == [[[False, True], ["RUNNING_MODAL"]], [False, True]], found
+    assert found["second"] == [[[True, False], ["PASS_THROUGH"], ["RUNNING_MODAL"]], [True, True]], found
     assert found["outcomes"] == ["Cancelled", "Cancelled"], found
 
 

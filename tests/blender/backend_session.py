@@ -313,7 +313,7 @@ def esc_cancels_the_newest_job():
     esc = SimpleNamespace(type="ESC", value="PRESS")
 
     def press() -> list:
-        answers = []
+        answers = [[job is jobs.escape_target() for job in (older, newer)]]  # the job the status bar shows
         for op in ops:
             answer = sorted(op_class.modal(op, bpy.context, esc))
             answers.append(answer)
