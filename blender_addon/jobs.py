@@ -48,6 +48,7 @@ class RunningJob:
     group: str = ""    # the operator's ``one_at_a_time``
     undone: str = ""   # "undo" or "redo" when the artist pressed Ctrl-Z / Ctrl-Shift-Z while it ran
     request: tuple = ()  # (kind, params, arrays) sent, kept for ``made_from_scene`` jobs: read again after an undo
+    window: Any = None  # the window whose modal handler and timer it has (None: run blocking, no modal)
 
 
 RUNNING: dict[str, RunningJob] = {}
@@ -170,16 +171,27 @@ def _redraw_panels(context) -> None:
             area.tag_redraw()
 
 
-def escape_target() -> RunningJob | None:
-    """The job Esc cancels now: the one started last of those neither cancelling nor ended. The status bar shows
-    it (several jobs' modals each set the bar at their ticks; it showed whichever ticked last)."""
-    waiting = [job for job in RUNNING.values() if job.cancel_requested is None and not job.handle.done]
+def escape_target(window: Any = None) -> RunningJob | None:
+    """The job Esc pressed in ``window`` cancels now: the one started last there of those neither cancelling nor
+    ended (Blender gives a window's events to its own modal handlers only)."""
+    waiting = [job for job in RUNNING.values()
+               if job.window is window and job.cancel_requested is None and not job.handle.done]
     return waiting[-1] if waiting else None
+
+
+def status_job(window: Any = None) -> RunningJob | None:
+    """The job the status bar of ``window`` shows: the one Esc cancels there, else (every job there cancelling)
+    the one started last there. Several jobs' modals each set the bar at their ticks: it showed whichever ticked
+    last, with "Esc to cancel" for a job Esc would not reach."""
+    there = [job for job in RUNNING.values() if job.window is window]
+    return escape_target(window) or (there[-1] if there else None)
 
 
 def _status_text(job: RunningJob) -> str:
     h = job.handle
     state = f"{h.fraction:.0%} {h.message}".strip() if h.state == "running" else h.state
+    if job.cancel_requested is not None:
+        return f"HandForge: {job.label} — {state} — cancelling"
     return f"HandForge: {job.label} — {state} — Esc to cancel"
 
 
@@ -293,6 +305,7 @@ class JobOperator:
         if self._job is None:
             return {"CANCELLED"}
         wm = context.window_manager
+        self._job.window = context.window
         self._timer = self._job.timer = wm.event_timer_add(POLL_S, window=context.window)
         wm.modal_handler_add(self)
         context.workspace.status_text_set(_status_text(self._job))
@@ -315,7 +328,7 @@ class JobOperator:
         if not job.handle.done and job.cancel_requested and time.monotonic() - job.cancel_requested > CANCEL_WAIT_S:
             return self._end(context, job, note="the backend did not confirm the cancel in time")
         if not job.handle.done:
-            if escape_target() in (None, job):  # (the job Esc would cancel, or this one when none is left)
+            if status_job(job.window) is job:
                 context.workspace.status_text_set(_status_text(job))
             _sync_panel()
             if job_previews.show(job.handle.id, job.handle.preview):

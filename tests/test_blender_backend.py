@@ -182,9 +182,12 @@ def test_esc_cancels_the_job_started_last_and_again_the_one_before(session):
     session.no_error("esc_newest")
     found = session["esc_newest"]
     # before: every job's modal cancelled its own job and passed the Esc on: one Esc ended both
-    # [[which job the status bar shows (older, newer)], each handler's answer in turn], which jobs are cancelling
-    assert found["first"] == [[[False, True], ["RUNNING_MODAL"]], [False, True]], found
-    assert found["second"] == [[[True, False], ["PASS_THROUGH"], ["RUNNING_MODAL"]], [True, True]], found
+    # [[which job the status bar shows (older, newer), whether it offers Esc], each handler's answer in turn], and
+    # which jobs are cancelling after the press
+    assert found["first"] == [[[[False, True], True], ["RUNNING_MODAL"]], [False, True]], found
+    assert found["second"] == [[[[True, False], True], ["PASS_THROUGH"], ["RUNNING_MODAL"]], [True, True]], found
+    # both cancelling: the bar shows the newer, without the Esc it would no longer take (it passes Esc on)
+    assert found["third"] == [[[[False, True], False], ["PASS_THROUGH"], ["PASS_THROUGH"]], [True, True]], found
     assert found["outcomes"] == ["Cancelled", "Cancelled"], found
 
 

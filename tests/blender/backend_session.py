@@ -313,7 +313,9 @@ def esc_cancels_the_newest_job():
     esc = SimpleNamespace(type="ESC", value="PRESS")
 
     def press() -> list:
-        answers = [[job is jobs.escape_target() for job in (older, newer)]]  # the job the status bar shows
+        # the job the status bar shows, and whether it offers Esc
+        shown = jobs.status_job()
+        answers = [[[job is shown for job in (older, newer)], "Esc to cancel" in jobs._status_text(shown)]]
         for op in ops:
             answer = sorted(op_class.modal(op, bpy.context, esc))
             answers.append(answer)
@@ -322,10 +324,10 @@ def esc_cancels_the_newest_job():
         return [answers, [job.cancel_requested is not None for job in (older, newer)]]
 
     try:
-        first, second = press(), press()
+        first, second, third = press(), press(), press()
         for job in (older, newer):  # both end on the backend, cancelled
             job.handle.wait(timeout=10)
-        return {"first": first, "second": second,
+        return {"first": first, "second": second, "third": third,
                 "outcomes": [type(job.handle.outcome).__name__ for job in (older, newer)]}
     finally:
         for job in (older, newer):

@@ -58,7 +58,7 @@ def skin(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor
     """Blend per-joint transforms (B, J, 3, 4) with weights (V, J) and apply them to (B, V, 3) (or (V, 3)).
     The rotation part applied by one einsum, not by a batched matmul of (B·V) 3×3 matrices, which copied
     its operands first: the open hand's forward of 300 hands took half the time (15 against 30 ms, two
-    threads, the same vertices bit for bit; 2026-12-07)."""
+    threads, 2026-12-07; the same vertices bit for bit on the batches compared then, not a tested promise)."""
     lead, joints = transforms.shape[:-3], transforms.shape[-3]
     blended = (weights @ transforms.reshape(*lead, joints, 12)).view(*lead, weights.shape[0], 3, 4)
     # (batches broadcast as the matmul did: vertices (V, 3) or (1, V, 3) with B transforms, and the other way)

@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on the observation the sampler gives: the curve above mixed into the spline "
                              "engine's in-between across short gaps (pipeline.SPLINE_GAPS); the shipped checkpoint "
                              "was trained without it; the splines cost about 20 ms of CPU a window that has such a "
-                             "gap, about half the windows: 0.83 against 0.76 s a step at batch 32 on 2 CPU cores)")
+                             "gap, about half the windows: 0.4-0.55 s of CPU a step at batch 32; a 1,200-step run "
+                             "took 0.83 s a step on 2 cores)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (tests)")
     parser.add_argument("--hand-model", default=None, choices=("open", "mano"),
                         help="the hand model of the clips (joint positions for the losses; default open, with "
