@@ -174,8 +174,9 @@ def _redraw_panels(context) -> None:
 def escape_target(window: Any = None) -> RunningJob | None:
     """The job Esc pressed in ``window`` cancels now: the one started last there of those neither cancelling nor
     ended (Blender gives a window's events to its own modal handlers only)."""
+    # (==, not is: bpy gives each access to a window a Python object of its own; == compares the windows)
     waiting = [job for job in RUNNING.values()
-               if job.window is window and job.cancel_requested is None and not job.handle.done]
+               if job.window == window and job.cancel_requested is None and not job.handle.done]
     return waiting[-1] if waiting else None
 
 
@@ -183,7 +184,7 @@ def status_job(window: Any = None) -> RunningJob | None:
     """The job the status bar of ``window`` shows: the one Esc cancels there, else (every job there cancelling)
     the one started last there. Several jobs' modals each set the bar at their ticks: it showed whichever ticked
     last, with "Esc to cancel" for a job Esc would not reach."""
-    there = [job for job in RUNNING.values() if job.window is window]
+    there = [job for job in RUNNING.values() if job.window == window]
     return escape_target(window) or (there[-1] if there else None)
 
 
