@@ -4,8 +4,9 @@ A subclass says what to send (``job_request``) and what to do with the result (`
 Invoked from the UI, the operator submits the job and stays modal: a window timer polls the client
 (never blocking), progress goes to the status bar and the panel, Esc cancels the job started last from
 that window (Esc again the one before it) and the panel's Cancel button the job beside it, and the
-outcome ends the operator — the result applied (one undo step), or the error reported with its fix. Run from a script or under ``blender -b`` (``execute``), the same operator waits in a
-loop instead; Ctrl-C cancels the job. bpy is only touched here, on the main thread.
+outcome ends the operator — the result applied (one undo step), or the error reported with its fix.
+Run from a script or under ``blender -b`` (``execute``), the same operator waits in a loop instead;
+Ctrl-C cancels the job. bpy is only touched here, on the main thread.
 """
 
 from __future__ import annotations
