@@ -138,18 +138,15 @@ class MotionObjective:
         ``Observation`` as a job's are. Its motion is encoded about the keyed wrists' mean as the target's is
         (``origin_from_keys``); where no wrist is keyed the two origins differ, but no translation channel is
         then mixed (the spline enters only between keys of the same channel) and rotations have no origin."""
-        from handforge.engines.motion.curves import short_gap_weight
         from handforge.engines.motion.observation import Observation
-        from handforge.engines.motion.pipeline import SPLINE_GAPS, with_short_gap_splines
+        from handforge.engines.motion.pipeline import with_short_gap_splines
 
-        if SPLINE_GAPS is None or model.config.frame_dim != rep.FRAME_DIM:  # (as with_short_gap_splines: nothing mixed)
-            return observation
-        short = short_gap_weight(mask, *SPLINE_GAPS).flatten(1).any(1).tolist()
+        # (every window an Observation, cheap next to a spline: with_short_gap_splines draws those of short gaps only)
         values = {k: v.detach().double().cpu().numpy() for k, v in crop.items()}
         keys, betas, shift = part_mask.cpu().numpy(), betas.double().cpu().numpy(), shift[:, 0].double().cpu().numpy()
         observations = [Observation(values["global_orient"][b], values["hand_pose"][b], values["transl"][b], keys[b],
                                     betas[b], hand_model=self.hand_model.name, fps=float(model.config.fps),
-                                    wrist_shift=shift[b]) if row else None for b, row in enumerate(short)]
+                                    wrist_shift=shift[b]) for b in range(len(keys))]
         return with_short_gap_splines(model, observations, mask, observation)[0]
 
 

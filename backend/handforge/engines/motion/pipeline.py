@@ -288,13 +288,13 @@ class MotionPipeline:
         return [o.values_of(m) for o, m in zip(observations, motion)]
 
 
-def with_short_gap_splines(model: MotionDenoiser, observations: Sequence[Observation | None], mask: torch.Tensor,
+def with_short_gap_splines(model: MotionDenoiser, observations: Sequence[Observation], mask: torch.Tensor,
                            *curves: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``curves`` (each (B, T, C), normalised, through the keys of ``observations`` with channel ``mask``) mixed
     towards the spline engine's in-between (``spline.spline_motion``) by ``SPLINE_GAPS`` (``curves.short_gap_weight``):
     all spline between keys up to ``SPLINE_GAPS[0]`` frames apart, none from ``SPLINE_GAPS[1]``. The sampler's
     curves (``MotionPipeline.key_curves``) and, with ``train motion --spline-observation``, the training's
-    observation. An observation given as None has no short gap (its rows are left as they are)."""
+    observation. The spline is drawn only for the observations with a short gap."""
     if SPLINE_GAPS is None or model.config.frame_dim != rep.FRAME_DIM:  # (small models in tests: not the representation)
         return curves
     weight = short_gap_weight(mask, *SPLINE_GAPS).to(curves[0].dtype)  # (float32 would turn a half model's input)
@@ -307,8 +307,6 @@ def with_short_gap_splines(model: MotionDenoiser, observations: Sequence[Observa
     spline = torch.zeros_like(curves[0])
     for row, (o, short) in enumerate(zip(observations, rows)):
         if short:
-            if o is None:
-                raise ValueError(f"row {row} has keys a short gap apart but no observation to draw its spline from")
             if id(o) not in made:
                 made[id(o)] = spline_motion(o)
             spline[row] = model.normalise(torch.as_tensor(made[id(o)], device=spline.device, dtype=spline.dtype))
