@@ -314,6 +314,16 @@ class JobOperator:
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
+        try:
+            return self._tick(context, event)
+        except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the console
+            # (left to Blender, the modal ended and the job stayed listed as running, its button greyed and its
+            # timer ticking, until Blender restarted)
+            report_error(self, exc)
+            self.cancel(context)
+            return {"CANCELLED"}
+
+    def _tick(self, context, event):
         job = self._job
         if event.type == "ESC" and event.value == "PRESS" and job.cancel_requested is None and not job.handle.done:
             # one Esc, one job: Blender hands a window's events to its newest modal handler first
@@ -339,8 +349,8 @@ class JobOperator:
         return self._end(context, job)
 
     def cancel(self, context):
-        """Blender ends the modal itself (another file opened): the job is cancelled on the backend and
-        forgotten; it stayed listed as running, its button greyed, until Blender restarted."""
+        """Blender ends the modal itself (another file opened), or a tick failed: the job is cancelled on the
+        backend and forgotten; it stayed listed as running, its button greyed, until Blender restarted."""
         job = getattr(self, "_job", None)
         if job is None:  # no job started (e.g. Export's folder browser cancelled)
             return
@@ -349,6 +359,8 @@ class JobOperator:
         job_previews.drop(job.handle.id)  # (no tick ends it now: its preview stayed for the rest of the session)
         with contextlib.suppress(Exception):  # its window may be gone
             context.window_manager.event_timer_remove(self._timer)
+        with contextlib.suppress(Exception):  # (a job still running there shows itself again at its next tick)
+            context.workspace.status_text_set(None)
         _sync_panel()
 
     def execute(self, context):

@@ -191,6 +191,16 @@ def test_esc_cancels_the_job_started_last_and_again_the_one_before(session):
     assert found["outcomes"] == ["Cancelled", "Cancelled"], found
 
 
+def test_a_failing_tick_cancels_its_job_and_frees_its_button(session):
+    session.no_error("failing_tick")
+    found = session["failing_tick"]
+    # before: Blender ended the modal on the exception and the job stayed listed as running, its button greyed
+    assert found["answer"] == ["CANCELLED"], found
+    assert not found["listed"] and found["can_run"], found
+    assert found["outcome"] == "Cancelled", found  # cancelled on the backend too, not left running there
+    assert found["reports"] == [[["ERROR"], "HandForge failed (RuntimeError: preview broke); see the system console"]], found
+
+
 def test_results_become_keys_and_images(session):
     session.no_error("results")
     result = session["results"]

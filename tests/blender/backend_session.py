@@ -293,6 +293,17 @@ def cancel_pressed_twice():
 s.check("cancel_twice", cancel_pressed_twice)
 
 
+def modal_operator(op_class, job, reports: list):
+    """What a JobOperator's modal reads of its operator, for ``op_class.modal(op, ...)``: its job, no timer, its
+    tick and cancel, and its reports collected (background Blender has no window for a real modal)."""
+    from types import MethodType, SimpleNamespace
+
+    op = SimpleNamespace(_job=job, _timer=None, report=lambda kind, text: reports.append([sorted(kind), text]))
+    for name in ("_tick", "cancel"):
+        setattr(op, name, MethodType(getattr(op_class, name), op))
+    return op
+
+
 def esc_cancels_the_newest_job():
     """Two jobs running: Esc reaches the modal of the job started last first (Blender gives a window's events to its
     newest modal handler first: wm_handler_operator_insert adds each at the head; that order is simulated here,
@@ -309,7 +320,7 @@ def esc_cancels_the_newest_job():
                     for _ in range(2))
     for job in (older, newer):
         jobs.RUNNING[job.handle.id] = job
-    ops = [SimpleNamespace(_job=job) for job in (newer, older)]  # the order Blender's handlers see an event in
+    ops = [modal_operator(op_class, job, []) for job in (newer, older)]  # the order Blender's handlers see an event in
     esc = SimpleNamespace(type="ESC", value="PRESS")
 
     def press() -> list:
@@ -335,6 +346,38 @@ def esc_cancels_the_newest_job():
 
 
 s.check("esc_newest", esc_cancels_the_newest_job)
+
+
+def failing_tick_ends_the_job():
+    """A tick of a job's modal raises (a bug): the job is cancelled on the backend and forgotten, its button free
+    again, with the error reported, instead of Blender ending the modal and the job staying listed as running."""
+    from types import SimpleNamespace
+
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    op_class = importlib.import_module(f"{ADDON_MODULE}.ops_backend").HANDFORGE_OT_run_job
+    job = jobs.RunningJob(op_class.bl_idname, "Run Job",
+                          connection.require_client().submit("sleep", {"steps": 400, "step_seconds": 0.05}, {}))
+    jobs.RUNNING[job.handle.id] = job
+    reports = []
+    op = modal_operator(op_class, job, reports)
+    shown = jobs.job_previews.show
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("preview broke")
+
+    jobs.job_previews.show = broken
+    try:
+        answer = sorted(op_class.modal(op, bpy.context, SimpleNamespace(type="TIMER", value="NOTHING")))
+        job.handle.wait(timeout=10)
+        return {"answer": answer, "listed": job.handle.id in jobs.RUNNING, "reports": reports,
+                "outcome": type(job.handle.outcome).__name__, "can_run": bool(bpy.ops.handforge.run_job.poll())}
+    finally:
+        jobs.job_previews.show = shown
+        jobs.RUNNING.pop(job.handle.id, None)
+
+
+s.check("failing_tick", failing_tick_ends_the_job)
 
 
 def results_imported():
