@@ -272,7 +272,7 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
     temporary.mkdir()
     env = {**os.environ, "RAY_TMPDIR": str(scratch), "TMPDIR": str(temporary),
            "HANDFORGE_EXPORT_FAULT": "hang_after=2",  # still running when stopped
-           "PYTHONPATH": os.pathsep.join([str(root / "backend"), str(root / "shared")])}
+           "PYTHONFAULTHANDLER": "1", "PYTHONPATH": os.pathsep.join([str(root / "backend"), str(root / "shared")])}
     out = tmp_path / "data"
     try:
         driver = subprocess.Popen([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--ray",
@@ -284,7 +284,19 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
             time.sleep(0.05)
         assert len(list(temporary.glob("handforge-blender-*"))) == 2  # each actor's Blender
         driver.send_signal(signal.SIGINT)
-        stderr = driver.communicate(timeout=120)[1]
+        try:
+            stderr = driver.communicate(timeout=120)[1]
+        except subprocess.TimeoutExpired:  # a hang: where each of its threads stands (PYTHONFAULTHANDLER, on SIGABRT)
+            # (or the driver ended and a process it started holds its stderr open)
+            ended = driver.poll()
+            if ended is None:
+                driver.send_signal(signal.SIGABRT)
+            try:
+                said = driver.communicate(timeout=30)[1][-6000:]
+            except subprocess.TimeoutExpired:
+                said = "(its stderr is still open: a process it started holds it)"
+            pytest.fail(f"no end of the driver's stderr within 120 s of Ctrl-C (the driver's status then: {ended}):\n"
+                        + said)
         assert driver.returncode == 130, stderr[-2000:]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
