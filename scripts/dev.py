@@ -2,8 +2,8 @@
 """Set up HandForge in ./.venv (once) and run the demo or the tests.
 
     python3 scripts/dev.py demo     # the main job, on the embedded defaults
-    python3 scripts/dev.py test     # the whole test suite (about 26-31 min on 2 cores)
-    python3 scripts/dev.py test tests/test_x.py   # one area: the arguments go to pytest
+    python3 scripts/dev.py test     # the whole test suite, in 2 processes (about 20 min on 2 cores)
+    python3 scripts/dev.py test tests/test_x.py   # one area: the arguments go to pytest (one process)
     python3 scripts/dev.py setup    # only create/update the environment
 
 Needs nothing but Python 3.11 on Linux x86_64, macOS or Windows (bpy 4.5 has wheels for no other Python, nor for
@@ -204,6 +204,18 @@ def _from_here(out: str) -> str:
     return os.path.join(os.getcwd(), out)
 
 
+def pytest_arguments(rest: list[str], cpus: int | None = None) -> list[str]:
+    """pytest's arguments for ``dev.py test REST``: the whole suite (no REST) in 2 processes by pytest-xdist, a test
+    file's tests in one of them (``--dist loadfile``: a file's module fixtures, a Blender session or a Ray, made
+    once), where 2 CPUs are there; REST as given otherwise. Most tests wait on other processes (Blender, servers,
+    Ray) or run one thread: on 2 cores the suite took 20 min instead of 28-30 (2026-12-07). Not more processes:
+    the suite's timing-sensitive tests were run beside one other process only."""
+    cpus = os.cpu_count() if cpus is None else cpus
+    if rest or (cpus or 1) < 2:
+        return list(rest)
+    return ["-n", "2", "--dist", "loadfile"]
+
+
 def platform_problem(system: str, machine: str) -> str:
     """Why bpy 4.5 cannot be installed on this system ('' when it can), said before anything is installed: on Linux
     arm64 (a Docker container on an Apple silicon Mac, a Graviton server) pip found no bpy after installing torch."""
@@ -237,7 +249,7 @@ def main(argv: list[str], python_version: tuple[int, ...] = tuple(sys.version_in
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if command == "demo":
         return _run([py, "-m", "handforge", "demo", *demo_args_with_absolute_out(rest)], cwd=ROOT, env=env)
-    return _run([py, "-m", "pytest", *rest], cwd=ROOT, env=env)
+    return _run([py, "-m", "pytest", *pytest_arguments(rest)], cwd=ROOT, env=env)
 
 
 if __name__ == "__main__":

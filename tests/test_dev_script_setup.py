@@ -129,3 +129,12 @@ def test_linux_arm64_stops_before_installing_anything(command, tmp_path, capsys,
     for system in (("Linux", "x86_64"), ("Darwin", "arm64"), ("Darwin", "x86_64"), ("Windows", "AMD64"),
                    ("Windows", "ARM64")):
         assert dev.platform_problem(*system) == "", system
+
+
+def test_the_whole_suite_runs_in_two_processes_and_an_area_as_asked():
+    dev = _dev_script()
+    assert dev.pytest_arguments([], cpus=2) == ["-n", "2", "--dist", "loadfile"]
+    assert dev.pytest_arguments([], cpus=16) == ["-n", "2", "--dist", "loadfile"]
+    assert dev.pytest_arguments([], cpus=1) == []  # one CPU: one process, no workers to start
+    assert dev.pytest_arguments(["tests/test_x.py", "-k", "y"], cpus=2) == ["tests/test_x.py", "-k", "y"]
+    import xdist  # noqa: F401 - installed by the dev extra, which the whole suite's arguments need
