@@ -319,8 +319,12 @@ class JobOperator:
         except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the console
             # (left to Blender, the modal ended and the job stayed listed as running, its button greyed and its
             # timer ticking, until Blender restarted)
-            report_error(self, exc)
-            self.cancel(context)
+            try:
+                report_error(self, exc)
+            finally:
+                self.cancel(context)
+                with contextlib.suppress(Exception):  # what job_request set aside (unless that is what failed)
+                    self.job_not_applied(context)
             return {"CANCELLED"}
 
     def _tick(self, context, event):

@@ -299,7 +299,7 @@ def modal_operator(op_class, job, reports: list):
     from types import MethodType, SimpleNamespace
 
     op = SimpleNamespace(_job=job, _timer=None, report=lambda kind, text: reports.append([sorted(kind), text]))
-    for name in ("_tick", "cancel"):
+    for name in ("_tick", "cancel", "job_not_applied"):
         setattr(op, name, MethodType(getattr(op_class, name), op))
     return op
 
