@@ -293,8 +293,11 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
                 driver.send_signal(signal.SIGABRT)
             try:
                 said = driver.communicate(timeout=30)[1][-6000:]
-            except subprocess.TimeoutExpired:
-                said = "(its stderr is still open: a process it started holds it)"
+            except subprocess.TimeoutExpired as late:  # (what was read comes as bytes)
+                said = ((late.stderr or b"").decode(errors="replace")[-6000:]
+                        + "\n(its stderr is still open: a process it started holds it)")
+            driver.kill()  # (with it, at its exit, the Ray it started)
+            driver.wait(30)
             pytest.fail(f"no end of the driver's stderr within 120 s of Ctrl-C (the driver's status then: {ended}):\n"
                         + said)
         assert driver.returncode == 130, stderr[-2000:]

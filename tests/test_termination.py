@@ -251,3 +251,38 @@ def test_a_stop_a_pool_swallowed_still_ends_the_export(monkeypatch):
     quiet.wait = lambda timeout: (_ for _ in ()).throw(RuntimeError("waited"))  # a stop long gone is not raised
     with pytest.raises(RuntimeError, match="waited"):
         shards._drive(quiet, [[0]], 1, False, None, 0.0, Path("unused"), 600.0)
+
+
+def test_a_stop_swallowed_by_the_wait_that_brought_the_last_samples_still_stops():
+    """The stop dropped in the wait that returned the run's last chunk: the drive ended as if finished (the dataset
+    finalised, status 0) and the stop was lost with the command's blocks."""
+    import pytest
+
+    from handforge.export import shards
+    from handforge.termination import second_ctrl_c_quits
+
+    class LastWaitSwallows(_SwallowingPool):
+        def submit(self, slot, chunk, indices):
+            self.chunk = chunk
+
+        def wait(self, timeout):
+            self.waits += 1
+            if self.waits == 1:
+                return [shards.Event("ready", 0, "gl")]
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                import time
+
+                time.sleep(0.01)
+            except KeyboardInterrupt as exc:
+                self.swallowed.append(type(exc).__name__)
+            return [shards.Event("done", 0, (self.chunk, []))]
+
+    before = signal.getsignal(signal.SIGINT)
+    pool = LastWaitSwallows(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt), second_ctrl_c_quits():
+            shards._drive(pool, [[0]], 1, False, None, 0.0, Path("unused"), 600.0)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert pool.swallowed == ["KeyboardInterrupt"] and pool.waits == 2

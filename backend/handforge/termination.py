@@ -53,8 +53,8 @@ def sigterm_unwinds() -> Iterator[None]:
         _RAISED.append(Terminated)
         raise Terminated
 
+    _RAISED.clear()  # (before the handler: a stop that lands at once is kept)
     previous = signal.signal(signal.SIGTERM, stop)
-    _RAISED.clear()
     try:
         yield
     finally:
@@ -88,8 +88,8 @@ def second_ctrl_c_quits() -> Iterator[None]:
             _RAISED.append(KeyboardInterrupt)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, first)
     _RAISED.clear()
+    previous = signal.signal(signal.SIGINT, first)
     try:
         yield
     finally:

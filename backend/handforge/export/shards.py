@@ -244,6 +244,7 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
                     starting.pop(event.slot, None)
                     if queue or busy:
                         start(event.slot, *([fault] if replaces_too(fault) else []))
+        raise_a_dropped_stop()  # (swallowed by the wait that brought the last samples: the stop still stops)
         return failed, restarts, renderer_name
     finally:
         bar.close()
