@@ -210,7 +210,8 @@ def pytest_arguments(rest: list[str], cpus: int | None = None) -> list[str]:
     once), where 2 CPUs are there; REST as given otherwise. Most tests wait on other processes (Blender, servers,
     Ray) or run one thread: on 2 cores the suite took 20 min instead of 28-30 (2026-12-07). Not more processes:
     the suite's timing-sensitive tests were run beside one other process only."""
-    cpus = os.cpu_count() if cpus is None else cpus
+    if cpus is None:  # the CPUs this process may run on (a container pinned to some of a large host's)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if rest or (cpus or 1) < 2:
         return list(rest)
     return ["-n", "2", "--dist", "loadfile"]
