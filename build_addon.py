@@ -117,7 +117,12 @@ def fetch_wheels(cache: Path) -> list[Path]:
     """Every pyzmq wheel the extension needs, downloaded once into ``cache`` (then offline)."""
     cache.mkdir(parents=True, exist_ok=True)
     index_path = cache / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):  # none yet, or damaged: the wheels are looked up (and fetched) again
+        index = {}
+    if not isinstance(index, dict):
+        index = {}
     found: list[Path] = []
     for platform, label, _ in PLATFORMS:
         for python in PYTHON_VERSIONS:
@@ -126,7 +131,10 @@ def fetch_wheels(cache: Path) -> list[Path]:
             if not cached.is_file():
                 cached = _pip_download(cache, platform, python, label)
                 index[key] = cached.name
-                index_path.write_text(json.dumps(index, indent=1, sort_keys=True))
+                # whole or not at all: builds run side by side (the test suite's processes) read it meanwhile
+                with tempfile.NamedTemporaryFile("w", dir=cache, suffix=".json.tmp", delete=False) as tmp:
+                    tmp.write(json.dumps(index, indent=1, sort_keys=True))
+                os.replace(tmp.name, index_path)
             found.append(cached)
     return sorted(set(found))
 

@@ -237,3 +237,32 @@ def test_addon_code_never_imports_torch_or_the_backend():
                 continue
             for mod in mods:
                 assert mod.split(".")[0] not in {"torch", "handforge", "diffusers"}, (path.name, mod)
+
+
+def test_a_damaged_wheel_index_is_rebuilt_whole(tmp_path, monkeypatch):
+    """Builds side by side (the test suite's 2 processes, each building the zip once) read the cache's index while
+    another wrote it: a half-written index.json failed the build with a JSONDecodeError. It is written whole now
+    (a temporary file put in place), and a damaged one is looked up again instead of failing the build."""
+    import json
+    import shutil
+
+    wheels = build_addon.fetch_wheels(build_addon.DEFAULT_CACHE)  # (the cache, filled once per machine)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    fetched = []
+
+    def from_the_real_cache(into, platform, python, label):  # pip download, without the network
+        key = build_addon._wheel_key(platform, python)
+        name = json.loads((build_addon.DEFAULT_CACHE / "index.json").read_text())[key]
+        fetched.append(key)
+        return Path(shutil.copy(build_addon.DEFAULT_CACHE / name, into / name))
+
+    monkeypatch.setattr(build_addon, "_pip_download", from_the_real_cache)
+    for damaged in ('{"pyzmq==', "[1, 2]"):
+        (cache / "index.json").write_text(damaged)
+        fetched.clear()
+        again = build_addon.fetch_wheels(cache)
+        assert [w.name for w in again] == [w.name for w in wheels] and fetched, damaged
+        index = json.loads((cache / "index.json").read_text())
+        assert len(index) == len(fetched) and sorted(p.name for p in cache.iterdir() if p.suffix != ".whl") == [
+            "index.json"]  # (no temporary file left beside it)
