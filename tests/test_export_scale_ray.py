@@ -257,6 +257,7 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
     """Ctrl-C (or SIGTERM) kills the actors, and with them their Blender, as a SIGKILL does: each actor's
     Blender scratch folder (handforge-blender-*) stayed in $TMPDIR until the next export, where local workers
     remove theirs."""
+    import contextlib
     import json
     import os
     import signal
@@ -275,9 +276,11 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
            "PYTHONFAULTHANDLER": "1", "PYTHONPATH": os.pathsep.join([str(root / "backend"), str(root / "shared")])}
     out = tmp_path / "data"
     try:
+        # Ctrl-C's default, as in a terminal: a suite run in the background (`... &` in a script) ignores SIGINT, its
+        # children inherit that, and the command keeps an ignored SIGINT ignored: it ran on after the "Ctrl-C"
         driver = subprocess.Popen([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--ray",
                                    "--workers", "2", "--quiet"], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
-                                  text=True)
+                                  text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         end = time.monotonic() + 180
         while len(list(out.glob("samples/[0-9]*/labels.json"))) < 4:  # both workers hang after their 2
             assert driver.poll() is None and time.monotonic() < end, _stopped_and_said(driver)
@@ -289,7 +292,10 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
         except subprocess.TimeoutExpired:  # a hang: where each of its threads stands (PYTHONFAULTHANDLER, on SIGABRT)
             # (or the driver ended and a process it started holds its stderr open)
             ended = driver.poll()
-            if ended is None:
+            with contextlib.suppress(OSError):  # its signals: ignored, blocked, pending, caught
+                ended = f"{ended}; " + ", ".join(line.strip() for line in open(f"/proc/{driver.pid}/status")
+                                                  if line.startswith(("SigIgn", "SigBlk", "SigPnd", "SigCgt")))
+            if driver.poll() is None:
                 driver.send_signal(signal.SIGABRT)
             try:
                 said = driver.communicate(timeout=30)[1][-6000:]

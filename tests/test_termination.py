@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 SCRIPT = r"""
 import os, signal, sys, time
@@ -191,98 +190,3 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
     for argv in (["--help"], ["serve", "--help"]):
         done = _with_stdout_closed_by_its_reader(*argv)
         assert (done.returncode, done.stderr) == (141, ""), (argv, done.stderr)
-
-
-class _SwallowingPool:
-    """A pool whose wait catches the stop raised in it and returns as if nothing happened, as Ray's waits may (their
-    C++ loop turns a KeyboardInterrupt into a status it does not always raise again): it sends ``signum`` to this
-    process at its first wait, then never has an event (its worker hangs)."""
-
-    starts_at_once = False
-
-    def __init__(self, signum: int):
-        self.signum, self.waits, self.swallowed = signum, 0, []
-
-    def start(self, slot, fault=None):
-        pass
-
-    def submit(self, slot, chunk, indices):
-        pass
-
-    def stop(self, slot, force=False):
-        pass
-
-    def describe(self):
-        return "a pool that swallows stops"
-
-    def wait(self, timeout):
-        import time
-
-        self.waits += 1
-        assert self.waits < 50, "the drive went on after its stop"
-        try:
-            if self.waits == 1:
-                os.kill(os.getpid(), self.signum)
-            time.sleep(0.01)  # (the handler runs here)
-        except KeyboardInterrupt as exc:
-            self.swallowed.append(type(exc).__name__)
-        return []
-
-
-def test_a_stop_a_pool_swallowed_still_ends_the_export(monkeypatch):
-    """Ctrl-C (or SIGTERM) during a `--ray` export's wait: Ray's wait dropped it at times and the driver went on,
-    a second Ctrl-C needed (2026-12-07, found by test_export_scale_ray's Ctrl-C test hanging). The drive raises it
-    again at its next turn; outside the command's blocks nothing is raised for a stop long gone."""
-    import pytest
-
-    from handforge.export import shards
-    from handforge.termination import Terminated, second_ctrl_c_quits, sigterm_unwinds
-
-    before = signal.getsignal(signal.SIGINT)
-    for signum, raised in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)):
-        pool = _SwallowingPool(signum)
-        try:
-            with pytest.raises(raised) as stopped, sigterm_unwinds(), second_ctrl_c_quits():
-                shards._drive(pool, [[0], [1]], 1, False, None, 0.0, Path("unused"), 600.0)
-        finally:
-            signal.signal(signal.SIGINT, before)  # (an interrupt leaves the second-press handler in place)
-        assert stopped.type is raised and pool.swallowed == [raised.__name__] and pool.waits == 1, pool.__dict__
-    quiet = _SwallowingPool(0)
-    quiet.wait = lambda timeout: (_ for _ in ()).throw(RuntimeError("waited"))  # a stop long gone is not raised
-    with pytest.raises(RuntimeError, match="waited"):
-        shards._drive(quiet, [[0]], 1, False, None, 0.0, Path("unused"), 600.0)
-
-
-def test_a_stop_swallowed_by_the_wait_that_brought_the_last_samples_still_stops():
-    """The stop dropped in the wait that returned the run's last chunk: the drive ended as if finished (the dataset
-    finalised, status 0) and the stop was lost with the command's blocks."""
-    import pytest
-
-    from handforge.export import shards
-    from handforge.termination import second_ctrl_c_quits
-
-    class LastWaitSwallows(_SwallowingPool):
-        def submit(self, slot, chunk, indices):
-            self.chunk = chunk
-
-        def wait(self, timeout):
-            self.waits += 1
-            if self.waits == 1:
-                return [shards.Event("ready", 0, "gl")]
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                import time
-
-                time.sleep(0.01)
-            except KeyboardInterrupt as exc:
-                self.swallowed.append(type(exc).__name__)
-            return [shards.Event("done", 0, (self.chunk, []))]
-
-    before = signal.getsignal(signal.SIGINT)
-    pool = LastWaitSwallows(signal.SIGINT)
-    try:
-        with pytest.raises(KeyboardInterrupt), second_ctrl_c_quits():
-            shards._drive(pool, [[0]], 1, False, None, 0.0, Path("unused"), 600.0)
-    finally:
-        signal.signal(signal.SIGINT, before)
-    assert pool.swallowed == ["KeyboardInterrupt"] and pool.waits == 2

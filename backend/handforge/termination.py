@@ -20,20 +20,6 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, unwound as Ctrl-C is."""
 
 
-_RAISED: list[type[KeyboardInterrupt]] = []  # the stops the blocks' handlers raised (cleared as a block starts, ends)
-
-
-def raise_a_dropped_stop() -> None:
-    """Raise again the Ctrl-C (``KeyboardInterrupt``) or SIGTERM (``Terminated``) that a handler of the blocks below
-    raised in this process, if one did. Call it where work must not go on after a stop, past calls of a library that
-    catches ``KeyboardInterrupt`` and may drop it: Ray's waits turn it into a status their C++ loop does not always
-    raise again, and an ``export --ray`` went on after Ctrl-C until a second press (2026-12-07: a faulthandler dump
-    120 s after the press found the driver in ``ray.wait`` again). A stop that unwound as it should never comes back
-    here: the code that would call this is no longer running."""
-    if _RAISED:
-        raise _RAISED[-1]
-
-
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
     """Within the block, SIGTERM raises ``Terminated`` in the main thread; a second SIGTERM does not cut
@@ -50,16 +36,13 @@ def sigterm_unwinds() -> Iterator[None]:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _RAISED.append(Terminated)
         raise Terminated
 
-    _RAISED.clear()  # (before the handler: a stop that lands at once is kept)
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _RAISED.clear()
 
 
 @contextlib.contextmanager
@@ -85,17 +68,14 @@ def second_ctrl_c_quits() -> Iterator[None]:
     def first(signum, frame):
         if os.getpid() == owner:
             signal.signal(signal.SIGINT, again)
-            _RAISED.append(KeyboardInterrupt)
         raise KeyboardInterrupt
 
-    _RAISED.clear()
     previous = signal.signal(signal.SIGINT, first)
     try:
         yield
     finally:
         if signal.getsignal(signal.SIGINT) is first:  # not interrupted: as it was
             signal.signal(signal.SIGINT, previous)
-        _RAISED.clear()
 
 
 def die_with_parent(parent: int) -> bool:

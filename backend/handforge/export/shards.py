@@ -28,7 +28,6 @@ from handforge.export.folder import CARD_JSON, InputWatch, claimed_folder, clean
 from handforge.export.room import pending_that_fit
 from handforge.export.spec import ExportSpec, input_files
 from handforge.export.worker import replaces_too
-from handforge.termination import raise_a_dropped_stop
 
 MAX_ATTEMPTS = 3         # workers a sample may kill (alone or in its chunk) before it is given up
 MAX_CHUNK = 8            # samples per chunk at most: what a dead worker costs, how often the bar moves
@@ -198,7 +197,6 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
         for slot in range(workers):
             start(slot, fault)
         while queue or busy:
-            raise_a_dropped_stop()  # (a pool's wait may have swallowed a Ctrl-C: Ray's does)
             while idle and queue:
                 slot, chunk = idle.pop(), queue.popleft()
                 busy[slot] = chunk
@@ -244,7 +242,6 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
                     starting.pop(event.slot, None)
                     if queue or busy:
                         start(event.slot, *([fault] if replaces_too(fault) else []))
-        raise_a_dropped_stop()  # (swallowed by the wait that brought the last samples: the stop still stops)
         return failed, restarts, renderer_name
     finally:
         bar.close()
