@@ -3,7 +3,9 @@ dataset byte for byte, also when a worker dies mid-run; a driver restart resumes
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -257,7 +259,6 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
     """Ctrl-C (or SIGTERM) kills the actors, and with them their Blender, as a SIGKILL does: each actor's
     Blender scratch folder (handforge-blender-*) stayed in $TMPDIR until the next export, where local workers
     remove theirs."""
-    import contextlib
     import json
     import os
     import signal
@@ -289,23 +290,8 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
         driver.send_signal(signal.SIGINT)
         try:
             stderr = driver.communicate(timeout=120)[1]
-        except subprocess.TimeoutExpired:  # a hang: where each of its threads stands (PYTHONFAULTHANDLER, on SIGABRT)
-            # (or the driver ended and a process it started holds its stderr open)
-            ended = driver.poll()
-            with contextlib.suppress(OSError):  # its signals: ignored, blocked, pending, caught
-                ended = f"{ended}; " + ", ".join(line.strip() for line in open(f"/proc/{driver.pid}/status")
-                                                  if line.startswith(("SigIgn", "SigBlk", "SigPnd", "SigCgt")))
-            if driver.poll() is None:
-                driver.send_signal(signal.SIGABRT)
-            try:
-                said = driver.communicate(timeout=30)[1][-6000:]
-            except subprocess.TimeoutExpired as late:  # (what was read comes as bytes)
-                said = ((late.stderr or b"").decode(errors="replace")[-6000:]
-                        + "\n(its stderr is still open: a process it started holds it)")
-            driver.kill()  # (with it, at its exit, the Ray it started)
-            driver.wait(30)
-            pytest.fail(f"no end of the driver's stderr within 120 s of Ctrl-C (the driver's status then: {ended}):\n"
-                        + said)
+        except subprocess.TimeoutExpired:
+            pytest.fail("no end of the driver's stderr within 120 s of Ctrl-C:\n" + _stopped_and_said(driver))
         assert driver.returncode == 130, stderr[-2000:]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -314,6 +300,20 @@ def test_a_stopped_ray_run_of_rgb_renders_leaves_no_scratch_folder(tmp_path):
 
 def _stopped_and_said(driver: subprocess.Popen) -> str:
     """The end of a driver's stderr, once it is stopped: read from one still running (a hang past the test's
-    limit), the failure waited for the driver's end, that is for pytest's own timeout."""
-    driver.kill()
-    return driver.communicate()[1][-2000:]
+    limit), the failure waited for the driver's end, that is for pytest's own timeout. One still running is asked
+    where it stands first: its signal masks (ignored, blocked, pending, caught) and, with PYTHONFAULTHANDLER, its
+    threads' tracebacks (on SIGABRT). A process it started may hold its stderr open: what was read is said."""
+    said = ""
+    if driver.poll() is None:
+        with contextlib.suppress(OSError):
+            said = ", ".join(line.strip() for line in open(f"/proc/{driver.pid}/status")
+                             if line.startswith(("SigIgn", "SigBlk", "SigPnd", "SigCgt"))) + "\n"
+        driver.send_signal(signal.SIGABRT)
+    try:
+        read = driver.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired as late:  # (what was read comes as bytes)
+        read = ((late.stderr or b"").decode(errors="replace")
+                + "\n(its stderr is still open: a process it started holds it)")
+    driver.kill()  # (with it, at its exit, the Ray it started)
+    driver.wait(30)
+    return said + read[-6000:]
