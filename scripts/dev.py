@@ -208,8 +208,8 @@ def pytest_arguments(rest: list[str], cpus: int | None = None) -> list[str]:
     """pytest's arguments for ``dev.py test REST``: the whole suite (no REST) in 2 processes by pytest-xdist, a test
     file's tests in one of them (``--dist loadfile``: a file's module fixtures, a Blender session or a Ray, made
     once), where 2 CPUs are there; REST as given otherwise. Most tests wait on other processes (Blender, servers,
-    Ray) or run one thread: on 2 cores the suite took 17.7-20 min instead of 28-30 (2026-12-07). Not more processes:
-    the suite's timing-sensitive tests were run beside one other process only."""
+    Ray) or run one thread: on 2 cores the suite took 17.7-20 min instead of 27-28 in one process (2026-12-06 and
+    -07). Not more processes: the suite's timing-sensitive tests were run beside one other process only."""
     if cpus is None:  # the CPUs this process may run on (a container pinned to some of a large host's)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if rest or (cpus or 1) < 2:
