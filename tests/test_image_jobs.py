@@ -15,9 +15,10 @@ import pytest
 from handforge.engines.image.tokens import HAND_WORDS
 from handforge.render.camera import look_at
 from handforge_shared import pose_library
-from handforge_shared.client import Cancelled, Error, JobFailed, Progress, Result, pose_arrays
+from handforge_shared.client import Error, JobFailed, pose_arrays
 
 from tests.support import tiny_sd
+from tests.support.cancelling import cancel_after_two_steps
 from tests.support.server import running_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,17 +125,7 @@ def test_cancel_between_steps(served):
     server, _ = served
     with server.client() as client:
         params, arrays = request(steps=200, tas=False)
-        job = client.submit("image.generate", params, arrays, timeout=600)
-        seen = 0
-        while True:
-            for event in client.poll(timeout=30):
-                if isinstance(event, Progress) and event.message.startswith("step"):
-                    seen += 1
-                    if seen == 2:
-                        job.cancel()
-                if isinstance(event, (Cancelled, Result)):
-                    assert isinstance(event, Cancelled) and 2 <= seen < 200
-                    return
+        cancel_after_two_steps(client, "image.generate", params, arrays, steps=200)
 
 
 def test_refine_hands_regenerates_only_the_hands_box(served):

@@ -19,9 +19,10 @@ from handforge.engines.transfer.jobs import ENGINES
 from handforge.engines.transfer.model import TargetGenerator
 from handforge.render.camera import look_at
 from handforge_shared import pose_library
-from handforge_shared.client import Cancelled, Error, JobFailed, Progress, Result, pose_arrays
+from handforge_shared.client import Cancelled, Error, JobFailed, Progress, pose_arrays
 
 from tests.support import tiny_sd
+from tests.support.cancelling import cancel_after_two_steps
 from tests.support.server import running_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -408,17 +409,7 @@ def test_a_transparent_source_is_the_source_over_white(server):
 def test_cancel_between_steps(server):
     with server.client() as client:
         params, arrays = request(steps=200)
-        job = client.submit("image.transfer", params, arrays, timeout=600)
-        seen = 0
-        while True:
-            for event in client.poll(timeout=30):
-                if isinstance(event, Progress) and event.message.startswith("step"):
-                    seen += 1
-                    if seen == 2:
-                        job.cancel()
-                if isinstance(event, (Cancelled, Result)):
-                    assert isinstance(event, Cancelled) and 2 <= seen < 200
-                    return
+        cancel_after_two_steps(client, "image.transfer", params, arrays, steps=200)
 
 
 def test_ihpt_refuses_what_it_cannot_use_before_loading_anything(server):
