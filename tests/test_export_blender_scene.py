@@ -76,6 +76,29 @@ def test_moved_armature_carries_its_hand_and_progress_has_the_time_left(client, 
     assert again.data["skipped"] == FRAMES * CAMERAS and again.data["written"] == 0
 
 
+def test_a_camera_on_a_joint_labels_that_joint_without_a_pixel(client, tmp_path):
+    """A camera placed on a joint (a first-person camera snapped to the wrist) puts that keypoint in the camera's
+    plane, depth 0. Before: its pixel was infinite and the sample failed ("Out of range float values are not JSON
+    compliant"), the job reporting 0 written as a success. Now it is labelled, without a pixel and not visible."""
+    from handforge_shared.skeleton import MODEL_TO_BLENDER
+
+    params, arrays = _request(tmp_path / "first", np.random.default_rng(1))
+    client.run("export_renders", params, arrays)
+    wrist = json.loads((tmp_path / "first/samples/000000/labels.json").read_text())["hands"]["right"]["keypoints_world"][0]
+    on_joint = arrays["camera.matrix_world"].copy()
+    on_joint[0, 0, :3, 3] = MODEL_TO_BLENDER @ np.asarray(wrist)  # camera A, first frame: sample 0
+    result = client.run("export_renders", {**params, "out": str(tmp_path / "on_joint")},
+                        {**arrays, "camera.matrix_world": on_joint})
+    assert result.data["written"] == FRAMES * CAMERAS and not result.data["failed"], result.data
+    right = json.loads((tmp_path / "on_joint/samples/000000/labels.json").read_text())["hands"]["right"]
+    assert right["keypoints_camera"][0][2] == 0.0  # (the case: exactly in the camera's plane)
+    assert right["keypoints_2d"][0] == [0.0, 0.0] and right["visible"][0] == 0
+    assert np.isfinite(np.asarray(right["keypoints_2d"])).all()
+    coco = json.loads((tmp_path / "on_joint/coco.json").read_text())
+    for ann in (a for a in coco["annotations"] if a["image_id"] == 1 and a["category_id"] == 1):
+        assert ann["keypoints"][:3] == [0, 0, 0]
+
+
 def test_requests_that_cannot_work_are_refused_before_anything_is_written(client, tmp_path):
     rng = np.random.default_rng(2)
     foreign = tmp_path / "foreign"

@@ -30,6 +30,7 @@ def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, 
     next to it shows its hand. A tip on the outline falls on the background about half the time: 12–34 %
     of in-image fingertips were labelled hidden, plainly in view."""
     uv, z = camera.project(keypoints)
+    uv = np.where(np.isfinite(uv), uv, -1.0)  # (a point in the camera's plane: no pixel, and z > 0 fails it below)
     col, row = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)  # the pixel holding the point
     inside = (z > 0) & (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
     col, row = np.clip(col, 0, camera.width - 1), np.clip(row, 0, camera.height - 1)
@@ -82,8 +83,12 @@ def pose_in_camera(pose: HandPose, root_rest: np.ndarray, camera: Camera) -> dic
 
 def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarray, root: np.ndarray,
                 vertices: np.ndarray, camera: Camera, images: GLImages) -> dict[str, Any]:
-    """One hand's labels: keypoints (world, camera, pixels, visibility), parameters, boxes."""
+    """One hand's labels: keypoints (world, camera, pixels, visibility), parameters, boxes. A keypoint in the
+    camera's plane (depth 0: a camera placed on a joint) has no pixel: (0, 0), as COCO writes a keypoint not
+    labelled (its projection was infinite, and the sample failed on its JSON); one behind it keeps its
+    mirrored pixel. Neither is visible."""
     uv, _ = camera.project(keypoints)
+    uv = np.where(np.isfinite(uv), uv, 0.0)
     visible = keypoint_visibility(camera, keypoints, hand_index, images)
     mask = images.mask(hand_index)
     box = mask_box(mask)
