@@ -203,6 +203,18 @@ def test_a_folder_the_file_system_refuses_is_refused_before_queueing_naming_para
     assert sorted(p for p in tmp_path.iterdir() if p.name != "out") == before  # nor where it could write
 
 
+def test_an_output_folder_through_a_loop_of_links_is_refused_before_queueing_naming_params_out(client, tmp_path):
+    # before: exists() says False on a loop, so the request was queued and the job failed at its start,
+    # the field unnamed
+    params, arrays = _request(tmp_path / "out", np.random.default_rng(4))
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    handle = client.submit("export_renders", {**params, "out": str(tmp_path / "loop" / "x")}, arrays)
+    outcome = handle.wait(60)
+    assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
+    assert str(outcome).startswith("params.out: the output folder") and "loop" in str(outcome).lower(), outcome
+    assert handle.position is None  # never accepted
+
+
 def test_a_projective_matrix_world_is_refused_naming_the_array(client, tmp_path):
     # before: a matrix_world whose bottom row is not 0 0 0 1 was accepted and its last row dropped unsaid
     params, arrays = _request(tmp_path / "out", np.random.default_rng(5))

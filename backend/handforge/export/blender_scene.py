@@ -166,10 +166,12 @@ def check_folder(out: str, record: dict[str, Any]) -> Path:
                                      "(in Blender, save the .blend first to use // relative paths)")
         if path.exists() and not path.is_dir():
             raise BlenderExportError(f"{path} is a file: choose a folder for the dataset")
+        path.resolve()  # a loop of links: exists() says False, and the job failed at its start (claimed_folder)
         existing = existing_ancestor(path)
     except BlenderExportError:
         raise
-    except (RuntimeError, OSError, ValueError) as exc:  # ~nosuchuser, a name too long for the file system, NUL
+    # ~nosuchuser, a name too long for the file system, NUL, a loop of links (RuntimeError before Python 3.13)
+    except (RuntimeError, OSError, ValueError) as exc:
         raise BlenderExportError(f"the output folder {out[:200]!r} cannot be used: {exc}; choose another "
                                  "folder") from None
     if not existing.is_dir():  # (it said "cannot write into" the file)
