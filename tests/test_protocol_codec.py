@@ -60,6 +60,10 @@ def test_encode_refuses_what_the_wire_cannot_carry():
         P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", params={"x": nested}))
     with pytest.raises(ProtocolError, match="name"):
         P.encode(Message(MessageType.RESULT, id="1", job="j", arrays={"bad name": np.zeros(2)}))
+    # before: numpy's bare ValueError ("inhomogeneous shape") escaped Client.submit, naming no array
+    with pytest.raises(ProtocolError, match=r"^arrays.betas is no array numpy can convert \(ValueError") as ragged:
+        P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", arrays={"betas": [[1.0, 2.0], [3.0]]}))
+    assert ragged.value.field == "arrays.betas" and ragged.value.code == ErrorCode.BAD_MESSAGE
     # before: "$" matched before a trailing newline, so "a\n" was sent and arrived as a name
     with pytest.raises(ProtocolError, match="name"):
         P.encode(Message(MessageType.RESULT, id="1", job="j", arrays={"a\n": np.zeros(2)}))

@@ -227,7 +227,12 @@ def wire_array(name: str, array: Any) -> tuple[dict[str, Any], np.ndarray]:
     if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME_LENGTH:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"array name {name!r} is not allowed",
                             "use letters, digits, '_', '.', ':' or '-', starting with a letter or '_'")
-    arr = np.asarray(array)
+    try:
+        arr = np.asarray(array)
+    except (ValueError, TypeError) as exc:  # a ragged list: numpy's bare "inhomogeneous shape" named no array
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"arrays.{name} is no array numpy can convert "
+                            f"({type(exc).__name__}: {exc})", "send a numpy array (a torch tensor: .cpu().numpy(); "
+                            "nested lists: of equal lengths)", field=f"arrays.{name}") from None
     wire = next((n for n, dt in DTYPES.items() if arr.dtype.kind == dt.kind and arr.dtype.itemsize == dt.itemsize),
                 None)
     if wire is None:
