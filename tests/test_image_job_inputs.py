@@ -136,4 +136,5 @@ def test_a_mano_request_without_the_mano_files_is_refused_for_them_before_the_we
     assert error is not None and error.code == ErrorCode.MISSING_WEIGHTS, error
     assert str(error).startswith(f"hand model 'mano' is not available here: {tmp_path} holds neither MANO_RIGHT "
                                  "nor MANO_LEFT"), str(error)
+    assert error.field == "params.hand_model"  # (it was "": the fuzzing of 2026-12-07)
     assert "MANO" not in str(refusal(KIND, *request()))  # the open hand: the weights' refusal alone

@@ -415,6 +415,7 @@ def test_a_hand_model_not_available_here_is_refused_before_the_learned_engine_ru
         with pytest.raises(JobFailed) as info:
             client.run("motion.inbetween", {"engine": "learned", "hand_model": "mano"}, keys(), timeout=60)
         assert info.value.code == "missing_weights" and "hand model 'mano' is not available" in info.value.message
+        assert info.value.field == "params.hand_model"  # (was "")
         assert "HANDFORGE_MANO_DIR" in info.value.hint  # what to set
         assert client.run("motion.inbetween", {"engine": "spline", "hand_model": "mano"}, keys(), timeout=60)
 

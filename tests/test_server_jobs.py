@@ -397,7 +397,7 @@ def test_duplicate_job_ids_are_refused(server):
 def test_mano_without_its_files_is_missing_weights_naming_the_setting(client, kind, arrays):
     with pytest.raises(JobFailed) as info:
         client.run(kind, {"model": "mano"}, arrays)
-    assert info.value.code == ErrorCode.MISSING_WEIGHTS
+    assert info.value.code == ErrorCode.MISSING_WEIGHTS and info.value.field == "params.model"  # (was "")
     assert "HANDFORGE_MANO_DIR" in info.value.hint and "model_dir" in info.value.hint
 
 

@@ -44,13 +44,13 @@ def cached_hand_model(ctx: JobContext, name: str):
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 
 
-def require_hand_model(name: str) -> None:
-    """Refuse a request before it is queued when hand model ``name`` cannot be loaded here (every
-    engine's check calls this: the job would otherwise run until it needs the model)."""
+def require_hand_model(name: str, field: str = "params.model") -> None:
+    """Refuse a request before it is queued when hand model ``name`` (the request's ``field``) cannot be loaded
+    here (every engine's check calls this: the job would otherwise run until it needs the model)."""
     status = entry(name).status()
     if not status["available"]:
         raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"hand model {name!r} is not available here: "
-                            f"{status['reason']}", status["hint"])
+                            f"{status['reason']}", status["hint"], field=field)
 
 
 def check_model_available(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:

@@ -235,7 +235,7 @@ def check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> No
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
     check_rigs(arrays)
     request_camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
-    require_hand_model(params["hand_model"])
+    require_hand_model(params["hand_model"], "params.hand_model")
 
 
 def check_rigs(arrays: Mapping[str, np.ndarray]) -> None:

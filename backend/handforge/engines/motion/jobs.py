@@ -149,7 +149,7 @@ def _check_engine(params: dict[str, Any], defaults: dict[str, Any]) -> None:
     """The learned engine's hand model is here; the spline engine is not sent the diffusion model's
     settings (``defaults``: the job kind's params), which it would ignore, unsaid."""
     if params["engine"] == "learned":  # its guidance runs the hand model; the spline engine needs none
-        require_hand_model(params["hand_model"])
+        require_hand_model(params["hand_model"], "params.hand_model")
         return
     refuse_unread(params, defaults, LEARNED_ONLY, "learned",
                   "the spline engine draws rotation splines and cubic wrist paths through the keys")
