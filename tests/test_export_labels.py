@@ -1112,6 +1112,22 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
             continue
         with pytest.raises(SpecError, match=needle):
             parse_spec(data)
+    # a path of the spec no file can have: "~nosuchuser" was a traceback (RuntimeError), an over-long name was said
+    # without its key, the whole path printed (the fuzzing of 2026-12-07)
+    long_name = str(tmp_path / ("a" * 300) / "x")
+    for data, needle in (({"background": {"kinds": ["images"], "folder": "~nosuchuser_hf/x"}},
+                          "^background.folder: there is no home folder for ~nosuchuser_hf: give the full path$"),
+                         ({"poses": {"source": "files", "files": ["~nosuchuser_hf/a.npz"]}},
+                          "^poses.files: there is no home folder for ~nosuchuser_hf"),
+                         ({"poses": {"source": "corpus", "corpus": "~nosuchuser_hf/c"}},
+                          "^poses.corpus: there is no home folder for ~nosuchuser_hf"),
+                         ({"background": {"kinds": ["images"], "folder": long_name}},
+                          "^background.folder: '.{40}….{30}': a name in this path is longer than the file system "
+                          "allows: shorten it$"),
+                         ({"poses": {"source": "files", "files": [long_name]}}, "^poses.files: .* shorten it$"),
+                         ({"poses": {"source": "corpus", "corpus": long_name}}, "^poses.corpus: .* shorten it$")):
+        with pytest.raises(SpecError, match=needle):
+            parse_spec(data)
     latin = tmp_path / "latin.toml"
     latin.write_bytes("# caf\xe9\nsamples = 3\n".encode("latin-1"))
     with pytest.raises(SpecError, match="latin.toml: not UTF-8 text"):

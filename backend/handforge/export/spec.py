@@ -64,6 +64,7 @@ example below, every key at its default, is what ``handforge export --example-sp
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import os
 import sys
@@ -291,6 +292,26 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
+def _path(value: Any, where: str) -> str:
+    """A path of the spec, refused in words where no file can be named by it: a "~user" with no home folder (a
+    traceback, before) or a name longer than the file system takes (said without the key, and the whole path)."""
+    text = _text(value, where)
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:
+        raise SpecError(f"{where}: there is no home folder for {Path(text).parts[0]}: give the full path") from None
+    try:
+        path.stat()
+    except OSError as exc:  # (a path that names nothing is said by its key's own check, with what it needs)
+        if exc.errno == errno.ENAMETOOLONG:
+            shown = text if len(text) <= 80 else f"{text[:40]}…{text[-30:]}"
+            raise SpecError(f"{where}: {shown!r}: a name in this path is longer than the file system allows: "
+                            "shorten it") from None
+    except ValueError:  # (a NUL: said by the key's own check)
+        pass
+    return text
+
+
 def _seed(value: Any, name: str) -> int:
     """A seed: a whole number in [0, 2**63) (what TOML holds and torch's generators take)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
@@ -373,10 +394,9 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     unknown = sorted(set(names) - set(pose_library.names()))
     if unknown:
         raise SpecError(f"poses.names: unknown poses {unknown}; known: {', '.join(pose_library.names())}")
-    pose_source = PoseSource(source=source, names=names, files=_once(_strings(poses.get("files", ()), "poses.files",
-                                                                               "a list of motion clip paths"),
-                                                                      "poses.files"),
-                             corpus=_text(poses.get("corpus", ""), "poses.corpus"),
+    files = _once(_strings(poses.get("files", ()), "poses.files", "a list of motion clip paths"), "poses.files")
+    pose_source = PoseSource(source=source, names=names, files=tuple(_path(f, "poses.files") for f in files),
+                             corpus=_path(poses.get("corpus", ""), "poses.corpus"),
                              split=_text(poses.get("split", "test"), "poses.split"))
     # a key of another source is an error, as an unknown key is: with source left at 'library', clips given
     # in files were never read (nor checked) and the card listed them as if they had been used
@@ -425,7 +445,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
 
     bg = _section(Background, top.get("background", {}), "background")
     background = Background(kinds=_choices(bg.get("kinds", ("solid", "gradient")), BACKGROUNDS, "background.kinds"),
-                            folder=_text(bg.get("folder", ""), "background.folder"))
+                            folder=_path(bg.get("folder", ""), "background.folder"))
     if background.folder and "images" not in background.kinds:  # (its images were never drawn, unsaid)
         raise SpecError("background.folder is given but background.kinds has no 'images': add 'images' to kinds "
                         "to draw from it, or remove folder")
