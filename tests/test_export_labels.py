@@ -1136,6 +1136,15 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     bad.write_text("samples = [")
     with pytest.raises(SpecError, match="not valid TOML"):
         load_spec(bad)
+    # a spec saved under the other suffix was only "not valid" (the fuzzing of 2026-12-07)
+    (tmp_path / "json.toml").write_text('{"samples": 3}')
+    with pytest.raises(SpecError, match=r"json.toml: not valid TOML \(.*\): it is JSON, so name it .json$"):
+        load_spec(tmp_path / "json.toml")
+    (tmp_path / "toml.json").write_text('samples = 3\n')
+    with pytest.raises(SpecError, match=r"toml.json: not valid JSON \(.*\): it is TOML, so name it .toml$"):
+        load_spec(tmp_path / "toml.json")
+    with pytest.raises(SpecError, match=r"spec.toml: not valid TOML \(.*document\)\)$"):  # neither: no hint
+        load_spec(bad)
     good = tmp_path / "good.toml"
     good.write_text('samples = 3\n[camera]\npreset = "egocentric"\n')
     assert load_spec(good).camera.focal == (16.0, 24.0)

@@ -644,6 +644,18 @@ def example_spec() -> str:
     return textwrap.dedent(__doc__.split("::\n\n", 1)[1]).rstrip() + "\n"
 
 
+def _written_as(text: str, form: str) -> str:
+    """A hint where ``text``, refused under its file's suffix, reads as ``form`` ("TOML" or "JSON"): a spec saved
+    under the other suffix was said to be invalid, nothing more."""
+    try:
+        data = parse_toml(text) if form == "TOML" else parse_json(text)
+    except (ValueError, NestedTooDeeply):  # (TOMLDecodeError and JSONDecodeError are ValueErrors)
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    return f": it is {form}, so name it {'.toml' if form == 'TOML' else '.json'}"
+
+
 def load_spec(path: str | os.PathLike, record_only: tuple[str, ...] = ()) -> ExportSpec:
     """Read a ``.json`` or ``.toml`` specification. ``record_only``: keys left out of a JSON object before it is
     parsed (a dataset's record is its spec plus what a resume checks besides: ``folder.RECORD_ONLY``)."""
@@ -670,7 +682,8 @@ def load_spec(path: str | os.PathLike, record_only: tuple[str, ...] = ()) -> Exp
         if path.suffix.lower() not in (".toml", ".json"):  # e.g. a .yaml, called "not valid JSON" alone
             raise SpecError(f"{path}: specifications are read as TOML (.toml) or JSON (any other name), and this is "
                             f"not valid JSON ({exc}): write it as TOML or JSON") from None
-        raise SpecError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({exc})") from None
+        form, other = ("TOML", "JSON") if path.suffix.lower() == ".toml" else ("JSON", "TOML")
+        raise SpecError(f"{path}: not valid {form} ({exc}){_written_as(text, other)}") from None
     except ValueError as exc:  # unique_keys': "duplicate key 'samples'"; else e.g. a number of 5,000 digits
         if str(exc).startswith("duplicate key"):
             raise SpecError(f"{path}: {exc}: give each key once") from None
