@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import reframe
 from . import pose as pose_conv
 from . import rig as rig_build
@@ -89,6 +87,16 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool =
     hands = {}
     for side in TARGET_SIDES[target]:
         obj = getattr(props, side)
+        if obj is not None and obj.name in scene.objects and not (
+                obj.type == "ARMATURE" and obj.handforge.is_hand and obj.handforge.side == side):
+            # (the pickers offer only such rigs, but a script may set any object, and a rig's side may change since:
+            # it failed as "HandForge failed (AttributeError: 'Mesh' object has no attribute 'bones')")
+            if not required:  # (the panels draw without it)
+                continue
+            what = (f"a {obj.handforge.side} hand" if obj.type == "ARMATURE" and obj.handforge.is_hand else
+                    f"not a HandForge hand rig ({obj.type.lower()})")
+            raise NoHandsError(f"the {side} hand chosen in HandForge > Hands, {obj.name!r}, is {what}: choose the "
+                               f"{side} hand's rig there, or add hands with Add Hands")
         if obj is None or obj.name not in scene.objects:
             obj = next((o for o in scene.objects if o.type == "ARMATURE" and o.handforge.is_hand
                         and o.handforge.side == side), None)
@@ -209,14 +217,12 @@ def check_finite(rigs) -> None:
     naming the bone and the fix: it was "hand_pose has a non-finite value (NaN or inf) at index [3]", a
     parameter the artist never typed."""
     for obj in rigs:
-        for name in JOINT_NAMES:
-            pb = obj.pose.bones[name]
-            what = ("rotation" if not np.isfinite(pose_conv.channel_values(pb)).all() else
-                    "location" if name == JOINT_NAMES[0] and not np.isfinite(np.array(pb.location)).all() else "")
-            if what:
-                reset = "Reset Pose with Include Placement" if name == JOINT_NAMES[0] else "Reset Pose"
-                raise NoHandsError(f"the bone {name!r} of the hand {obj.name!r} has a {what} that is not a number "
-                                   f"(NaN): clear it (Pose Mode: select the bone, Alt-R or Alt-G), or use {reset}")
+        found = pose_conv.not_a_number(obj)
+        if found:
+            name, what = found
+            reset = "Reset Pose with Include Placement" if name == JOINT_NAMES[0] else "Reset Pose"
+            raise NoHandsError(f"the bone {name!r} of the hand {obj.name!r} has a {what} that is not a number "
+                               f"(NaN): clear it (Pose Mode: select the bone, Alt-R or Alt-G), or use {reset}")
 
 
 def one_hand_model(rigs: dict, what: str) -> str:

@@ -620,6 +620,12 @@ def export_steps(context, hands: dict[str, object], frame_start: int, frame_end:
     per_side: dict[str, HandPose] = {}
     for side, obj in bulk.items():
         local, location = sample_channels(obj, frames)
+        rotation_bad = ~np.isfinite(local.reshape(len(frames), NUM_JOINTS, -1)).all(axis=-1)
+        location_bad = ~np.isfinite(location).all(axis=-1)
+        if rotation_bad.any() or location_bad.any():
+            t = int(np.flatnonzero(rotation_bad.any(axis=1) | location_bad)[0])
+            bone = JOINT_NAMES[int(np.flatnonzero(rotation_bad[t])[0])] if rotation_bad[t].any() else JOINT_NAMES[0]
+            _refuse_not_a_number(obj, bone, "rotation" if rotation_bad[t].any() else "location", frames[t])
         params = pose_conv.local_to_params(pose_conv.bone_frames(obj), local, location)
         per_side[side] = HandPose(betas=np.repeat(pose_conv.rig_betas(obj)[None], len(frames), axis=0), **params)
     if slow:
@@ -628,6 +634,9 @@ def export_steps(context, hands: dict[str, object], frame_start: int, frame_end:
             for i, frame in enumerate(range(frame_start, frame_end + 1, step)):
                 scene.frame_set(frame)
                 for side, obj in slow.items():
+                    found = pose_conv.not_a_number(obj)
+                    if found:
+                        _refuse_not_a_number(obj, *found, frame)
                     # what is shown: the artist's own constraints too (``read_pose``)
                     sampled[side].append(pose_conv.read_pose(obj))
                 yield (i + 1) / len(frames)
@@ -635,6 +644,14 @@ def export_steps(context, hands: dict[str, object], frame_start: int, frame_end:
     result["clip"] = MotionClip(hands={s: per_side[s] for s in hands}, fps=scene_fps(scene) / step,
                                 hand_model=hand_model, extra={"source": "blender", "frame_start": frame_start})
     yield 1.0
+
+
+def _refuse_not_a_number(arm_obj, bone: str, what: str, frame: float) -> None:
+    """A rig's animation gives ``bone`` a ``what`` that is not a number on ``frame`` (a NaN key, a driver's): said in
+    the artist's terms (it was "global_orient has a non-finite value (NaN or inf) at index [0, 0]")."""
+    raise PoseFormatError(f"the bone {bone!r} of the hand {arm_obj.name!r} has a {what} that is not a number (NaN) on "
+                          f"frame {frame_text(frame)}: a key or a driver gives it there; key the bone again on that "
+                          "frame (Key Pose), or delete that key (Graph Editor)")
 
 
 def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int, step: int = 1) -> MotionClip:

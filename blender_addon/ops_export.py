@@ -95,6 +95,18 @@ def output_folder(directory: str) -> str:
     return absolute_path(directory, "folder")
 
 
+# the export job's bound on each of the pixel aspect's x and y; Blender's own is 1-200
+JOB_PIXEL_ASPECT_MAX = 100.0
+
+
+def job_pixel_aspect(aspect_x: float, aspect_y: float) -> list[float]:
+    """The scene's pixel aspect as the export job takes it: only x / y makes the camera, so both are divided alike
+    where one is above the job's 100 (Blender allows 200: it was refused as "params.pixel_aspect[0]: must be
+    between 0.01 and 100.0"); as they are otherwise (a dataset's record keeps them)."""
+    scale = max(aspect_x, aspect_y) / JOB_PIXEL_ASPECT_MAX
+    return [aspect_x / scale, aspect_y / scale] if scale > 1 else [aspect_x, aspect_y]
+
+
 class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
     """Export labelled renders of the hands over a frame range, seen by the scene's cameras: images, masks, 2D/3D keypoints, COCO and InterHand2.6M-style files (written by the backend)"""
 
@@ -153,7 +165,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
             print(f"HandForge: Export Labelled Renders{self._skipped}", flush=True)
         params = {"model": model, "out": out, "width": width, "height": height,
                   "cameras": [{"name": c.name, "sensor_fit": c.data.sensor_fit} for c in cameras],
-                  "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y],
+                  "pixel_aspect": job_pixel_aspect(scene.render.pixel_aspect_x, scene.render.pixel_aspect_y),
                   "engine": self.engine, "samples": self.samples, "seed": self.seed,
                   "command": f"Blender {bpy.app.version_string}: HandForge › Export Labelled Renders of "
                              f"{bpy.path.basename(bpy.data.filepath) or 'an unsaved scene'}, frames {start}-{end} "

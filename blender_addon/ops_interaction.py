@@ -317,17 +317,26 @@ def show_candidate(state) -> None:
         state.message = str(exc)
 
 
-def take_off_preview(state, keep_posed: bool = False) -> None:
+def take_off_preview(state, keep_posed: bool = False) -> list[str]:
     """Put the previewed rigs back as they were before the candidates (which are kept); ``keep_posed``: not a rig
-    the artist posed since the add-on last wrote it (``_posed_since``)."""
+    the artist posed since the add-on last wrote it (``_posed_since``). Returns what was not put back: a rig that
+    lost a joint since (a bone renamed or deleted) keeps the candidate shown, whole; it had been put back in part,
+    then failed on the lost bone (a KeyError), and Cancel and Sample Interaction failed so until it came back."""
+    left = []
     if state.previous:
         written = json.loads(state.shown or "{}")
         for side, saved in json.loads(state.previous).items():
             obj = _find_rig(json.loads(state.rig_names).get(side, ""), json.loads(state.rig_uids or "{}").get(side))
             if obj is None:  # (a deleted rig has nothing to put back)
                 continue
+            try:
+                hands.check_joints({side: obj})
+            except hands.NoHandsError as exc:
+                left.append(f"{exc}; it keeps the candidate shown, not put back as it was before the candidates")
+                continue
             if not (keep_posed and side in written and _posed_since(obj, written[side])):
                 _restore(obj, saved)
+    return left
 
 
 def _shown_rigs(state) -> dict[str, object]:
@@ -337,15 +346,16 @@ def _shown_rigs(state) -> dict[str, object]:
     return {side: rig for side, rig in found.items() if rig is not None}
 
 
-def end_browse(context, restore: bool) -> None:
-    """Forget the candidates; ``restore``: first put the previewed rigs back as they were."""
+def end_browse(context, restore: bool) -> list[str]:
+    """Forget the candidates; ``restore``: first put the previewed rigs back as they were. Returns what was not
+    put back (``take_off_preview``)."""
     state = browse_state(context)
-    if restore:
-        take_off_preview(state)
+    left = take_off_preview(state) if restore else []
     state.candidates.clear()
     _set_index(state, 1)
     state.previous = state.rig_names = state.rig_uids = state.posed_sides = state.anchor_side = state.message = ""
     state.summary = state.shown = ""
+    return left
 
 
 def _posed_since(rig, written: dict) -> bool:
@@ -424,6 +434,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             raise ValueError(f"the hands are {model} hands, which the backend cannot use: {why}")
         arrays, anchor = {}, None
         if side != "none":
+            hands.check_finite([found[side]])  # (a NaN wrist location was "transl has a non-finite value …")
             pose = pose_conv.read_pose(found[side])
             arrays = {f"anchor.{name}": np.asarray(getattr(pose, name), np.float32) for name in SENT_FIELDS}
             anchor = {name: np.asarray(getattr(pose, name)).tolist() for name in KEPT_FIELDS}
@@ -629,7 +640,8 @@ class HANDFORGE_OT_interaction_cancel(_BrowseOperator, bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        end_browse(context, restore=True)
+        for note in end_browse(context, restore=True):
+            self.report({"WARNING"}, note)
         return {"FINISHED"}
 
 
@@ -948,7 +960,7 @@ def _save_without_preview(*_args) -> None:
         names, uids = json.loads(state.rig_names or "{}"), json.loads(state.rig_uids or "{}")
         for side in json.loads(state.previous):
             rig = _find_rig(names.get(side, ""), uids.get(side))
-            if rig is not None:
+            if rig is not None and not rig_build.missing_bones(rig):  # (one that lost a joint is not taken off)
                 _SHOWN_AT_SAVE[rig.session_uid] = _snapshot(rig)
         take_off_preview(state)
 

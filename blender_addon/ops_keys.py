@@ -61,6 +61,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
     def execute(self, context):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         hands.check_evaluated(context.view_layer, found.values())
+        hands.check_finite(found.values())  # (a NaN shown, from a NaN key: keyed again, unsaid)
         keys.check_own_actions(found)  # one shared action: the second hand's keys would replace the first's
         keys.check_keyable(found)
         frame = context.scene.frame_current_final  # the time shown, subframe included, as Blender's I key

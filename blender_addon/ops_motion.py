@@ -38,7 +38,7 @@ from .errors import USER_ERRORS
 from .ops_pose import _target, sides_option
 from .panels import _engine_note, _Panel
 from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, scene_range
-from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES, HandPose, MotionClip, hand_array_name
+from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES, TRANSL_LIMIT, HandPose, MotionClip, hand_array_name
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 
 KINDS = ("motion.inbetween", "motion.trajectory", "motion.generate")
@@ -316,6 +316,9 @@ def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
                 along[key] = points, arc, np.linspace(0.0, arc[-1], end - start + 1)
             points, arc, at = along[key]
             out[i] = [np.interp(at[i], arc, points[:, k]) for k in range(3)]
+        if max(arc[-1] for _, arc, _ in along.values()) < STILL_M:  # (the wrist stood still, keyed over the range)
+            raise ValueError(f"the curve {obj.name!r} has no length (its points coincide, or it is scaled to 0): "
+                             "draw a path with at least two points apart, or clear its scale (Alt-S)")
         return out
     out = []
     with placement.evaluating_frames(scene):
@@ -342,6 +345,21 @@ def check_moving_path(obj, side: str, positions: np.ndarray, start: int, end: in
     raise ValueError(f"the {side} wrist path {obj.name!r} is {kind}, not a curve, and does not move over frames "
                      f"{start}-{end}, so the wrist would stand still: choose a curve object (Add > Curve) as the "
                      "wrist path, or key its location at two frames of the range (an animated empty)")
+
+
+def check_path_reach(name: str, side: str, transl: np.ndarray, start: int) -> None:
+    """Refuse a wrist path that puts the wrist where no job takes it: a point that is not a number, or further than
+    ``TRANSL_LIMIT`` along an axis (it came back from the backend as "arrays.right.transl: has values above 100.0")."""
+    bad = ~np.isfinite(transl).all(axis=-1)
+    if bad.any():
+        raise ValueError(f"the {side} wrist path {name!r} puts the wrist at a point that is not a number (NaN) on frame "
+                         f"{start + int(np.flatnonzero(bad)[0])}: fix that curve point (or key) in Edit Mode")
+    far = np.abs(transl).max(axis=-1) > TRANSL_LIMIT
+    if far.any():
+        t = int(np.flatnonzero(far)[0])
+        raise ValueError(f"the {side} wrist path {name!r} puts the wrist {np.abs(transl[t]).max():g} m from its rig's "
+                         f"origin on frame {start + t}, beyond the {TRANSL_LIMIT:g} m a hand may go: draw the path "
+                         "near the hand (scene units are metres)")
 
 
 def _world_matrices(scene, obj, start: int, end: int) -> np.ndarray:
@@ -385,6 +403,7 @@ def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, e
         if side in paths:
             matrices = _world_matrices(scene, every[side], start, end)
             arrays[hand_array_name(side, "transl")] = wrist_translations(every[side], positions[side], matrices)
+            check_path_reach(paths[side], side, arrays[hand_array_name(side, "transl")], start)
             arrays[hand_array_name(side, "betas")] = np.asarray(poses.betas[0], np.float64)
             if wrist_rotation == "ANIMATION":
                 arrays[hand_array_name(side, "global_orient")] = poses.global_orient

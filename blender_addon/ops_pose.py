@@ -175,7 +175,10 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
             ok = False
         if not ok or not isinstance(data.get("hands"), dict):
             raise PoseFormatError("the clipboard holds no HandForge pose: copy one with Copy Pose first")
-        copied = {s: HandPose.from_dict(p) for s, p in data["hands"].items() if s in ("left", "right")}
+        try:  # (its own words alone, "hand pose has unknown fields ['junk']", did not say what to do)
+            copied = {s: HandPose.from_dict(p) for s, p in data["hands"].items() if s in ("left", "right")}
+        except (PoseFormatError, ValueError, TypeError) as exc:
+            raise PoseFormatError(f"the copied pose cannot be pasted: {exc}; copy one with Copy Pose") from None
         if not copied:
             raise PoseFormatError("the copied pose has no hands")
         for side, pose in copied.items():  # every hand checked before any is posed (one was, then the paste failed)

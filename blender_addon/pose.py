@@ -194,6 +194,18 @@ def channel_values(pbone) -> np.ndarray:
     return np.array(pbone.rotation_euler, dtype=np.float64)
 
 
+def not_a_number(arm_obj) -> tuple[str, str] | None:
+    """The first joint whose channel is not a number as the rig stands (bone name, "rotation" or, the wrist's,
+    "location"), or None: what a pose read from it would fail on, in the artist's terms."""
+    for name in JOINT_NAMES:
+        pb = arm_obj.pose.bones[name]
+        if not np.isfinite(channel_values(pb)).all():
+            return name, "rotation"
+        if name == JOINT_NAMES[0] and not np.isfinite(np.array(pb.location)).all():
+            return name, "location"
+    return None
+
+
 def read_channels(pbones) -> dict[str, tuple[list[int], np.ndarray]]:
     """The joints' rotation channels in bulk, by rotation mode: mode → (joints as indices of
     JOINT_NAMES, their channel values (joints, C) float64)."""
@@ -312,6 +324,9 @@ def update_correctives(arm_obj) -> None:
 # ---------------------------------------------------------------------- between rigs' armature spaces
 def relative_transform(source_world: np.ndarray, rig_world: np.ndarray) -> np.ndarray:
     """rig_world⁻¹ · source_world, checked rigid: the candidates keep their size only between rigs of one scale."""
+    if min(abs(np.linalg.det(np.asarray(m, np.float64)[:3, :3])) for m in (source_world, rig_world)) < 1e-12:
+        # (np.linalg.inv's "Singular matrix" was the whole message)
+        raise ValueError("a hand rig's object is scaled to 0: clear its scale (Object › Clear › Scale, Alt-S)")
     T = np.linalg.inv(rig_world) @ source_world
     if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-4):
         raise ValueError("the hand rigs' objects are scaled differently: clear their scale (Object › Clear › "

@@ -37,10 +37,10 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     # the backend past the 3 s floor while it imported the export's libraries, and the job was lost.
     args = {"port": free_port(), "command": f"{sys.executable} -m handforge serve --port {{port}}",
             "pose_a": _pose(rng), "pose_b": _pose(rng), "pose_c": _pose(rng), "out": str(work / "renders"),
-            "rgb_out": str(work / "rgb"), "foreign": str(work / "foreign")}
+            "rgb_out": str(work / "rgb"), "foreign": str(work / "foreign"), "wide_out": str(work / "wide")}
     result = run_blender("export_session.py", addon_zip, work / "blender", args,
                          unset=("HANDFORGE_MANO_DIR",), timeout=600)
-    result.out, result.rgb_out, result.work = work / "renders", work / "rgb", work / "blender"
+    result.out, result.rgb_out, result.work, result.wide = work / "renders", work / "rgb", work / "blender", work / "wide"
     return result
 
 
@@ -74,6 +74,15 @@ def test_bad_input_is_refused_before_anything_is_written(session):
             "more frame(s)), not 'Cam A': export each camera's frames on their own" in refusals["switched"]), refusals
     assert "markers" not in refusals["only_cam_a"] and "not empty" in refusals["only_cam_a"], refusals  # (its folder's)
     assert refusals["nothing_written"] is True
+
+
+def test_pixels_wider_than_the_jobs_bound_export_as_blender_projects(session):
+    session.no_error("wide_pixels")
+    found = session["wide_pixels"]
+    assert found["error"] == "", found["error"]
+    (labels,) = _labels(session.wide)
+    for side, pixels in found["pixels"].items():
+        np.testing.assert_allclose(labels["hands"][side]["keypoints_2d"], pixels, atol=0.5)
 
 
 def test_all_cameras_skips_cameras_that_cannot_render_and_says_which(session):

@@ -152,6 +152,22 @@ def test_cancel_puts_back_a_rig_renamed_while_browsing(session):
     assert found["restored"] and found["browse"]["count"] == 0
 
 
+def test_cancel_after_a_bone_of_the_preview_was_renamed_ends_the_browse_and_says_so(session):
+    session.no_error("cancel_bone_renamed")
+    found = session["cancel_bone_renamed"]
+    assert found["result"] == ["FINISHED"] and found["browse"]["count"] == 0, found
+    assert "has lost its bone(s) index2 (renamed 'idx2'?)" in found["printed"], found["printed"]
+    assert "keeps the candidate shown" in found["printed"] and found["kept"]
+    assert found["again"] == ["FINISHED"]
+
+
+def test_an_anchor_whose_wrist_is_not_a_number_is_refused_naming_the_bone(session):
+    session.no_error("anchor_not_a_number")
+    found = session["anchor_not_a_number"]
+    assert "the bone 'wrist' of the hand" in found["message"], found
+    assert "has a location that is not a number (NaN)" in found["message"] and found["browse"]["count"] == 0, found
+
+
 def test_a_rig_in_an_excluded_collection_is_refused(session):
     # before: sampled, and the candidate written onto a rig Blender no longer shows or updates
     session.no_error("hidden")

@@ -56,6 +56,36 @@ def test_a_curve_of_no_or_several_splines_is_refused_saying_how_to_make_it_one(s
         assert needle in result["message"], result["message"]
 
 
+def test_a_curve_of_no_length_is_refused(session):
+    session.no_error("curves_of_no_length")
+    for case, name in (("coincide", "Zero coincide"), ("scaled", "Zero scaled")):
+        result = session["curves_of_no_length"][case]
+        assert result["sent"] == [] and result["unchanged"] is True, (case, result)
+        assert f"the curve {name!r} has no length" in result["message"], result["message"]
+
+
+def test_a_key_that_is_not_a_number_is_named_with_its_bone_and_frame(session):
+    session.no_error("not_a_number_keyed")
+    found = session["not_a_number_keyed"]
+    said = f"the bone 'wrist' of the hand {found['name']!r} has a rotation that is not a number (NaN) on frame 5"
+    inbetween = found["inbetween"]
+    assert inbetween["sent"] == [] and inbetween["unchanged"] is True, inbetween
+    assert said in inbetween["message"] and "Key Pose" in inbetween["message"], inbetween["message"]
+    assert said in found["export"] and found["written"] is False, found["export"]
+    # Key Pose on that frame: refused (it keyed the NaN again), the keys as they were
+    key_pose = found["key_pose"]
+    assert f"the bone 'wrist' of the hand {found['name']!r} has a rotation that is not a number" in key_pose["message"]
+    assert key_pose["unchanged"] is True and key_pose["still_nan"] is True
+
+
+def test_a_wrist_path_beyond_reach_is_refused_before_sending(session):
+    session.no_error("paths_beyond_reach")
+    found = session["paths_beyond_reach"]
+    assert found["sent"] == [] and found["unchanged"] is True, found
+    assert "the right wrist path 'Far Path' puts the wrist" in found["message"], found["message"]
+    assert "beyond the 100 m a hand may go" in found["message"], found["message"]
+
+
 def test_both_hands_asked_for_in_a_scene_with_one_hand_is_refused(session):
     # before: Generate Motion and In-between with Both moved just the right hand, unsaid
     session.no_error("one_hand")

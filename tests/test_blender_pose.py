@@ -99,6 +99,7 @@ def test_mirror_with_placement_refuses_rigs_of_different_scales_and_changes_noth
     session.no_error("mirror_parented")
     result = session["mirror_parented"]
     assert "scaled differently" in result["scaled_error"] and result["scaled_unchanged"]
+    assert "scaled to 0: clear its scale" in result["zero_error"] and result["zero_unchanged"], result["zero_error"]
 
 
 def test_mirror_left_to_right_gives_the_mirrored_finger_pose(session):
@@ -141,6 +142,10 @@ def test_copy_then_paste_restores_the_pose(session):
     refused = result["refused"]
     assert "holds 2 poses, not one" in refused["batch"] and "no HandForge pose" in refused["list"]
     assert "a hand pose is a mapping" in refused["number"]
+    # (said in the pose format's words alone before, without what to do)
+    for name in ("number", "junk"):
+        assert "the copied pose cannot be pasted: " in refused[name] and "Copy Pose" in refused[name], refused
+    assert "unknown fields ['junk']" in refused["junk"], refused["junk"]
     # before: finite but absurd values were pasted, said done: NaN bones (1e308 rad), wrapped turns (1e5 rad, also
     # with Fingers Only), the wrist 1e30 m away; refused now with MotionClip's bounds
     for name, field in (("nan_bones", "hand_pose"), ("wrapped", "hand_pose"), ("orient", "global_orient"),
@@ -263,3 +268,11 @@ def test_copy_pose_copies_what_the_artists_own_constraint_shows(session):
     session.no_error("copy_constrained")
     found = session["copy_constrained"]
     assert found["off_shown"] < 1e-5 and found["off_channels"] > 0.5, found
+
+
+def test_a_hand_field_set_by_a_script_to_no_hand_of_its_side_is_said_to_be_so(session):
+    session.no_error("chosen_not_a_hand")
+    found = session["chosen_not_a_hand"]
+    assert "the left hand chosen in HandForge > Hands, 'Plain Mesh', is not a HandForge hand rig (mesh)" in found["mesh"]
+    assert "is a right hand: choose the left hand's rig there" in found["other_side"], found["other_side"]
+    assert found["again"] == ["FINISHED"]

@@ -73,6 +73,9 @@ def overturned(rotations: np.ndarray) -> tuple[tuple[int, ...], float] | None:
 # millimetre up to 10 km. A hand at 1e30 m is finite, so a valid clip, but no placement anyone meant: the readers
 # that place hands (the add-on's Paste Pose and Import Motion, training, the export) refuse it.
 MAX_REACH_M = 1e4
+# Metres a wrist translation sent to a job may be (each coordinate): the jobs' bound, generous but catching unit mistakes
+# (millimetres for metres); the add-on checks a wrist path against it before sending
+TRANSL_LIMIT = 100.0
 
 
 def check_rotations(pose: HandPose, side: Side) -> None:

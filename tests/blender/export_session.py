@@ -231,6 +231,30 @@ s.check("oracle", oracle)
 s.check("export", export)
 
 
+def wide_pixels():
+    """Pixels 150 times as wide as tall (Blender takes 1-200 each): exported, labelled as Blender projects (refused
+    before: "params.pixel_aspect[0]: must be between 0.01 and 100.0", the job's bound on each value)."""
+    render, cam = scene.render, bpy.data.objects["Cam A"]
+    kept, shown = (render.pixel_aspect_x, render.pixel_aspect_y), scene.camera
+    render.pixel_aspect_x, render.pixel_aspect_y, scene.camera = 150.0, 1.0, cam
+    scene.frame_set(1)
+    try:
+        W, H = render.resolution_x, render.resolution_y
+        pixels = {}
+        for side in ("left", "right"):
+            arm = getattr(scene.handforge, side)
+            points = [arm.matrix_world @ arm.pose.bones[name].head for name in KEYPOINT_NAMES]
+            pixels[side] = [[x * W, (1.0 - y) * H] for x, y, _ in (world_to_camera_view(scene, cam, p) for p in points)]
+        error = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["wide_out"], frame_start=1, frame_end=1,
+                                                                  cameras="ACTIVE", engine="none"))
+    finally:
+        (render.pixel_aspect_x, render.pixel_aspect_y), scene.camera = kept, shown
+    return {"error": error, "pixels": pixels}
+
+
+s.check("wide_pixels", wide_pixels)
+
+
 def modal_export(folder: str):
     """Export Labelled Renders run as Blender's UI runs it (not in the background): modally."""
     try:

@@ -295,6 +295,43 @@ def cancel_after_rename():
 s.check("cancel_renamed", cancel_after_rename)
 
 
+def cancel_after_a_bone_renamed():
+    """A bone of the previewed rig renamed while browsing: Cancel ends the browse, says the rig keeps the candidate,
+    and leaves it whole (before: put back in part, then "KeyError: 'index2'", the browse not ended, and Sample
+    Interaction failed so too until the bone was named back)."""
+    assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+    right = hand("right")
+    shown = channels("right")
+    right.data.bones["index2"].name = "idx2"
+    try:
+        result, printed = printed_by(lambda: as_user(bpy.ops.handforge.interaction_cancel))
+        found = {"result": sorted(result), "printed": printed, "browse": browse(),
+                 "kept": bool(np.array_equal(channels("right"), shown))}
+    finally:
+        right.data.bones["idx2"].name = "index2"
+    found["again"] = sorted(sample(anchor="LEFT", count=2))  # (the bone back: sampling works)
+    bpy.ops.handforge.interaction_cancel()
+    return found
+
+
+s.check("cancel_bone_renamed", cancel_after_a_bone_renamed)
+
+
+def anchor_not_a_number():
+    """The anchor's wrist location NaN (a NaN typed or keyed): said with the bone (before: "transl has a non-finite
+    value (NaN or inf) at index [0]")."""
+    wrist = hand("left").pose.bones["wrist"]
+    kept = tuple(wrist.location)
+    wrist.location = (float("nan"), 0.0, 0.0)
+    try:
+        return {"message": error_of(lambda: sample(anchor="LEFT")), "browse": browse()}
+    finally:
+        wrist.location = kept
+
+
+s.check("anchor_not_a_number", anchor_not_a_number)
+
+
 def mano_rig_without_mano_files():
     for side in SIDES:
         hand(side).handforge.hand_model = "mano"

@@ -170,6 +170,88 @@ def curves_of_other_than_one_spline():
 s.check("spline_counts", curves_of_other_than_one_spline)
 
 
+def curves_of_no_length():
+    """A curve whose two points coincide, or one scaled to 0: refused (before: followed, the wrist keyed standing
+    still over the range and the artist's keys on the range replaced; one point alone was refused)."""
+    out = {}
+    for case in ("coincide", "scaled"):
+        data = bpy.data.curves.new(f"Zero {case}", "CURVE")
+        spline = data.splines.new("POLY")
+        spline.points.add(1)
+        spline.points[1].co = (0.0, 0.0, 0.0, 1.0) if case == "coincide" else (0.1, 0.05, 0.0, 1.0)
+        obj = bpy.data.objects.new(f"Zero {case}", data)
+        if case == "scaled":
+            obj.scale = (0.0, 0.0, 0.0)
+        scene.collection.objects.link(obj)
+        try:
+            out[case] = refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
+                                                               right_path=obj.name))
+        finally:
+            bpy.data.objects.remove(obj)
+            bpy.data.curves.remove(data)
+    return out
+
+
+s.check("curves_of_no_length", curves_of_no_length)
+
+
+def not_a_number_keyed():
+    """A NaN in a key of the right wrist's rotation (frame 5): In-between and Export Motion said "global_orient has a
+    non-finite value (NaN or inf) at index [0, 0]", and Key Pose on that frame keyed the NaN again."""
+    right, fcurves = hand("right"), importlib.import_module(f"{ADDON_MODULE}.fcurves")
+    for frame in (1, 5, 9):
+        scene.frame_set(frame)
+        assert ops.key_pose(sides="RIGHT") == {"FINISHED"}
+    curve = next(fc for fc in fcurves.find_channelbag(right).fcurves
+                 if fc.data_path.startswith('pose.bones["wrist"].rotation'))
+    key = next(k for k in curve.keyframe_points if k.co[0] == 5)
+    key.co[1] = float("nan")
+    curve.update()
+    scene.frame_set(1)
+    try:
+        found = {"inbetween": refused(lambda: ops.motion_inbetween(engine="spline", sides="RIGHT", frame_start=1,
+                                                                 frame_end=9)),
+                 "export": error_of(lambda: ops.export_motion(filepath=os.path.join(a["work"], "nan.npz"),
+                                                              sides="RIGHT", frame_start=1, frame_end=9))}
+        scene.frame_set(5)
+        keyed = [(fc.data_path, fc.array_index, len(fc.keyframe_points)) for fc in fcurves.find_channelbag(right).fcurves]
+        found["key_pose"] = refused(lambda: ops.key_pose(sides="RIGHT"))
+        # (the scene state holds the NaN shown, which compares unequal to itself: the keys instead)
+        found["key_pose"]["unchanged"] = keyed == [(fc.data_path, fc.array_index, len(fc.keyframe_points))
+                                                   for fc in fcurves.find_channelbag(right).fcurves]
+        found["key_pose"]["still_nan"] = bool(np.isnan(next(k for k in curve.keyframe_points if k.co[0] == 5).co[1]))
+        found["written"] = os.path.exists(os.path.join(a["work"], "nan.npz"))
+        found["name"] = right.name
+        return found
+    finally:
+        right.animation_data_clear()
+        for pb in right.pose.bones:
+            pb.rotation_quaternion, pb.rotation_euler = (1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+        scene.frame_set(1)
+
+
+s.check("not_a_number_keyed", not_a_number_keyed)
+
+
+def paths_beyond_reach():
+    """A wrist path curve with a point at 1e12 m: refused before sending (the backend said "arrays.right.transl: has
+    values above 100.0")."""
+    data = bpy.data.curves.new("Far Path", "CURVE")
+    spline = data.splines.new("POLY")
+    spline.points.add(1)
+    spline.points[1].co = (1e12, 0.0, 0.0, 1.0)
+    obj = bpy.data.objects.new("Far Path", data)
+    scene.collection.objects.link(obj)
+    try:
+        return refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline", right_path=obj.name))
+    finally:
+        bpy.data.objects.remove(obj)
+        bpy.data.curves.remove(data)
+
+
+s.check("paths_beyond_reach", paths_beyond_reach)
+
+
 def frames_before_zero_and_a_shared_action():
     """Start/End before frame 0 were clamped to -1 (the scene's start or end): In-between over -20 to -5 ran
     over the scene's whole range, unsaid. Hands sharing one action were refused only once the job's result

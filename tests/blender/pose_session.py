@@ -135,9 +135,16 @@ def mirror_parented():
         error = error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT", include_placement=True))
         bpy.context.view_layer.update()
         unchanged = all(np.array_equal(before[side], world_bones(side)) for side in SIDES)
+        # scaled to 0: said so (before: "Singular matrix", numpy's words alone)
+        empties[-1].scale = (0.0, 0.0, 0.0)
+        bpy.context.view_layer.update()
+        before = {side: world_bones(side) for side in SIDES}
+        zero = error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT", include_placement=True))
+        bpy.context.view_layer.update()
+        zero_unchanged = all(np.array_equal(before[side], world_bones(side)) for side in SIDES)
     finally:
         unparent_hands(kept, empties)
-    return {"scaled_error": error, "scaled_unchanged": unchanged}
+    return {"scaled_error": error, "scaled_unchanged": unchanged, "zero_error": zero, "zero_unchanged": zero_unchanged}
 
 
 s.check("mirror_parented", mirror_parented)
@@ -178,7 +185,8 @@ def copy_paste():
     # finite, and still no pose: turns that pose to NaN (1e308 rad) or wrap (1e5 rad), a hand 1e30 m away
     absurd = {"nan_bones": {"hand_pose": [1e308] * 45}, "wrapped": {"hand_pose": [1e5] * 45},
               "orient": {"global_orient": [1e300, 0.0, 0.0]}, "far": {"transl": [1e30, 0.0, 0.0]}}
-    cases = [("batch", {"left": one, "right": batch}), ("list", []), ("number", {"left": 5})]
+    cases = [("batch", {"left": one, "right": batch}), ("list", []), ("number", {"left": 5}),
+             ("junk", {"left": {**one, "junk": 1}})]
     cases += [(name, {"left": one, "right": {**one, **change}}) for name, change in absurd.items()]
     refused = {name: error_of(lambda: bpy.ops.handforge.paste_pose(
         text=json.dumps({"format": "handforge.pose", "hands": hands_}), sides="BOTH")) for name, hands_ in cases}
@@ -454,4 +462,25 @@ def copy_under_an_artists_constraint():
 
 
 s.check("copy_constrained", copy_under_an_artists_constraint)
+
+
+def chosen_not_a_hand():
+    """The panel's hand fields set by a script to what their pickers do not offer (a mesh, the other side's rig):
+    said so (before: "HandForge failed (AttributeError: 'Mesh' object has no attribute 'bones')")."""
+    props = bpy.context.scene.handforge
+    left, right = props.left, props.right
+    mesh = bpy.data.objects.new("Plain Mesh", bpy.data.meshes.new("Plain Mesh"))
+    bpy.context.scene.collection.objects.link(mesh)
+    try:
+        props.left = mesh
+        as_mesh = error_of(lambda: bpy.ops.handforge.copy_pose(sides="LEFT"))
+        props.left = right
+        other_side = error_of(lambda: bpy.ops.handforge.copy_pose(sides="LEFT"))
+    finally:
+        props.left, props.right = left, right
+        bpy.data.objects.remove(mesh)
+    return {"mesh": as_mesh, "other_side": other_side, "again": sorted(bpy.ops.handforge.copy_pose(sides="LEFT"))}
+
+
+s.check("chosen_not_a_hand", chosen_not_a_hand)
 s.finish()

@@ -16,7 +16,8 @@ from handforge.hands.registry import entry, hand_model_status
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, ListOf, Schema, String, invalid
-from handforge_shared.poses import BETAS_LIMIT, DEFAULT_HAND_MODEL, HAND_MODELS, POSE_FIELDS, hand_array_name
+from handforge_shared.poses import (BETAS_LIMIT, DEFAULT_HAND_MODEL, HAND_MODELS, POSE_FIELDS, TRANSL_LIMIT,
+                                    hand_array_name)
 from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import NUM_BETAS, SIDES
 
@@ -24,7 +25,6 @@ MAX_BATCH = 4096
 FORWARD_CHUNK = 256
 # Generous bounds that still catch unit mistakes (degrees for radians, millimetres for metres).
 POSE_LIMIT = 4 * np.pi
-TRANSL_LIMIT = 100.0
 # per pose field: every job that takes a hand's pose arrays bounds them alike
 POSE_LIMITS = {"global_orient": POSE_LIMIT, "hand_pose": POSE_LIMIT, "betas": BETAS_LIMIT, "transl": TRANSL_LIMIT}
 
