@@ -225,16 +225,25 @@ def test_keys_says_where_each_file_goes_and_the_server_warns_of_secrets_among_cl
     assert "holds client secret key(s) bob.key_secret: move them to their clients" in caplog.text
 
 
-@pytest.mark.parametrize("bad", ["notes", "folder"])
+@pytest.mark.parametrize("bad", ["notes", "folder", "fifo", "device", "huge"])
 def test_a_client_key_that_is_no_key_is_said_in_one_line(tmp_path, keys, bad):
-    """Before: a ValueError ("No public key found in ...") or IsADirectoryError traceback, status 1."""
+    """Before: a ValueError ("No public key found in ...") or IsADirectoryError traceback, status 1; a FIFO named
+    bob.key hung the start, a link to /dev/zero filled memory (4.5 GB in 5 s), a 2 GB file took 4 GB to refuse."""
+    import os
+
     clients = tmp_path / "clients"
     clients.mkdir()
     shutil.copy(keys / "alice/alice.key", clients / "alice.key")
     if bad == "notes":
         (clients / "bob.key").write_text("ask Bob for his key\n")
-    else:
+    elif bad == "folder":
         (clients / "bob.key").mkdir()
+    elif bad == "fifo":
+        os.mkfifo(clients / "bob.key")
+    elif bad == "device":
+        (clients / "bob.key").symlink_to("/dev/zero")
+    else:
+        (clients / "bob.key").write_bytes(b"#" * 100_000)
     done = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0", "--curve-secret",
                            str(keys / "server/server.key_secret"), "--curve-clients", str(clients)],
                           capture_output=True, text=True, timeout=60)
@@ -242,3 +251,34 @@ def test_a_client_key_that_is_no_key_is_said_in_one_line(tmp_path, keys, bad):
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"handforge serve: cannot read the client keys in --curve-clients {clients}: ")
     assert str(clients / "bob.key") in line and line.endswith("`handforge keys` writes there")
+
+
+@pytest.mark.parametrize("bad", ["fifo", "device", "huge", "unreadable"])
+def test_key_files_that_are_no_key_files_are_refused_naming_them(tmp_path, keys, bad):
+    """doctor and serve read a key file whole: /dev/zero grew doctor by a GB a second, a FIFO hung it with no word,
+    /proc/self/mem said only "[Errno 5] Input/output error"."""
+    import os
+
+    path = tmp_path / "server.key"
+    if bad == "fifo":
+        os.mkfifo(path)
+    elif bad == "device":
+        path = Path("/dev/zero")
+    elif bad == "huge":
+        path.write_bytes(b"#" * 100_000)
+    else:
+        path = Path("/proc/self/mem")
+    doctor = subprocess.run([sys.executable, "-m", "handforge", "doctor", "--curve-server-key", str(path),
+                             "--curve-client-secret", str(keys / "alice/alice.key_secret")],
+                            capture_output=True, text=True, timeout=60)
+    assert doctor.returncode == 2, doctor.stderr
+    said = {"fifo": f"{path} is a FIFO, not a file", "device": f"{path} is a device, not a file",
+            "huge": f"{path} is 100,000 bytes, not a CurveZMQ key file",
+            "unreadable": f"cannot read the CurveZMQ key file {path}: "}[bad]
+    assert said in doctor.stderr and "Traceback" not in doctor.stderr, doctor.stderr
+    if bad in ("device", "huge"):  # (serve's own load, past its argument check for "huge")
+        serve = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0", "--bind", "0.0.0.0",
+                                "--curve-secret", str(path), "--curve-clients", str(keys / "clients")],
+                               capture_output=True, text=True, timeout=60)
+        assert serve.returncode == 2 and "Traceback" not in serve.stderr, serve.stderr
+        assert (f"{path} is a device, not a file" if bad == "device" else said) in serve.stderr, serve.stderr

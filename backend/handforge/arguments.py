@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from handforge_shared.files import existing_ancestor, parse_json, refused_new_files
+from handforge_shared.files import existing_ancestor, file_kind, parse_json, refused_new_files
 
 
 def _has_default(value) -> bool:
@@ -330,6 +330,8 @@ def existing_path(folder: bool | None = False, hint: str = "") -> Callable[[str]
             raise argparse.ArgumentTypeError(f"no such {kind} {text!r}" + (f" ({hint})" if hint else ""))
         if folder is not None and path.is_dir() != folder:
             raise argparse.ArgumentTypeError(f"{text} is a {'file' if folder else 'folder'}, not a {kind}")
+        if folder is False and not path.is_file():  # (a FIFO hung the reader; /dev/zero filled memory)
+            raise argparse.ArgumentTypeError(f"{text} is {file_kind(path)}, not a file")
         return path
 
     existing.__name__ = kind

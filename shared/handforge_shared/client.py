@@ -57,6 +57,7 @@ from .events import (
     Progress,
     Result,
 )
+from .files import check_key_file
 from .frames import EVENTS, POLLIN, read_monitor_event, recv_frames, send_frames
 from .protocol import (
     DEFAULT_ENDPOINT,
@@ -106,11 +107,14 @@ class CurveKeys:
         import zmq.auth  # only with CurveZMQ: it pulls in asyncio
 
         def load(path: str | os.PathLike) -> tuple[bytes, bytes | None]:
+            check_key_file(path)
             try:
                 return zmq.auth.load_certificate(Path(path))
             except ValueError as exc:  # zmq's own words name no file: "No public key found in afile"
                 raise ValueError(f"{path} is not a CurveZMQ key file ({exc}); use the files `handforge keys` "
                                  "writes") from None
+            except OSError as exc:  # (/proc/self/mem: "[Errno 5] Input/output error", the file unnamed)
+                raise ValueError(f"cannot read the CurveZMQ key file {path}: {exc.strerror or exc}") from None
 
         server_public, _ = load(server_public_file)
         client_public, client_secret = load(client_secret_file)

@@ -331,6 +331,22 @@ def refused_new_files(folder: str | os.PathLike) -> str:
     return ""
 
 
+# A CurveZMQ key file `handforge keys` writes is a few hundred bytes; zmq reads a whole file into memory
+KEY_FILE_MAX_BYTES = 64 * 1024
+
+
+def check_key_file(path: str | os.PathLike) -> None:
+    """Raise ``ValueError`` naming ``path`` unless it is a regular file of key size: zmq.auth read /dev/zero until
+    memory ran out (a GB a second), waited forever on a FIFO, and took 4 GB for a 2 GB file before refusing it."""
+    if not os.path.isfile(path):
+        kind = file_kind(path) if os.path.lexists(path) else "missing"
+        raise ValueError(f"{path} is {kind}, not a CurveZMQ key file (create one with `handforge keys`)")
+    size = os.path.getsize(path)
+    if size > KEY_FILE_MAX_BYTES:
+        raise ValueError(f"{path} is {size:,} bytes, not a CurveZMQ key file (a few hundred bytes, as `handforge keys` "
+                         "writes them): is it the right file?")
+
+
 def file_kind(path: str | os.PathLike) -> str:
     """What a path that is not a regular file is, in words ("a FIFO", "a folder", "a broken link")."""
     path = Path(path)

@@ -7,11 +7,13 @@ Keys are zmq.auth certificate files (``handforge keys`` writes them): the server
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import zmq
 
+from handforge_shared.files import check_key_file
 from handforge_shared.protocol import is_loopback
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,12 @@ def check_bind(host: str, curve_secret: Path | None, curve_clients: Path | None)
 
 def load_secret(path: Path) -> tuple[bytes, bytes]:
     """(public, secret) from a ``.key_secret`` certificate file."""
-    if not path.is_file():
+    if not path.is_file() and not os.path.lexists(path):
         raise SecurityError(f"CurveZMQ key file {path} does not exist (create one with `handforge keys`)")
+    try:
+        check_key_file(path)  # (/dev/zero was read until memory ran out, and said "does not exist" once it was not)
+    except ValueError as exc:
+        raise SecurityError(str(exc)) from None
     import zmq.auth  # only with CurveZMQ: it pulls in asyncio
 
     try:
@@ -65,6 +71,12 @@ def start_authenticator(context: zmq.Context, clients_dir: Path) -> Any:
                     "public .key files there", clients_dir, ", ".join(secrets))
     if not keys:
         log.warning("no client keys (*.key) in %s: every client will be refused", clients_dir)
+    for key in keys:  # (zmq reads each whole: a FIFO named evil.key hung the start, a link to /dev/zero filled memory)
+        try:
+            check_key_file(key)
+        except ValueError as exc:
+            raise SecurityError(f"cannot read the client keys in --curve-clients {clients_dir}: {exc}; put only the "
+                                "clients' public .key files that `handforge keys` writes there") from None
     try:
         authorised = set(zmq.auth.load_certificates(clients_dir))  # z85 public keys, read once at start
     except (ValueError, OSError) as exc:  # a .key that is no key (a note, a folder): it was a traceback
