@@ -24,6 +24,8 @@ from handforge.cli import main as cli_main
     (["--heartbeat", "0"], "argument --heartbeat: must be a positive number of seconds"),
     # ~900 heartbeats a second to each client: one busy for 40 s between reads was dropped, its job cancelled
     (["--heartbeat", "1e-6"], "argument --heartbeat: must be at least 0.1 seconds, got '1e-6'"),
+    # a traceback once the server ran: 1e16 s overflowed zmq_poll's timeout
+    (["--heartbeat", "1e300"], "argument --heartbeat: must be at most 3600 seconds (an hour), got '1e300'"),
     (["--max-message-mb", "nan"], "argument --max-message-mb: must be a finite number"),
     (["--max-message-mb", "inf"], "argument --max-message-mb: must be a finite number"),
     (["--max-message-mb", "1e-9"], "argument --max-message-mb: must be at least 1 (MiB), got '1e-9'"),
@@ -471,6 +473,24 @@ def test_an_output_folder_the_file_system_refuses_is_said_before_any_work(capsys
     with pytest.raises(SystemExit) as refused:
         cli_main(["demo", "--out", "/proc/x", "--no-blender"])
     assert refused.value.code == 2 and "argument --out: cannot write into /proc" in capsys.readouterr().err
+
+
+def test_an_output_folder_through_a_link_to_nothing_or_a_loop_is_said_before_any_work(tmp_path, capsys):
+    """corpus and train-features ended in a "RuntimeError: Symlink loop" traceback, keys and demo in "File exists"
+    (the fuzzing of 2026-12-07)."""
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    for out, link, target in ((tmp_path / "loop1", "loop1", "loop2"), (tmp_path / "loop1" / "sub", "loop1", "loop2"),
+                              (tmp_path / "gone", "gone", "nowhere")):
+        with pytest.raises(argparse.ArgumentTypeError, match=rf"{tmp_path / link} is a link to {tmp_path / target}, "
+                                                             r"which does not exist \(or is a loop of links\)"):
+            output_folder(str(out))
+    for command in (["corpus", "--sequences", "1"], ["keys"], ["demo", "--no-blender"]):
+        with pytest.raises(SystemExit) as refused:
+            cli_main([*command, "--out", str(tmp_path / "loop1")])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and "argument --out: " in err and "loop of links" in err, (command, err)
 
 
 def test_an_out_path_with_dotdot_is_the_one_meant_and_makes_no_stray_folder(tmp_path, monkeypatch, capsys):

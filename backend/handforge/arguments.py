@@ -434,6 +434,12 @@ def output_folder(text: str) -> str:
     path = as_meant(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file: give a folder")
+    # a link to nothing, or a loop of links, on the way: taken for a folder still to make (corpus and train-features
+    # ended in a "Symlink loop" traceback, demo and keys in "File exists")
+    dangling = next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None)
+    if dangling is not None:
+        raise argparse.ArgumentTypeError(f"{dangling} is a link to {os.readlink(dangling)}, which does not exist (or is "
+                                         "a loop of links): make that folder, or choose another")
     existing = existing_ancestor(path.absolute())
     if not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{existing} is a file: a folder cannot go inside it")

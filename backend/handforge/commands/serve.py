@@ -30,6 +30,9 @@ MAX_MESSAGE_MB = float(1 << 22)
 # --heartbeat 1e-6 sent a client ~900 heartbeats a second (the loop's pace): one busy for 40 s between reads
 # filled its queues, its connection stalled, and the server dropped it after 17 s, cancelling its job
 MIN_HEARTBEAT_S = 0.1
+# an hour between heartbeats already leaves a client blind to a dead backend for hours; 1e16 s overflowed
+# zmq_poll's timeout (a traceback once the server ran)
+MAX_HEARTBEAT_S = 3600.0
 
 
 def _heartbeat_seconds(text: str) -> float:
@@ -38,6 +41,8 @@ def _heartbeat_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
     if value < MIN_HEARTBEAT_S:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_HEARTBEAT_S:g} seconds, got {text!r}")
+    if value > MAX_HEARTBEAT_S:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_HEARTBEAT_S:g} seconds (an hour), got {text!r}")
     return value
 
 
