@@ -223,8 +223,12 @@ def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsy
     common = ["--corpus", str(corpus), "--batch-size", "8", "--lr", "3e-3", "--quiet",
               "--width", "32", "--hidden", "64", "--layers", "2"]
     assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "80") == 0
+    # another size given with --init is refused (it was ignored unsaid); the model's own is fine-tuned
     assert _train(*common, "--out", str(tmp_path / "tuned"), "--steps", "10", "--warmup-steps", "0",
-                  "--init", str(tmp_path / "first" / "model"), "--width", "48") == 0
+                  "--init", str(tmp_path / "first" / "model"), "--width", "48") == 2
+    assert "--width 48 given with --init, whose model keeps its own size (width 32" in capsys.readouterr().err
+    assert _train(*common, "--out", str(tmp_path / "tuned"), "--steps", "10", "--warmup-steps", "0",
+                  "--init", str(tmp_path / "first" / "model")) == 0
     first = [json.loads(line)["loss"] for line in (tmp_path / "first" / "log.jsonl").read_text().splitlines()]
     tuned = [json.loads(line)["loss"] for line in (tmp_path / "tuned" / "log.jsonl").read_text().splitlines()]
     assert abs(tuned[0] - first[-1]) < abs(tuned[0] - first[0]), (first, tuned)
@@ -249,7 +253,7 @@ def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsy
             "with the same settings and data") in capsys.readouterr().err
     # the fine-tuned run again: the --init model's config is its own (no difference; nothing left to train)
     assert _train(*common, "--out", str(tmp_path / "tuned"), "--steps", "10", "--warmup-steps", "0",
-                  "--init", str(tmp_path / "first" / "model"), "--width", "48") == 0
+                  "--init", str(tmp_path / "first" / "model")) == 0
 
 
 def test_a_run_resumed_on_a_corpus_rebuilt_in_place_is_refused(corpus, tmp_path, capsys):

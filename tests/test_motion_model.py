@@ -57,7 +57,13 @@ def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, caps
     """``--init``: the run continues from a model folder (its weights, size and normalisation)."""
     common = ["--motion-folder", str(corpus / "clips"), "--steps", "10", "--batch-size", "8", "--lr", "1e-4",
               "--warmup-steps", "0", "--checkpoint-every", "10", "--quiet", *TINY]
-    assert _train(*common, "--out", str(tmp_path / "tuned"), "--init", str(trained / "model"), "--d-model", "64") == 0
+    # a size other than the model's, given with --init, is refused (it was ignored unsaid: the fuzzing of 2026-12-07)
+    assert _train(*common, "--out", str(tmp_path / "tuned"), "--init", str(trained / "model"), "--d-model", "64",
+                  "--layers", "3") == 2
+    err = capsys.readouterr().err
+    assert "--d-model 64, --layers 3 given with --init, whose model keeps its own size (d_model 32, num_layers 1, num_heads 2" in err, err
+    assert not (tmp_path / "tuned").exists()
+    assert _train(*common, "--out", str(tmp_path / "tuned"), "--init", str(trained / "model")) == 0
     fresh, *_, last = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     tuned = json.loads((tmp_path / "tuned" / "log.jsonl").read_text().splitlines()[0])
     assert tuned["step"] == fresh["step"] == 10

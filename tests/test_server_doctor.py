@@ -95,7 +95,8 @@ def test_an_endpoint_libzmq_cannot_connect_to_is_refused_by_argparse():
     from handforge_shared.protocol import parse_endpoint
 
     for text in ("tcp://127.0.0.1:5780/", "tcp://127.0.0.1:5780/x", "tcp://127.0.0.1:5780?x", "tcp://a b:5780",
-                 "tcp://u@127.0.0.1:5780", "tcp://127.0.0.1:5780#x"):
+                 "tcp://u@127.0.0.1:5780", "tcp://127.0.0.1:5780#x",
+                 "tcp://\udcff:5780"):  # (a byte not UTF-8 on the command line: a codec error after the probe)
         with pytest.raises(ValueError, match="use tcp://HOST:PORT"):
             parse_endpoint(text)
     assert parse_endpoint(" tcp://[::1]:5780 ") == ("::1", 5780)

@@ -576,7 +576,7 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     # (a path, query, user or space that libzmq refuses: "tcp://127.0.0.1:5780/" passed here, and doctor then
     # reported the backend "NOT usable", status 1, after its device probe)
     beyond = url.path or url.params or url.query or url.fragment or "@" in url.netloc \
-        or any(c.isspace() for c in url.netloc)
+        or any(c.isspace() for c in url.netloc) or not text.isascii()  # (a byte not UTF-8 failed as a codec error)
     if url.scheme != "tcp" or not url.hostname or port is None or beyond:
         raise ValueError(f"the backend address {text!r} is not valid: use tcp://HOST:PORT with a port from 0 to "
                          f"65535, e.g. {DEFAULT_ENDPOINT}")

@@ -35,7 +35,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -304,6 +304,17 @@ def check_memory(model: Any, ema: bool = True) -> None:
     raise TrainingError(f"{type(model).__name__} of {count / 1e6:,.1f} M parameters needs about {need / 2**30:,.1f} "
                         f"GiB {what}, more than this machine's {limit / 2**30:,.1f} GiB of memory: lower the model's "
                         "sizes (see --help)")
+
+
+def check_fine_tune_sizes(model: Any, options: Sequence[tuple[str, Any, Any, str]]) -> None:
+    """Refuse size options, (flag, value, default, config key), given with ``--init`` as other than their default and
+    the ``--init`` model's own: asked for, and ignored unsaid before (a fine-tune keeps its model's size)."""
+    asked = [f"{flag} {value}" for flag, value, default, key in options if value != default and value != model.config[key]]
+    if asked:
+        own = ", ".join(f"{key} {model.config[key]:g}" if isinstance(model.config[key], float) else
+                        f"{key} {model.config[key]}" for *_, key in options)
+        raise TrainingError(f"{', '.join(asked)} given with --init, whose model keeps its own size ({own}): leave "
+                            "them out to fine-tune it, or leave out --init to train a new model of that size")
 
 
 def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any:

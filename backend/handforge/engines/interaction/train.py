@@ -12,6 +12,10 @@ from pathlib import Path
 from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, multiple_of, number_in, output_folder, thread_count
 
 
+# a new model's size options (argparse name, as the model's config names them: default)
+SIZE_DEFAULTS = {"width": 128, "hidden": 256, "layers": 5}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=given_path("a corpus folder"), help="an open corpus folder (`handforge corpus`)")
     parser.add_argument("--interhand", type=existing_path(folder=True), help="an InterHand2.6M root (annotations/{train,val,test}; needs MANO files)")
@@ -25,11 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-steps", type=at_least(0), default=None,
                         help="linear LR warm-up, then cosine decay (default: a tenth of the steps, at most 500)")
     parser.add_argument("--init", type=given_path("a model folder"), help="fine-tune: start from this interaction model folder (its architecture and "
-                                       "data normalisation: the size options are then ignored); an interrupted "
+                                       "data normalisation: size options other than its own are refused); an interrupted "
                                        "fine-tune resumes from --out's checkpoints")
-    parser.add_argument("--width", type=multiple_of(4), default=128, help="attention width (4 heads: a multiple of 4)")
-    parser.add_argument("--hidden", type=at_least(1), default=256, help="MLP width")
-    parser.add_argument("--layers", type=layer_count, default=5, help="MLP layers")
+    parser.add_argument("--width", type=multiple_of(4), default=SIZE_DEFAULTS["width"],
+                        help="attention width (4 heads: a multiple of 4)")
+    parser.add_argument("--hidden", type=at_least(1), default=SIZE_DEFAULTS["hidden"], help="MLP width")
+    parser.add_argument("--layers", type=layer_count, default=SIZE_DEFAULTS["layers"], help="MLP layers")
     parser.add_argument("--stride", type=at_least(1), default=1, help="use every N-th frame")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips of each source (a quick run)")
     parser.add_argument("--seed", type=SEED, default=0, help="random seed")
@@ -77,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.interaction.representation import SHAPE
     from handforge.hands import HandModelError, load_hand_model
     from handforge.hands.wrists import WristJoints
-    from handforge.training.loop import (TrainingError, TrainSettings, check_settings, fine_tune_start, new_model,
-                                         recorded_settings, train)
+    from handforge.training.loop import (TrainingError, TrainSettings, check_fine_tune_sizes, check_settings,
+                                         fine_tune_start, new_model, recorded_settings, train)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -95,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
                                            "init": str(Path(args.init).resolve()) if args.init else None})
     try:
         model = fine_tune_start(InteractionDenoiser, args.init, args.out) if args.init else None
+        if model is not None:  # (the size options were ignored unsaid)
+            check_fine_tune_sizes(model, [(f"--{name}", getattr(args, name), SIZE_DEFAULTS[name], name)
+                                          for name in SIZE_DEFAULTS])
         # before the data is read and --minutes' speed probe: a bad --out or --warmup-steps is said at once, and a
         # resume's every difference, a new model's options (``options``) among them
         options = {"width": args.width, "hidden": args.hidden, "layers": args.layers}
@@ -151,7 +159,11 @@ def run(args: argparse.Namespace) -> int:
             settings.steps = max(1, int(min(args.steps, args.minutes * 60 / per_step)))
             settings.warmup_steps = min(warmup, settings.steps // 10)
             settings.checkpoint_every = max(1, min(1000, settings.steps // 4))
-            print(f"{per_step * 1e3:.0f} ms/step: {settings.steps} steps in about {args.minutes} min")
+            # (the time those steps take: --minutes alone was printed, "20000 steps in about 1e+308 min" where
+            # --steps capped them at 14 minutes)
+            print(f"{per_step * 1e3:.0f} ms/step: {settings.steps} steps in about "
+                  f"{settings.steps * per_step / 60:.3g} min" + (f" (--steps caps them below --minutes {args.minutes:g})"
+                                                                 if settings.steps == args.steps else ""))
         result = train(model, dataset, lambda m, b: training_loss(m, *b, scheduler), settings)
     except TrainingError as exc:
         print(f"handforge train interaction: {exc}", file=sys.stderr)

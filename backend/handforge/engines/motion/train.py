@@ -16,6 +16,12 @@ from pathlib import Path
 from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, number_in, output_folder, thread_count
 
 
+# a new model's size options (argparse name: default) and their flags and model config keys
+SIZE_DEFAULTS = {"d_model": 192, "layers": 4, "heads": 4, "ff_size": 512, "dropout": 0.1}
+SIZE_OPTIONS = (("d-model", "d_model", "d_model"), ("layers", "layers", "num_layers"), ("heads", "heads", "num_heads"),
+                ("ff-size", "ff_size", "ff_size"), ("dropout", "dropout", "dropout"))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--corpus", type=given_path("a corpus folder"), help="a `handforge corpus` folder (uses its train split)")
@@ -31,14 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="linear LR warm-up, then cosine decay (default: a tenth of the steps, at most 200)")
     parser.add_argument("--window", type=at_least(2), default=96, help="frames per training window (crops are shorter)")
     parser.add_argument("--min-length", type=at_least(2), default=24, help="shortest random crop of a window")
-    parser.add_argument("--d-model", type=at_least(1), default=192,
+    parser.add_argument("--d-model", type=at_least(1), default=SIZE_DEFAULTS["d_model"],
                         help="transformer width (HandDiffuse: 512); even, and a multiple of --heads")
-    parser.add_argument("--layers", type=layer_count, default=4, help="transformer layers (HandDiffuse: 8)")
-    parser.add_argument("--heads", type=at_least(1), default=4, help="attention heads per layer")
-    parser.add_argument("--ff-size", type=at_least(1), default=512, help="feed-forward width (HandDiffuse: 1024)")
-    parser.add_argument("--dropout", type=number_in(0.0, 0.9), default=0.1, help="dropout in the transformer layers")
+    parser.add_argument("--layers", type=layer_count, default=SIZE_DEFAULTS["layers"],
+                        help="transformer layers (HandDiffuse: 8)")
+    parser.add_argument("--heads", type=at_least(1), default=SIZE_DEFAULTS["heads"], help="attention heads per layer")
+    parser.add_argument("--ff-size", type=at_least(1), default=SIZE_DEFAULTS["ff_size"],
+                        help="feed-forward width (HandDiffuse: 1024)")
+    parser.add_argument("--dropout", type=number_in(0.0, 0.9), default=SIZE_DEFAULTS["dropout"],
+                        help="dropout in the transformer layers")
     parser.add_argument("--init", type=given_path("a model folder"), help="fine-tune: start from this motion model folder (its architecture, dropout "
-                                       "and data statistics: the size and dropout options are then ignored); "
+                                       "and data statistics: size and dropout options other than its own are refused); "
                                        "an interrupted fine-tune resumes from --out's checkpoints")
     parser.add_argument("--observation-curve", choices=("linear", "hermite"), default=None,
                         help="the curve through the keys the network sees and corrects (default: linear, as "
@@ -168,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.motion.pipeline import make_train_scheduler
     from handforge.hands import load_hand_model
     from handforge.hands.wrists import WristJoints
-    from handforge.training.loop import (TrainingError, TrainSettings, check_settings, fine_tune_start,
-                                         new_model, train)
+    from handforge.training.loop import (TrainingError, TrainSettings, check_fine_tune_sizes, check_settings,
+                                         fine_tune_start, new_model, train)
 
     if args.d_model % args.heads or args.d_model % 2:
         print(f"handforge train motion: --d-model {args.d_model} must be even (its sinusoidal embeddings) and a "
@@ -209,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
         model = None
         if args.init:  # the checkpoint keeps its own normalisation
             model = fine_tune_start(MotionDenoiser, args.init, args.out)
+            check_fine_tune_sizes(model, [(f"--{flag}", getattr(args, name), SIZE_DEFAULTS[name], key)
+                                          for flag, name, key in SIZE_OPTIONS])
             if args.observation_curve:
                 model.register_to_config(observation_curve=args.observation_curve)
         # before the data is read (minutes on a real corpus): a bad --out or --warmup-steps is said at once, and a
