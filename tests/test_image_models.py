@@ -1472,3 +1472,20 @@ def test_fetch_forks_its_download_only_on_linux(tmp_path, monkeypatch, platform,
         fetch("controlnet-normal", models_dir=tmp_path, say=lambda text: None)
     assert chosen == [method]
     assert list((tmp_path / "controlnets").iterdir()) == []  # (its partial folder removed)
+
+
+def test_weights_that_are_a_device_or_a_fifo_are_said_to_be_so(tmp_path):
+    """`models check /dev/zero` and a FIFO said "no such folder", and an SD setting that is a FIFO "FIFO/unet: no
+    such folder" (the fuzzing of 2026-12-07)."""
+    import os
+
+    from handforge.engines.image.weights import check
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert check("sd", fifo).problems == [f"{fifo}: a FIFO, not weights HandForge reads: a .safetensors file or a "
+                                          "diffusers folder"]
+    for kind in ("guidance", "controlnet"):
+        assert check(kind, "/dev/zero").problems == ["/dev/zero: a device, not a folder"]
+        assert check(kind, fifo).problems == [f"{fifo}: a FIFO, not a folder"]
+        assert check(kind, tmp_path / "nowhere").problems == [f"{tmp_path / 'nowhere'}: no such folder"]

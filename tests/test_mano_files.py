@@ -218,7 +218,7 @@ def test_malformed_mano_data_is_refused_with_the_file_named(tmp_path, changes, m
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"", "not a readable MANO pickle"),
+    (b"", r"is empty \(0 bytes\): a download cut short\? download it again"),  # (was "pickle exhausted")
     (b"\x80\x02garbage", "not a readable MANO pickle"),
     (pickle.dumps([1, 2, 3], protocol=2), "holds a value of type list, not a dict of named arrays"),
 ])
@@ -559,3 +559,20 @@ def test_the_fix_of_a_set_mano_folder_is_its_files_and_a_missing_smplx_is_not_on
     monkeypatch.setattr(mano_status, "_smplx_installed", lambda: False)
     status = entry("mano").status()
     assert "pip install 'handforge[mano]'" in status["reason"] and status["hint"] == "", status
+
+
+def test_convert_mano_says_what_a_path_that_is_no_pickle_is(tmp_path, capsys):
+    """/dev/zero, a loop of links or a folder were said only not to be .pkl files, and an empty pickle was
+    "pickle exhausted before seeing STOP" (the fuzzing of 2026-12-07)."""
+    (tmp_path / "loop.pkl").symlink_to(tmp_path / "loop.pkl")
+    (tmp_path / "folder.pkl").mkdir()
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(b"")
+    for path, said in (("/dev/zero", "/dev/zero is not a regular file (a device)"),
+                       (tmp_path / "loop.pkl", f"{tmp_path / 'loop.pkl'} is not a regular file (a broken link)"),
+                       (tmp_path / "folder.pkl", f"{tmp_path / 'folder.pkl'} is not a regular file (a folder)"),
+                       (tmp_path / "nothing.pkl", f"{tmp_path / 'nothing.pkl'} does not exist"),
+                       (tmp_path / "MANO_RIGHT.pkl", f"{tmp_path / 'MANO_RIGHT.pkl'} is empty (0 bytes): a download "
+                                                     "cut short?")):
+        assert cli_main(["convert-mano", str(path), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"handforge convert-mano: {said}") and "Traceback" not in err, err

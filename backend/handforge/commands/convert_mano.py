@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
                                                f"missing: {mano_files.how_to_fix(args.model_dir is not None)}")
             sources = list(found.values())
         for src in sources:
+            if not src.is_file():  # (/dev/zero, a loop of links or a folder were said only not to be .pkl files)
+                raise mano_files.no_file_error(src)
             if src.suffix.lower() != ".pkl":  # (a capital .PKL was refused as not one)
                 raise mano_files.MANOFileError(f"{src}: convert-mano reads the .pkl files as downloaded from "
                                                f"{mano_files.MANO_URL}")

@@ -84,7 +84,7 @@ MANO_TERMS = "free registration, non-commercial research licence"  # said wherev
 NAMED_FILE_FIX = f"check the path (MANO's files come from {MANO_URL}, {MANO_TERMS})"
 
 
-def _no_file(path: Path) -> "MANOFileError":
+def no_file_error(path: Path) -> "MANOFileError":
     """A named MANO file that is no regular file: a folder (or a FIFO, a device) was said not to exist."""
     what = "does not exist" if not path.is_symlink() and not path.exists() else \
         f"is not a regular file ({file_kind(path)})"
@@ -388,11 +388,13 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
     """The raw dict of a MANO pickle with chumpy and sparse values as plain numpy arrays (unvalidated)."""
     path = Path(path)
     if not path.is_file():
-        raise _no_file(path)
+        raise no_file_error(path)
     if path.stat().st_size > MAX_PICKLE_BYTES:
         raise MANOFileError(f"{path} is not a MANO model file: it has {path.stat().st_size:,} bytes, a MANO pickle "
                             f"has a few MB; use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
     raw = path.read_bytes()[:MAX_PICKLE_BYTES + 1]
+    if not raw:  # (it said "pickle exhausted before seeing STOP")
+        raise MANOFileError(f"{path} is empty (0 bytes): a download cut short? download it again from {MANO_URL}")
     try:
         check_pickle_bounds(raw, Limits(max_elements=MAX_ARRAY_ELEMENTS))  # before unpickling: the C unpickler trusts sizes and indices in the file
         data = _MANOUnpickler(io.BytesIO(raw), path).load()
@@ -488,7 +490,7 @@ def validate_mano_arrays(data: dict[str, Any], path: Path, claims: dict[str, Sid
 def read_mano_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
-        raise _no_file(path)
+        raise no_file_error(path)
     try:
         arrays, meta = read_npz(path)
     except PoseFormatError as exc:

@@ -33,7 +33,7 @@ from handforge.engines.image.settings import (
     SD_MODEL,
     WEIGHT_KINDS,
 )
-from handforge_shared.files import parse_json
+from handforge_shared.files import file_kind, parse_json
 
 NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS)}
 SETTINGS = WEIGHT_KINDS  # what `models import` copies, by kind, and the setting that names it
@@ -114,8 +114,10 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
     tensors its model has not are a problem too, where the loader refuses them (``load_controlnet``). ``values``:
     read every value for a NaN or infinity (False: the caller has)."""
     file = folder / weights
-    if not folder.is_dir():
-        report.problems.append(f"{folder}: no such folder")
+    if not folder.is_dir():  # (a device or a FIFO was said to be "no such folder" too)
+        there = os.path.lexists(folder)
+        report.problems.append(f"{folder}: " + (("a file" if folder.is_file() else file_kind(folder)) + ", not a folder"
+                                                 if there else "no such folder"))
         return {}
     config = _config_json(folder, report)
     if config is None:
@@ -200,6 +202,10 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
 
     path = Path(path)
     report = Report(str(path))
+    if os.path.lexists(path) and not path.is_file() and not path.is_dir():  # ("FIFO/unet: no such folder" before)
+        report.problems.append(f"{path}: {file_kind(path)}, not weights HandForge reads: a .safetensors file or a "
+                               "diffusers folder")
+        return report
     if path.is_file():
         if path.suffix.lower() != ".safetensors":
             pickled = path.suffix.lower() in PICKLE_SUFFIXES  # (a .json was said to be a pickle)
