@@ -333,10 +333,10 @@ def test_json_files_nested_too_deeply_are_named(tmp_path):
         ClipStore.open(tmp_path / "store")
     # a number of 5,000 digits: json's ValueError beyond Python's int limit, not a JSONDecodeError (a traceback)
     (tmp_path / "corpus/splits.json").write_text('{"train": ' + "1" * 5000 + "}")
-    with pytest.raises(DatasetError, match=r"splits.json: not readable JSON \(Exceeds the limit"):
+    with pytest.raises(DatasetError, match=r"splits.json: not readable JSON \(a number of more than [\d,]+ digits, more than any value takes"):
         open_corpus(tmp_path / "corpus")
     (tmp_path / "store/clips.json").write_text("1" * 5000)
-    with pytest.raises(DatasetError, match=r"clips.json: not readable JSON \(Exceeds the limit"):
+    with pytest.raises(DatasetError, match=r"clips.json: not readable JSON \(a number of more than [\d,]+ digits, more than any value takes"):
         ClipStore.open(tmp_path / "store")
 
 

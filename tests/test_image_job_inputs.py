@@ -52,6 +52,20 @@ def test_a_request_without_a_hand_is_refused():
     assert "no hand given" in str(error)
 
 
+def test_intrinsics_beyond_any_lens_are_refused():
+    """camera.K with a focal length of 1e300 px was taken: the float32 render overflowed, and the image came without
+    hands, unsaid (the fuzzing of 2026-12-07)."""
+    params, arrays = request()
+    for row, column in ((0, 0), (0, 1), (1, 2)):
+        K = arrays["camera.K"].copy()
+        K[row, column] = 1e300
+        error = refused(KIND, params, {**arrays, "camera.K": K}, field="arrays.camera.K")
+        assert "1e+07" in str(error) or "10000000" in str(error), str(error)
+    K = arrays["camera.K"].copy()
+    K[0, 0] = K[1, 1] = 1e6  # a long lens: taken
+    taken(params, {**arrays, "camera.K": K})
+
+
 def test_tas_steps_up_to_the_steps_are_taken_one_more_refused():
     # (mutation testing: 'tas_steps > steps + 1' went unnoticed)
     params, arrays = request(tas_steps=20)

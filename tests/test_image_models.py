@@ -718,6 +718,9 @@ def test_a_render_kind_that_is_none_is_named_as_such(tmp_path):
         resolve(["my_net:dpeth"], tmp_path)
     with pytest.raises(ControlError, match=r"'my_net': say which render it takes, as 'my_net:KIND'"):
         resolve(["my_net"], tmp_path)
+    # longer than any folder's name: the look for its folder failed ("File name too long", an internal error)
+    with pytest.raises(ControlError, match=r"^'a{40}'… is a name of 300 characters: a ControlNet is named by its folder"):
+        resolve(["a" * 300 + ":depth"], tmp_path)
 
 
 def test_a_controlnet_named_twice_is_refused(tmp_path):

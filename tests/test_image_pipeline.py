@@ -46,6 +46,17 @@ def test_without_nltk_data_or_lemminflect_tas_says_what_to_install(weights, monk
         hand_tokens(PROMPT, tiny_sd.tokenizer(weights[0] / "tokenizer"))
 
 
+def test_the_truncation_warning_holds_no_broken_or_control_characters(weights):
+    """The part dropped was decoded from whole tokens: a character cut between two came out as U+FFFD, and NULs went
+    raw into the warning (the fuzzing of 2026-12-07)."""
+    from handforge.engines.image.tokens import truncated
+
+    tok = tiny_sd.tokenizer(weights[0] / "tokenizer")
+    for prompt in ("\U0001F590" * 600, "\x00" * 200, "a " * 80 + "\x07bell"):
+        (warning,) = truncated(tok, prompt)
+        assert "\ufffd" not in warning and warning.isprintable(), repr(warning)
+
+
 def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
     tok = tiny_sd.tokenizer(weights[0] / "tokenizer")
     chosen, tagger = hand_tokens(PROMPT, tok)
@@ -71,6 +82,11 @@ def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
     assert hand_tokens("a handsome chandelier by the door handle", tok)[0] == []
     # a decomposed accent (NFD) is one letter to the tokenizer: the words still align (it raised before)
     assert [c.word for c in hand_tokens("cafe\u0301 with a hand", tok)[0]] == ["hand"] * len(tok.tokenize("hand"))
+    # the separators \x1c-\x1f are whitespace to str.split and characters to CLIP: aligned (an internal error
+    # before, the fuzzing of 2026-12-07), and so is every other whitespace character
+    for space in ["\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\xa0", "\u2003", "\u3000", "\t\n"]:
+        words = [c.word for c in hand_tokens(f"a hand{space}holding a cup", tok)[0]]
+        assert "hand" in words and "holding" in words, (repr(space), words)
     # the tokenizer's special tokens (pasted from another tool) are one token each: aligned (it raised before)
     pasted = "two<|endoftext|> hands<|startoftext|>waving"
     chosen = hand_tokens(pasted, tok)[0]

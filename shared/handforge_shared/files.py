@@ -238,6 +238,11 @@ def not_utf8(exc: UnicodeDecodeError) -> str:
     return f"not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8"
 
 
+class NumberTooLong(ValueError):
+    """JSON with an integer of more digits than Python converts (``sys.get_int_max_str_digits``): its own ValueError
+    advised the reader's programmer to raise that limit."""
+
+
 class NestedTooDeeply(ValueError):
     """JSON or TOML text with lists or objects inside one another thousands of times: json's C scanner and
     tomllib recurse, and raise ``RecursionError``, which no reader of a damaged file expects. A ``ValueError``,
@@ -270,7 +275,13 @@ def parse_json(text: str | bytes, *, max_depth: int | None = None, **json_kwargs
     with lists or objects more than ``max_depth`` deep (one that parsed ~990 deep raised ``RecursionError``
     when ``json.dumps`` wrote it again, from a deeper stack)."""
     with _depth_guard("objects"):
-        value = json.loads(text, **json_kwargs)
+        try:
+            value = json.loads(text, **json_kwargs)
+        except ValueError as exc:  # (its own advice, sys.set_int_max_str_digits(), is for the reader's programmer)
+            if "integer string conversion" not in str(exc):
+                raise
+            raise NumberTooLong(f"a number of more than {sys.get_int_max_str_digits():,} digits, more than any value "
+                                "takes") from None
     if max_depth is not None and nested_deeper_than(value, max_depth):
         raise NestedTooDeeply(f"nested too deeply: lists or objects inside one another more than {max_depth} times")
     return value

@@ -76,7 +76,8 @@ from typing import Any, Mapping
 from handforge.arguments import repeated
 from handforge.render.blender import ANTIALIASING
 from handforge_shared import pose_library
-from handforge_shared.files import FileTooLarge, NestedTooDeeply, file_kind, not_utf8, parse_json, parse_toml, read_user_text
+from handforge_shared.files import (FileTooLarge, NestedTooDeeply, NumberTooLong, file_kind, not_utf8, parse_json,
+                                    parse_toml, read_user_text)
 from handforge_shared.protocol import unique_keys
 
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
@@ -688,7 +689,7 @@ def load_spec(path: str | os.PathLike, record_only: tuple[str, ...] = ()) -> Exp
         if str(exc).startswith("duplicate key"):
             raise SpecError(f"{path}: {exc}: give each key once") from None
         form = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        if "integer string conversion" in str(exc):  # Python's limit, whose own advice is for programmers
+        if isinstance(exc, NumberTooLong) or "integer string conversion" in str(exc):  # (TOML's: Python's own words)
             raise SpecError(f"{path}: not valid {form}: a number of more than {sys.get_int_max_str_digits():,} digits, "
                             "more than any setting takes") from None
         raise SpecError(f"{path}: not valid {form} ({exc})") from None

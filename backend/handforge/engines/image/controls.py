@@ -136,6 +136,9 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
     out = []
     for spec in specs:
         name, _, kind = spec.partition(":")
+        if len(name) > 255:  # (no folder's name is longer: the look for one failed, "File name too long", internal)
+            raise ControlError(f"{spec[:40]!r}… is a name of {len(name)} characters: a ControlNet is named by its "
+                               f"folder's name in {folder}, at most 255")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
             raise ControlError(f"{spec!r}: a ControlNet is named by its folder's name in {folder}")
         loose = [f for f in loose_files(folder) if name in (f, Path(f).stem)]

@@ -53,6 +53,7 @@ CONTROL_NAME_MAX = 600
 AUTO = "auto"  # the first engine whose weights are here: the default, so the first click works with either set up
 # the two ways to send the camera, by their arrays' names (errors name these, or the one at fault)
 OPENCV_CAMERA = "camera.K, camera.R and camera.t"
+INTRINSICS_LIMIT_PX = 1e7  # |camera.K|'s entries, pixels
 BLENDER_CAMERA = "camera.matrix_world, camera.lens, camera.sensor and camera.shift"
 
 IMAGE_ENGINES: dict[str, Engine] = {
@@ -586,7 +587,10 @@ def register_jobs(registry: Registry) -> None:
                 "refine_strength": Number(doc="how much of the box is regenerated (image-to-image strength)",
                                           default=0.6, min=0.05, max=1.0),
             },
+            # bounded: a focal length of 1e300 px overflowed the float32 render, and the image came without hands,
+            # unsaid (1e7 px is a 1,200 mm lens on a 36 mm sensor at 8192 px, many times over)
             arrays={"camera.K": ArraySpec(shape=(3, 3), required=False, requires=("camera.R", "camera.t"),
+                                          min=-INTRINSICS_LIMIT_PX, max=INTRINSICS_LIMIT_PX,
                                           doc="OpenCV intrinsics for width × height"),
                     "camera.R": ArraySpec(shape=(3, 3), required=False, requires=("camera.K",),
                                           doc="world→camera rotation"),

@@ -24,9 +24,13 @@ from dataclasses import dataclass
 # Words that name the hand, whole words only ("handle", "handsome" and "chandelier" do not)
 HAND_WORDS = frozenset({"hand", "hands", "handed", "finger", "fingers", "fingertip", "fingertips", "gesture",
                         "gestures"})
+# CLIP's tokenizer splits on Unicode's White_Space; Python's \s (and str.split) also on the separators \x1c-\x1f,
+# which CLIP keeps as characters: a prompt holding one failed to align with its tokens (an internal error)
+_NOT_CLIP_SPACE = "\x1c-\x1f"
+_CLIP_SPACE = re.compile(rf"[^\S{_NOT_CLIP_SPACE}]+")
 # CLIP's pre-tokenizer pattern (openai/CLIP simple_tokenizer.py) with Python's re: contractions,
 # letter runs, single digits, runs of other non-space characters.
-_PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\s\w]|_)+", re.IGNORECASE)
+_PIECES = re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\s\w]|[{_NOT_CLIP_SPACE}_])+", re.IGNORECASE)
 _DETERMINERS = {"a", "an", "the", "this", "that", "his", "her", "their", "my", "your", "our", "its"}
 # Common words ending in "ing" mostly used as nouns or adjectives (the offline rule's exceptions).
 _ING_NOUNS = {
@@ -86,7 +90,7 @@ def is_hand_word(word: str) -> bool:
 def split_words(prompt: str) -> list[str]:
     """The prompt cut as CLIP's tokenizer cuts it before BPE (composed Unicode, as the tokenizer reads
     it: a decomposed "é" is one letter, not "e" and a combining accent; lower case, whitespace collapsed)."""
-    return _PIECES.findall(" ".join(unicodedata.normalize("NFC", prompt).split()).lower())
+    return _PIECES.findall(_CLIP_SPACE.sub(" ", unicodedata.normalize("NFC", prompt)).strip(" ").lower())
 
 
 def hand_tokens(prompt: str, tokenizer, max_length: int | None = None) -> tuple[list[ChosenToken], str]:
@@ -124,7 +128,9 @@ def truncated(tokenizer, prompt: str, name: str = "prompt") -> list[str]:
     tokens = tokenizer.tokenize(prompt)
     if len(tokens) <= read:
         return []
-    rest = tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens[read:read + 8])).strip()
+    rest = tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens[read:read + 8]))
+    # (a character cut between two tokens decodes to U+FFFD; a NUL or other control character went raw into the text)
+    rest = "".join(c if c.isprintable() else " " for c in rest.replace("\ufffd", "")).strip()
     return [f"the {name} is {len(tokens)} tokens, the text encoder reads {read}: from '{rest}…' on it is "
             "ignored; shorten it, the important words first"]
 
