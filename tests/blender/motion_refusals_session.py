@@ -4,6 +4,7 @@ asked for in a scene with one hand; and a wrist path curve left in Edit Mode, fo
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import os
@@ -170,25 +171,31 @@ def curves_of_other_than_one_spline():
 s.check("spline_counts", curves_of_other_than_one_spline)
 
 
+@contextlib.contextmanager
+def two_point_curve(name: str, end: tuple[float, float, float], scale=(1.0, 1.0, 1.0)):
+    """A curve object of one POLY spline from the origin to ``end``, in the scene for the block."""
+    data = bpy.data.curves.new(name, "CURVE")
+    spline = data.splines.new("POLY")
+    spline.points.add(1)
+    spline.points[1].co = (*end, 1.0)
+    obj = bpy.data.objects.new(name, data)
+    obj.scale = scale
+    scene.collection.objects.link(obj)
+    try:
+        yield obj
+    finally:
+        bpy.data.objects.remove(obj)
+        bpy.data.curves.remove(data)
+
+
 def curves_of_no_length():
     """A curve whose two points coincide, or one scaled to 0: refused (before: followed, the wrist keyed standing
     still over the range and the artist's keys on the range replaced; one point alone was refused)."""
     out = {}
-    for case in ("coincide", "scaled"):
-        data = bpy.data.curves.new(f"Zero {case}", "CURVE")
-        spline = data.splines.new("POLY")
-        spline.points.add(1)
-        spline.points[1].co = (0.0, 0.0, 0.0, 1.0) if case == "coincide" else (0.1, 0.05, 0.0, 1.0)
-        obj = bpy.data.objects.new(f"Zero {case}", data)
-        if case == "scaled":
-            obj.scale = (0.0, 0.0, 0.0)
-        scene.collection.objects.link(obj)
-        try:
+    for case, end, scale in (("coincide", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), ("scaled", (0.1, 0.05, 0.0), (0.0, 0.0, 0.0))):
+        with two_point_curve(f"Zero {case}", end, scale) as obj:
             out[case] = refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
                                                                right_path=obj.name))
-        finally:
-            bpy.data.objects.remove(obj)
-            bpy.data.curves.remove(data)
     return out
 
 
@@ -236,17 +243,8 @@ s.check("not_a_number_keyed", not_a_number_keyed)
 def paths_beyond_reach():
     """A wrist path curve with a point at 1e12 m: refused before sending (the backend said "arrays.right.transl: has
     values above 100.0")."""
-    data = bpy.data.curves.new("Far Path", "CURVE")
-    spline = data.splines.new("POLY")
-    spline.points.add(1)
-    spline.points[1].co = (1e12, 0.0, 0.0, 1.0)
-    obj = bpy.data.objects.new("Far Path", data)
-    scene.collection.objects.link(obj)
-    try:
+    with two_point_curve("Far Path", (1e12, 0.0, 0.0)) as obj:
         return refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline", right_path=obj.name))
-    finally:
-        bpy.data.objects.remove(obj)
-        bpy.data.curves.remove(data)
 
 
 s.check("paths_beyond_reach", paths_beyond_reach)

@@ -97,6 +97,17 @@ def unparent_hands(kept: dict, empties: list) -> None:
     bpy.context.view_layer.update()
 
 
+def mirror_refused_at_scale(parent, scale: float) -> tuple[str, bool]:
+    """Mirror Pose with placement, the left rig's ``parent`` scaled by ``scale``: its error, and whether the rigs
+    were left as they were."""
+    parent.scale = (scale, scale, scale)
+    bpy.context.view_layer.update()
+    before = {side: world_bones(side) for side in SIDES}
+    error = error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT", include_placement=True))
+    bpy.context.view_layer.update()
+    return error, all(np.array_equal(before[side], world_bones(side)) for side in SIDES)
+
+
 def mirror_parented():
     """Mirror Pose with placement on rigs under moved, rotated and scaled parents (Empties)."""
     kept = {side: hand(side).matrix_world.copy() for side in SIDES}
@@ -128,20 +139,10 @@ def mirror_parented():
         empties[-1].location, empties[-1].rotation_euler = (0.4, 0.1, -0.3), (0.2, -0.6, 0.9)
         bpy.context.view_layer.update()
         mirrored("LEFT_TO_RIGHT", "left")
-        # rigs of different scales: refused, the scene as it was
-        empties[-1].scale = (2.0, 2.0, 2.0)
-        bpy.context.view_layer.update()
-        before = {side: world_bones(side) for side in SIDES}
-        error = error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT", include_placement=True))
-        bpy.context.view_layer.update()
-        unchanged = all(np.array_equal(before[side], world_bones(side)) for side in SIDES)
-        # scaled to 0: said so (before: "Singular matrix", numpy's words alone)
-        empties[-1].scale = (0.0, 0.0, 0.0)
-        bpy.context.view_layer.update()
-        before = {side: world_bones(side) for side in SIDES}
-        zero = error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT", include_placement=True))
-        bpy.context.view_layer.update()
-        zero_unchanged = all(np.array_equal(before[side], world_bones(side)) for side in SIDES)
+        # rigs of different scales: refused, the scene as it was; scaled to 0: said so (before: "Singular matrix",
+        # numpy's words alone)
+        error, unchanged = mirror_refused_at_scale(empties[-1], 2.0)
+        zero, zero_unchanged = mirror_refused_at_scale(empties[-1], 0.0)
     finally:
         unparent_hands(kept, empties)
     return {"scaled_error": error, "scaled_unchanged": unchanged, "zero_error": zero, "zero_unchanged": zero_unchanged}
