@@ -429,3 +429,31 @@ def test_the_init_images_go_to_the_vae_as_diffusers_img2img_prepares_them(pipe, 
     assert len(seen) == 1 and seen[0].shape == expected.shape == (2, 3, SIZE, SIZE)
     assert torch.allclose(seen[0], expected, atol=1e-6)
     assert float(expected.min()) < -0.9  # (the oracle itself in [−1, 1])
+
+
+def test_cancel_points_end_a_step_within_its_blocks_and_go_with_their_block(pipe):
+    """A job's check runs before each ResNet block and attention of the UNet and ControlNets: a step at 2048² on a
+    CPU took 4½ minutes, and a cancel or timeout waited for its end (the fuzzing of 2026-12-07)."""
+    from handforge.engines.image.cancel_points import cancel_points
+
+    class Stopped(Exception):
+        pass
+
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 5:  # the fifth block of the first step's first network
+            raise Stopped
+
+    with pytest.raises(Stopped), cancel_points(check, pipe.unet, *pipe.controlnets):
+        pipe(PROMPT, [control()], num_inference_steps=2, generator=torch.Generator().manual_seed(1))
+    assert len(calls) == 5
+    with cancel_points(lambda: calls.append(1), pipe.unet, *pipe.controlnets):  # every block of both networks
+        pipe(PROMPT, [control()], num_inference_steps=1, generator=torch.Generator().manual_seed(1))
+    per_step = len(calls) - 5
+    blocks = sum(type(m).__name__ in ("ResnetBlock2D", "Attention") for net in (pipe.unet, *pipe.controlnets)
+                 for m in net.modules())
+    assert per_step >= blocks > 5, (per_step, blocks)
+    pipe(PROMPT, [control()], num_inference_steps=1, generator=torch.Generator().manual_seed(1))
+    assert len(calls) - 5 == per_step  # the hooks went with their block

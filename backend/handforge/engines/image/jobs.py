@@ -447,6 +447,7 @@ def tas_skipped(losses: list[list[float | None]], dtype) -> list[str]:
 
 
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    from handforge.engines.image.cancel_points import cancel_points
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import resolve
     from handforge.engines.image.pipeline import image_generators, latent_preview
@@ -485,12 +486,13 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
             ctx.progress((phase + (i + 1) / total) / passes, f"{label}step {i + 1}/{total}",
                          preview=latent_preview(latents))
 
-        return pipe(params["prompt"], [view.images[k] for k in kinds], negative_prompt=params["negative_prompt"],
-                    num_inference_steps=steps, guidance_scale=params["guidance_scale"],
-                    control_scales=params["control_scale"], num_images=params["batch"],
-                    generator=generators,
-                    tas_tokens=[t.index for t in tokens], tas_strength=params["tas_strength"], tas_steps=tas_steps,
-                    on_step=on_step, **extra)
+        with cancel_points(ctx.check_cancelled, pipe.unet, *pipe.controlnets):  # (within a step, not only between)
+            return pipe(params["prompt"], [view.images[k] for k in kinds], negative_prompt=params["negative_prompt"],
+                        num_inference_steps=steps, guidance_scale=params["guidance_scale"],
+                        control_scales=params["control_scale"], num_images=params["batch"],
+                        generator=generators,
+                        tas_tokens=[t.index for t in tokens], tas_strength=params["tas_strength"], tas_steps=tas_steps,
+                        on_step=on_step, **extra)
 
     out = run(cond.global_view, 0)
     images, refine_losses = out.images, []

@@ -386,6 +386,7 @@ def _new_background(ctx: JobContext, params: dict[str, Any], parts, hand_model, 
 
 
 def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    from handforge.engines.image.cancel_points import cancel_points
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import resolve
     from handforge.engines.image.pipeline import latent_preview
@@ -451,11 +452,12 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     else:
         pipe.disable_attention_slicing()
     device = "cpu" if params["cpu_offload"] else ctx.device
-    out = transfer(pipe, recomposited(pipe.components), [view.images[k] for k in kinds], params["prompt"],
-                   negative_prompt=params["negative_prompt"], num_inference_steps=params["steps"],
-                   guidance_scale=params["guidance_scale"], control_scales=params["control_scale"],
-                   num_images=params["batch"], generator=image_generators(params["seed"], params["batch"], device),
-                   reference_scale=params["reference_scale"], on_step=on_step)
+    with cancel_points(ctx.check_cancelled, pipe.unet, *pipe.controlnets):  # (within a step, not only between)
+        out = transfer(pipe, recomposited(pipe.components), [view.images[k] for k in kinds], params["prompt"],
+                       negative_prompt=params["negative_prompt"], num_inference_steps=params["steps"],
+                       guidance_scale=params["guidance_scale"], control_scales=params["control_scale"],
+                       num_images=params["batch"], generator=image_generators(params["seed"], params["batch"], device),
+                       reference_scale=params["reference_scale"], on_step=on_step)
     data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
     warnings += image_jobs.passed_over(asked, params["guide"], GUIDES, params["controls"], "guide")
     warnings += truncated(pipe.tokenizer, params["prompt"]) + truncated(
