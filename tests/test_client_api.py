@@ -320,6 +320,24 @@ def test_events_never_polled_stay_bounded_and_the_newest_are_kept(client, caplog
     in_flight.wait(30)
 
 
+def test_poll_hands_over_every_event_that_arrived_however_many(client, monkeypatch):
+    """The bound is for scripts that never poll: poll's own first read cut a burst of more than MAX_PENDING events
+    (700 pings submitted, then polled: 134 jobs' outcomes never came) (the fuzzing of 2026-12-07)."""
+    import time
+
+    from handforge_shared import client as client_module
+
+    client.poll()
+    monkeypatch.setattr(client_module, "MAX_PENDING", 10)
+    handles = [client.submit("ping") for _ in range(6)]  # accepted and result each: 12 events, above the bound
+    time.sleep(2.0)  # (all arrived, unread)
+    events = client.poll()
+    ended = {e.job for e in events if isinstance(e, Result)}
+    assert ended == {h.id for h in handles}, (len(events), ended)
+    for handle in handles:  # each job's every event: its acceptance too (the oldest of ended jobs were dropped)
+        assert [type(e).__name__ for e in events if e.job == handle.id] == ["Accepted", "Result"], events
+
+
 def test_results_waited_for_and_never_polled_stay_bounded_in_bytes(client):
     """The bound above counted events: a script waiting on one 4,096-hand forward_hands job after another (80 MB of
     vertices each), never polling, kept every result until 1,024 events (about 60 such jobs, 5 GB). Beyond

@@ -347,12 +347,12 @@ class Client:
         self._check_open()
         _check_seconds("timeout", timeout, " (0: do not wait)")
         end = time.monotonic() + timeout
-        self._pump(0.0)
+        self._pump(0.0, handing_over=True)
         while not self._pending and timeout > 0:
             remaining = end - time.monotonic()
             if remaining <= 0:
                 break
-            self._pump(min(remaining, _TICK_S))
+            self._pump(min(remaining, _TICK_S), handing_over=True)
         events, self._pending, self._pending_bytes = self._pending, [], 0
         return events
 
@@ -518,8 +518,10 @@ class Client:
                 return
             self._pump(remaining)
 
-    def _pump(self, timeout: float) -> None:
-        """Read everything available (waiting up to ``timeout`` for something), then check deadlines."""
+    def _pump(self, timeout: float, handing_over: bool = False) -> None:
+        """Read everything available (waiting up to ``timeout`` for something), then check deadlines. ``handing_over``:
+        ``poll`` reads to return them all, so none is dropped (its first read cut a burst of more than ``MAX_PENDING``
+        events to that, events of ended jobs lost though the script was polling)."""
         if timeout > 0:
             # Each EVENTS query is a system call (~3 us): only the sockets the poll named are read.
             ready = dict(self._poller.poll(int(timeout * 1000) or 1))
@@ -531,7 +533,7 @@ class Client:
             self._drain_socket()
             self._drain_monitor()
         self._check_deadlines(time.monotonic())
-        if len(self._pending) > MAX_PENDING or self._pending_bytes > MAX_PENDING_BYTES:
+        if not handing_over and (len(self._pending) > MAX_PENDING or self._pending_bytes > MAX_PENDING_BYTES):
             self._drop_old_events()
 
     def _drop_old_events(self) -> None:
