@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -60,6 +61,13 @@ def test_encode_refuses_what_the_wire_cannot_carry():
         P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", params={"x": nested}))
     with pytest.raises(ProtocolError, match="name"):
         P.encode(Message(MessageType.RESULT, id="1", job="j", arrays={"bad name": np.zeros(2)}))
+    # before: json wrote 1 as "1" unsaid, so {1: 2, "1": 3} became a duplicate key the backend refused, and the
+    # client took the job for lost ("backend_lost"); None and True became "null" and "true"
+    for params, field, key in (({"data": {1: 2, "1": 3}}, "params.data", 1), ({"a": [{"b": {None: 2}}]}, "params.a[0].b", None),
+                               ({"x": {True: 1}}, "params.x", True)):
+        with pytest.raises(ProtocolError, match=rf"^{re.escape(field)}: the key {key!r} is not a string") as keyed:
+            P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", params=params))
+        assert keyed.value.field == field
     # before: numpy's bare ValueError ("inhomogeneous shape") escaped Client.submit, naming no array
     with pytest.raises(ProtocolError, match=r"^arrays.betas is no array numpy can convert \(ValueError") as ragged:
         P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", arrays={"betas": [[1.0, 2.0], [3.0]]}))

@@ -253,6 +253,11 @@ def encode(message: Message) -> list[bytes | memoryview]:
     head = message.header()
     if entries:
         head["arrays"] = entries
+    key = _non_text_key(message.params)
+    if key is not None:  # (json writes 1 as "1" unsaid: {1: 2, "1": 3} became a duplicate key, the job "lost")
+        field, found = key
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{field}: the key {found!r} is not a string",
+                            "params' objects take string keys only (JSON's): write the key as a string", field=field)
     try:
         text = _encode_header(head)
     except (TypeError, ValueError) as exc:
@@ -300,6 +305,23 @@ def _largest_param(message: Message | None) -> str:
     sizes = {name: len(_HEADER_ENCODER.encode(value)) for name, value in ((message and message.params) or {}).items()}
     name = max(sizes, key=sizes.__getitem__, default=None)
     return f"; params.{name} is {sizes[name]} bytes of it" if name is not None else ""
+
+
+def _non_text_key(params: Any) -> tuple[str, Any] | None:
+    """(where, key) of the first dict key in ``params`` that is not a string, or None (walked without recursion;
+    a cycle or deep nesting is left to the encoder's own refusal)."""
+    pending, seen = [("params", params)], 0
+    while pending and seen < 100_000:
+        where, value = pending.pop()
+        seen += 1
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    return where, key
+                pending.append((f"{where}.{key}", item))
+        elif isinstance(value, (list, tuple)):
+            pending.extend((f"{where}[{k}]", item) for k, item in enumerate(value))
+    return None
 
 
 def _unencodable_param(message: Message) -> tuple[str | None, str]:
