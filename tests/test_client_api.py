@@ -552,3 +552,39 @@ def test_a_backend_of_another_protocol_version_fails_the_hello_and_the_job_it_an
         stop.set()
         thread.join(5)
         router.close(linger=0)
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.0 400 Bad Request\r\n\r\n", b""])
+def test_a_program_that_is_no_backend_is_not_said_to_want_keys(answer):
+    """An HTTP server (or a listener that says nothing) on the port was reported as a CurveZMQ key problem to a
+    client that gave no keys (the fuzzing of 2026-12-07)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(1024)
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", connect_timeout=2) as client:
+            with pytest.raises(BackendUnavailable) as info:
+                client.ping()
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert info.value.code == "auth_failed" and "not a HandForge backend" in info.value.hint, info.value
+    assert "another program on that port" in info.value.hint

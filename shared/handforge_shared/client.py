@@ -256,6 +256,7 @@ class Client:
         self._tcp_connected = False     # a TCP connection was made (even if its handshake then failed)
         self._last_word = ""            # what the backend said as it shut down, until one welcomes us again
         self._handshake_error: Error | None = None
+        self._with_keys = curve is not None  # (a handshake that fails without keys: maybe no HandForge backend there)
         self._closed = False
         self._dropped_events = False    # said once: events of ended jobs dropped, never taken with poll()
         self._in_call = threading.RLock()  # held by the thread in a public call (_one_thread_at_a_time)
@@ -492,6 +493,10 @@ class Client:
                                  f"{mtype} within {timeout:g} s", "it may be overloaded or stuck: see its log")
 
     def _no_backend(self) -> tuple[str, str, str]:
+        if self._tcp_connected and not self._with_keys:  # (said to be about keys that were never given)
+            return (ErrorCode.AUTH_FAILED, f"something at {self.endpoint} accepts connections but never completes "
+                    "a ZeroMQ handshake", "it is not a HandForge backend (another program on that port? check the "
+                    "address), or a backend that requires CurveZMQ keys (connect with curve=CurveKeys.from_files(...))")
         if self._tcp_connected:  # something listens there, but the handshake never completes
             return (ErrorCode.AUTH_FAILED, f"the backend at {self.endpoint} accepts connections but the security "
                     "handshake never completes", "check the CurveZMQ keys: the server public key given to this "
@@ -635,10 +640,14 @@ class Client:
         if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             message = f"the backend at {self.endpoint} refused this client's CurveZMQ key"
             hint = "ask its operator to add your public .key file to the backend's --curve-clients folder"
+        elif not self._with_keys:  # (garbage from a program that is no backend was said to be about keys)
+            message = f"the ZeroMQ handshake with {self.endpoint} failed"
+            hint = ("it is not a HandForge backend (another program on that port? check the address), or a backend "
+                    "that requires CurveZMQ keys (connect with curve=CurveKeys.from_files(server.key, "
+                    "client.key_secret))")
         else:
             message = f"the security handshake with the backend at {self.endpoint} failed"
-            hint = ("the backend may require CurveZMQ keys (connect with curve=CurveKeys.from_files(server.key, "
-                    "client.key_secret)), not use them, or have another public key than the one given")
+            hint = ("the backend may not use CurveZMQ keys, or have another public key than the one given")
         first = self._handshake_error is None
         self._handshake_error = Error(None, ErrorCode.AUTH_FAILED, message, hint)
         if first:
