@@ -118,6 +118,12 @@ def test_a_scripts_wrong_arguments_are_said_in_its_terms():
             with pytest.raises(error, match=re.escape(said)):
                 call()
         assert client.jobs() == []
+        # a Fraction of a second is a number of seconds (it passed the check, then failed the header as no JSON value)
+        from fractions import Fraction
+
+        handle = client.submit("echo", timeout=Fraction(1, 5))
+        assert handle.kind == "echo"
+        handle.cancel()
 
 
 @pytest.mark.timeout(30)

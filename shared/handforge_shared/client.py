@@ -307,7 +307,8 @@ class Client:
         _check_submit_arguments(kind, params, arrays, timeout)
         job_id = new_id()
         message = Message(MessageType.SUBMIT, id=self._next_id(), job=job_id, kind=kind, params=dict(params or {}),
-                          arrays=dict(arrays or {}), data={"timeout": timeout} if timeout is not None else None)
+                          # (float: a Fraction passed the check, then failed the header as no JSON value)
+                          arrays=dict(arrays or {}), data={"timeout": float(timeout)} if timeout is not None else None)
         grace = max(2.0, self._heartbeat_s)
         handle = JobHandle(self, job_id, kind, None if timeout is None else time.monotonic() + timeout + grace)
         handle.given_as = _given_as(arrays or {})
