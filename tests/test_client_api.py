@@ -118,12 +118,21 @@ def test_a_scripts_wrong_arguments_are_said_in_its_terms():
             with pytest.raises(error, match=re.escape(said)):
                 call()
         assert client.jobs() == []
+        for call, said in ((lambda: client.cancel(None), "cancel takes a JobHandle or a job id (str), got NoneType"),
+                           (lambda: client.run("echo", on_progress=5), "on_progress must be a function taking a "
+                                                                       "Progress, got int")):
+            with pytest.raises(TypeError, match=re.escape(said)):  # (None did nothing; 5 failed once the job ran)
+                call()
+        with pytest.raises(ProtocolError) as dtype:  # (the field was left empty)
+            client.submit("echo", arrays={"x": np.zeros(2, np.int16)})
+        assert dtype.value.field == "arrays.x"
         # a Fraction of a second is a number of seconds (it passed the check, then failed the header as no JSON value)
         from fractions import Fraction
 
         handle = client.submit("echo", timeout=Fraction(1, 5))
         assert handle.kind == "echo"
         handle.cancel()
+    assert client.connected is False  # (it stayed True once closed)
 
 
 @pytest.mark.timeout(30)

@@ -332,6 +332,8 @@ class Client:
     def cancel(self, job: str | JobHandle) -> None:
         """Ask the backend to stop a job; its ``Cancelled`` event follows (or its result, if it had
         already finished)."""
+        if not isinstance(job, (str, JobHandle)):  # (None or 5 did nothing, unsaid)
+            raise TypeError(f"cancel takes a JobHandle or a job id (str), got {type(job).__name__}")
         job_id = job.id if isinstance(job, JobHandle) else job
         handle = self._jobs.get(job_id)
         if handle is None or handle.done:
@@ -371,6 +373,8 @@ class Client:
         (``BackendUnavailable`` when no backend answers, ``JobCancelledError`` when cancelled).
         Never waits forever: a dead backend is noticed by heartbeats. Interrupted (Ctrl-C, or ``on_progress``
         raising), it cancels the job before the exception goes on: nobody would wait for its result."""
+        if on_progress is not None and not callable(on_progress):  # (found at the first progress, the job cancelled)
+            raise TypeError(f"on_progress must be a function taking a Progress, got {type(on_progress).__name__}")
         handle = self.submit(kind, params, arrays, timeout=timeout)
         try:
             while True:
@@ -423,6 +427,7 @@ class Client:
                 pass
         self._release.detach()
         _release_sockets(self._socket, self._monitor, linger=100 if self.connected else 0)
+        self.connected = False  # (it stayed True once closed)
 
     def __enter__(self) -> "Client":
         return self

@@ -238,7 +238,7 @@ def wire_array(name: str, array: Any) -> tuple[dict[str, Any], np.ndarray]:
     if wire is None:
         raise ProtocolError(ErrorCode.BAD_MESSAGE,
                             f"array {name!r} has dtype {arr.dtype}, which the protocol does not carry",
-                            f"convert it to one of {', '.join(DTYPES)}")
+                            f"convert it to one of {', '.join(DTYPES)}", field=f"arrays.{name}")
     arr = np.asarray(arr, dtype=DTYPES[wire], order="C")  # keeps 0-d arrays 0-d
     return {"name": name, "dtype": wire, "shape": list(arr.shape)}, arr
 
