@@ -284,7 +284,7 @@ def test_no_backend_is_a_clear_error_not_a_hang():
 
 def test_a_job_sent_after_the_backend_shut_down_says_so_not_to_ask_for_a_longer_timeout():
     # before: "got no answer from the backend in time (ask for a longer timeout ...)"
-    from handforge_shared.client import Cancelled, Client, JobFailed
+    from handforge_shared.client import BackendUnavailable, Cancelled, Client, JobFailed
 
     with running_server() as server, Client(server.endpoint) as client:
         handle = client.submit("sleep", {"steps": 400, "step_seconds": 0.05})
@@ -295,6 +295,9 @@ def test_a_job_sent_after_the_backend_shut_down_says_so_not_to_ask_for_a_longer_
         with pytest.raises(JobFailed) as info:
             client.run("ping", timeout=1.5)
         assert "was never answered by the backend" in info.value.message, info.value
+        # the connection known lost: BackendUnavailable, as run() without a timeout raises (it was a plain JobFailed
+        # "timeout", which a script's `except BackendUnavailable` missed; the fuzzing of 2026-12-07)
+        assert isinstance(info.value, BackendUnavailable) and info.value.code == "backend_lost", info.value
         assert "shutting down" in info.value.message and "handforge serve" in info.value.hint, info.value
         # without a timeout, once the silence counts as lost: the shutdown said too (it said only "stopped answering")
         client._lost_after_arg = 1.0  # (not 8 s: the test waits for it)

@@ -760,8 +760,11 @@ class Client:
             if handle.done:
                 continue
             self._send_cancel(handle.id)
-            if handle.state == "sent":  # not even accepted: a backend stopped, not a slow job
-                said = f"; its last word was: {self._last_word}" if self._last_word else ""
+            said = f"; its last word was: {self._last_word}" if self._last_word else ""
+            if self._ever_connected and not self.connected:  # (a timeout, where run() without one said backend lost)
+                self._fail(handle, ErrorCode.BACKEND_LOST, f"job {handle.id} ({handle.kind}) was never answered by the "
+                           f"backend at {self.endpoint}: the connection to it was lost{said}", self._start_hint())
+            elif handle.state == "sent":  # not even accepted: a backend stopped, not a slow job
                 self._fail(handle, ErrorCode.TIMEOUT, f"job {handle.id} ({handle.kind}) was never answered by the "
                            f"backend at {self.endpoint}{said}", f"check that it runs ({self._start_hint()}), or ask "
                            "for a longer timeout")
