@@ -68,6 +68,14 @@ def test_encode_refuses_what_the_wire_cannot_carry():
         with pytest.raises(ProtocolError, match=rf"^{re.escape(field)}: the key {key!r} is not a string") as keyed:
             P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", params=params))
         assert keyed.value.field == field
+    # before: a masked array went without its mask, the masked places' values sent as if they held
+    masked = np.ma.masked_array(np.arange(3.0), mask=[False, True, False])
+    with pytest.raises(ProtocolError, match=r"^arrays.x is a masked array with masked values") as dropped:
+        P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", arrays={"x": masked}))
+    assert dropped.value.field == "arrays.x"
+    unmasked = P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k",
+                                arrays={"x": np.ma.masked_array(np.arange(3.0))}))  # nothing masked: its values
+    assert bytes(unmasked[1]) == np.arange(3.0).tobytes()
     # before: numpy's bare ValueError ("inhomogeneous shape") escaped Client.submit, naming no array
     with pytest.raises(ProtocolError, match=r"^arrays.betas is no array numpy can convert \(ValueError") as ragged:
         P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", arrays={"betas": [[1.0, 2.0], [3.0]]}))

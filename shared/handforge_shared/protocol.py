@@ -227,6 +227,10 @@ def wire_array(name: str, array: Any) -> tuple[dict[str, Any], np.ndarray]:
     if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME_LENGTH:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"array name {name!r} is not allowed",
                             "use letters, digits, '_', '.', ':' or '-', starting with a letter or '_'")
+    if isinstance(array, np.ma.MaskedArray) and np.ma.is_masked(array):  # (asarray dropped the mask, unsaid)
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"arrays.{name} is a masked array with masked values, which the "
+                            "protocol does not carry", "send array.filled(VALUE), choosing what the masked places "
+                            "hold", field=f"arrays.{name}")
     try:
         arr = np.asarray(array)
     except (ValueError, TypeError) as exc:  # a ragged list: numpy's bare "inhomogeneous shape" named no array
