@@ -168,6 +168,19 @@ def camera_matrix(camera, matrix: np.ndarray) -> np.ndarray:
     return unscaled(camera, matrix)
 
 
+# the jobs' bound on each of the pixel aspect's x and y (export_renders, image.generate, image.transfer);
+# Blender's own is 1-200
+JOB_PIXEL_ASPECT_MAX = 100.0
+
+
+def job_pixel_aspect(aspect_x: float, aspect_y: float) -> list[float]:
+    """The scene's pixel aspect as the jobs take it: only x / y makes the camera, so both are divided alike where one
+    is above the jobs' 100 (Blender allows 200: it was refused as "params.pixel_aspect[0]: must be between 0.01 and
+    100.0"); as they are otherwise (a dataset's record keeps them)."""
+    scale = max(aspect_x, aspect_y) / JOB_PIXEL_ASPECT_MAX
+    return [aspect_x / scale, aspect_y / scale] if scale > 1 else [aspect_x, aspect_y]
+
+
 def render_size(scene, width: int, height: int, what: str, least: int, most: int,
                 multiple: int = 1) -> tuple[int, int]:
     """``width`` × ``height`` where given (0: the scene's render resolution at its percentage), refused unless

@@ -14,7 +14,8 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, jobs, keys, placement, rig
-from .cameras import active_camera, camera_matrix, render_cameras, render_disabled, render_size, unscaled
+from .cameras import (active_camera, camera_matrix, job_pixel_aspect, render_cameras, render_disabled, render_size,
+                      unscaled)
 from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
@@ -93,18 +94,6 @@ def output_folder(directory: str) -> str:
     if not directory.strip():
         raise ValueError("no output folder chosen: choose a folder for the dataset")
     return absolute_path(directory, "folder")
-
-
-# the export job's bound on each of the pixel aspect's x and y; Blender's own is 1-200
-JOB_PIXEL_ASPECT_MAX = 100.0
-
-
-def job_pixel_aspect(aspect_x: float, aspect_y: float) -> list[float]:
-    """The scene's pixel aspect as the export job takes it: only x / y makes the camera, so both are divided alike
-    where one is above the job's 100 (Blender allows 200: it was refused as "params.pixel_aspect[0]: must be
-    between 0.01 and 100.0"); as they are otherwise (a dataset's record keeps them)."""
-    scale = max(aspect_x, aspect_y) / JOB_PIXEL_ASPECT_MAX
-    return [aspect_x / scale, aspect_y / scale] if scale > 1 else [aspect_x, aspect_y]
 
 
 class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):

@@ -19,7 +19,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from . import connection, hands, importers, jobs
 from . import pose as pose_conv
 from .errors import USER_ERRORS
-from .cameras import active_camera, background_problem, camera_matrix, render_size, unscaled
+from .cameras import active_camera, background_problem, camera_matrix, job_pixel_aspect, render_size, unscaled
 from .panels import TOP, _Panel, _wrapped
 from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
@@ -337,7 +337,7 @@ class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
         params = {"prompt": prompt, "negative_prompt": self.negative_prompt, "engine": self.engine, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
                   "hand_model": model, "sensor_fit": camera.data.sensor_fit,
-                  "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y]}
+                  "pixel_aspect": job_pixel_aspect(scene.render.pixel_aspect_x, scene.render.pixel_aspect_y)}
         return JOB_KIND, params, arrays
 
     def job_apply(self, context, result):

@@ -18,6 +18,7 @@ from bpy.props import EnumProperty, FloatProperty, StringProperty
 from handforge_shared.files import parse_json
 
 from . import connection, jobs, ops_image
+from .cameras import job_pixel_aspect
 from .panels import _Panel, _wrapped
 from .properties import PATH_FIELD, absolute_path
 
@@ -225,7 +226,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
                   "reference_scale": self.reference_scale, "source_labels": labels, "hand_model": model,
                   "sensor_fit": camera.data.sensor_fit,
-                  "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y]}
+                  "pixel_aspect": job_pixel_aspect(scene.render.pixel_aspect_x, scene.render.pixel_aspect_y)}
         return JOB_KIND, params, arrays
 
     def job_not_applied(self, context):
@@ -247,13 +248,18 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
         # the source as it is named now: renamed while the job ran, and its old name given to another image, the
         # results named that other image, and the fake user went to it (the source, unused, went at the next save)
         found = jobs.by_uid(bpy.data.images, request["source_uid"])
+        gone = ""
         if found is not None:
             request["source"] = found.name
+        else:  # deleted while it ran: its name may be another image's now, which must not be taken for it
+            gone = f"; the source image {request['source']!r} was deleted while they were made"
         made, note = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["made_in"],
                                              self.set_background, self.add_plane and "HandForge transfer",
                                              seed_per_image=True,  # (image k drawn at seed + k, as Generate Image's)
-                                             transfer_source=request["source"])
-        source = bpy.data.images.get(request["source"])
+                                             # (none named when deleted: its name leads to no image, or another)
+                                             **({"transfer_source": request["source"]} if found is not None else {}))
+        note += gone
+        source = found  # (by its name, an image that took a deleted source's name got the fake user)
         if source is not None and source.library is None:
             # the results name their source, but nothing uses it: a file's image has no user, and the panel's
             # loses the panel's when another is picked. Saved so, the .blend drops it and the name leads nowhere;

@@ -255,6 +255,11 @@ def test_a_size_out_of_range_from_the_render_percentage_names_the_percentage(ses
     assert found["made"] is False, found
 
 
+def test_pixels_wider_than_the_jobs_bound_are_generated(session):
+    session.no_error("wide_pixels")
+    assert session["wide_pixels"] == {"150:1": "", "200:1": "", "150:150": ""}, session["wide_pixels"]
+
+
 def test_a_camera_deleted_while_the_image_is_made_is_said_in_the_report(session):
     session.no_error("camera_deleted")
     found = session["camera_deleted"]

@@ -233,6 +233,14 @@ def test_a_transfer_made_while_another_scene_is_shown_lands_in_the_scene_it_was_
     assert f"shown in scene {found['scene']!r}, where they were made" in found["printed"], found
 
 
+def test_a_source_deleted_while_the_job_ran_is_said_and_no_other_image_is_taken_for_it(session):
+    session.no_error("deleted_source")
+    found = session["deleted_source"]
+    assert found["result"] == ["FINISHED"] and found["impostor_kept"] is False, found
+    assert "the source image 'Deleted Source' was deleted while they were made" in found["printed"], found
+    assert found["named"] is None, found  # (it named the image that took its name)
+
+
 def test_a_source_renamed_while_the_job_ran_is_still_the_one_named(session):
     session.no_error("renamed_source")
     found = session["renamed_source"]

@@ -329,6 +329,24 @@ def refused_at_a_render_percentage():
 s.check("render_percentage", refused_at_a_render_percentage)
 
 
+def pixels_wider_than_the_jobs_bound():
+    """Pixels 150 and 200 times as wide as tall (Blender takes 1-200 each), and 150:150: generated (they were refused
+    in the backend's words, "params.pixel_aspect[0]: must be between 0.01 and 100.0"; the fuzzing of 2026-12-07)."""
+    render, found = scene.render, {}
+    kept = render.pixel_aspect_x, render.pixel_aspect_y
+    try:
+        for x, y in ((150.0, 1.0), (200.0, 1.0), (150.0, 150.0)):
+            render.pixel_aspect_x, render.pixel_aspect_y = x, y
+            found[f"{x:g}:{y:g}"] = error_of(lambda: bpy.ops.handforge.generate_image(
+                seed=41, steps=1, resolution_x=a["size"], resolution_y=a["size"]))
+    finally:
+        render.pixel_aspect_x, render.pixel_aspect_y = kept
+    return found
+
+
+s.check("wide_pixels", pixels_wider_than_the_jobs_bound)
+
+
 def camera_deleted_mid_job():
     """The active camera deleted while the image is made: the image comes, and the report says why it is shown
     neither behind the camera nor on a plane (before: "1 image(s)", nothing said of the background asked for)."""

@@ -468,6 +468,31 @@ def source_renamed_mid_job():
 s.check("renamed_source", source_renamed_mid_job)
 
 
+def source_deleted_mid_job():
+    """The source deleted while the job ran, another image then given its name: that image got the fake user, and
+    the report named it as the source (the fuzzing of 2026-12-07)."""
+    source, here = bpy.data.images.new("Deleted Source", 32, 32), bpy.context.scene
+    picked, here.handforge_transfer_source = here.handforge_transfer_source, source
+    done = []
+
+    def delete():
+        if not done:
+            bpy.data.images.remove(source)
+            done.append(bpy.data.images.new("Deleted Source", 4, 4).name)
+
+    with while_a_job_runs(delete):
+        result, printed = printed_by(lambda: bpy.ops.handforge.transfer_pose(
+            seed=38, steps=1, resolution_x=a["size"], resolution_y=a["size"], set_background=False))
+    here.handforge_transfer_source = picked
+    made = bpy.data.images.get("HandForge transfer seed 38")
+    return {"result": sorted(result), "printed": printed,
+            "impostor_kept": bpy.data.images[done[0]].use_fake_user if done else None,
+            "named": made.get("handforge_transfer_source") if made else "no result"}
+
+
+s.check("deleted_source", source_deleted_mid_job)
+
+
 def scene_switched_mid_transfer():
     """Another scene shown while the transfer runs: its image lands in the scene it was made from (before: "the
     scene changed while it ran ... not applied", the finished image thrown away)."""
