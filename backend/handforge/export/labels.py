@@ -22,6 +22,13 @@ from handforge_shared.poses import HandPose
 VISIBILITY_TOLERANCE_M = 0.02
 
 
+def keypoint_pixels(camera: Camera, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``camera.project`` of the keypoints with a finite pixel for each: (0, 0) for one in the camera's plane (depth
+    0, a camera placed on a joint), whose projection is infinite (it failed the sample on its JSON)."""
+    uv, z = camera.project(keypoints)
+    return np.where(np.isfinite(uv), uv, 0.0), z
+
+
 def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, images: GLImages,
                         tolerance: float = VISIBILITY_TOLERANCE_M) -> np.ndarray:
     """(21,) bool: in the image, in front of the camera, and not hidden (see VISIBILITY_TOLERANCE_M): its
@@ -29,8 +36,7 @@ def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, 
     (a fingertip keypoint is a vertex of the tip's skin), its pixel shows nothing in front of it and a pixel
     next to it shows its hand. A tip on the outline falls on the background about half the time: 12–34 %
     of in-image fingertips were labelled hidden, plainly in view."""
-    uv, z = camera.project(keypoints)
-    uv = np.where(np.isfinite(uv), uv, -1.0)  # (a point in the camera's plane: no pixel, and z > 0 fails it below)
+    uv, z = keypoint_pixels(camera, keypoints)
     col, row = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)  # the pixel holding the point
     inside = (z > 0) & (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
     col, row = np.clip(col, 0, camera.width - 1), np.clip(row, 0, camera.height - 1)
@@ -84,11 +90,9 @@ def pose_in_camera(pose: HandPose, root_rest: np.ndarray, camera: Camera) -> dic
 def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarray, root: np.ndarray,
                 vertices: np.ndarray, camera: Camera, images: GLImages) -> dict[str, Any]:
     """One hand's labels: keypoints (world, camera, pixels, visibility), parameters, boxes. A keypoint in the
-    camera's plane (depth 0: a camera placed on a joint) has no pixel: (0, 0), as COCO writes a keypoint not
-    labelled (its projection was infinite, and the sample failed on its JSON); one behind it keeps its
-    mirrored pixel. Neither is visible."""
-    uv, _ = camera.project(keypoints)
-    uv = np.where(np.isfinite(uv), uv, 0.0)
+    camera's plane has pixel (0, 0), as COCO writes a keypoint not labelled (``keypoint_pixels``); one behind it
+    keeps its mirrored pixel. Neither is visible."""
+    uv, _ = keypoint_pixels(camera, keypoints)
     visible = keypoint_visibility(camera, keypoints, hand_index, images)
     mask = images.mask(hand_index)
     box = mask_box(mask)
