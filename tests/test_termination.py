@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import os, signal, sys, time
 from handforge.termination import Terminated, sigterm_unwinds
@@ -35,6 +37,51 @@ def test_sigterm_unwinds_the_owner_only_and_a_second_one_waits():
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == [f"child {int(signal.SIGTERM)}", "unwound", "restored True"]
     assert "Traceback" not in done.stderr
+
+
+LOST_STOP = r"""
+import os, signal, sys, threading, time
+import numpy as np
+from handforge.termination import AGAIN_S, second_ctrl_c_quits, sigterm_unwinds
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (a suite run in the background starts it ignored)
+signum, how = getattr(signal, sys.argv[1]), sys.argv[2]
+with sigterm_unwinds(), second_ctrl_c_quits():
+    if how == "caught":  # a stop some code catches and drops
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        except BaseException:
+            time.sleep(4 * AGAIN_S)  # (not raised again while it is being handled)
+        print("dropped", flush=True)
+    start = time.monotonic()
+    try:
+        if how == "numpy":  # a stop sent while NumPy draws a string, which loses it 99 times in 100
+            threading.Timer(0.2, os.kill, (os.getpid(), signum)).start()
+            rng = np.random.default_rng(0)
+            while time.monotonic() - start < 0.5:
+                rng.choice(("studio", "soft", "rim", "top"))
+        while time.monotonic() - start < 10:  # then work it cannot be lost in
+            time.sleep(0.01)
+        print("went on")
+    except KeyboardInterrupt as exc:
+        took = time.monotonic() - start
+        time.sleep(4 * AGAIN_S)  # a clean-up: not cut short
+        print(type(exc).__name__, "within 2 s" if took < 2 else f"after {took:.1f} s", flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("how", ["caught", "numpy"])
+def test_a_lost_stop_is_raised_again(signum, how):
+    """A stop the code it interrupts loses is raised again until it unwinds. NumPy 1.26's ``rng.choice`` of a tuple
+    of strings lost it: an export stopped there rendered every sample and exited 0; SIGTERM, then ignored, ended
+    it no more."""
+    done = subprocess.run([sys.executable, "-c", LOST_STOP, signum, how], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stderr
+    stop = "Terminated" if signum == "SIGTERM" else "KeyboardInterrupt"
+    assert done.stdout == ("dropped\n" if how == "caught" else "") + f"{stop} within 2 s\n", done.stderr
 
 
 def test_ctrl_c_while_the_commands_load_is_one_line_not_a_traceback(monkeypatch, capsys):

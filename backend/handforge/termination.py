@@ -4,6 +4,13 @@ Its default action ends the process on the spot: no ``finally`` runs, so work fo
 ``.partial``, an export's scratch) stayed behind and the samples already made were not written.
 Raised as ``Terminated`` (a ``KeyboardInterrupt``), every clean-up written for Ctrl-C runs for it too.
 A second Ctrl-C while the clean-ups run quits at once (``second_ctrl_c_quits``).
+
+A stop raised by a signal handler can be lost: the handler runs wherever the interpreter checks for
+signals, C code that does so included, and C code that then clears the error loses it. NumPy 1.26
+does, in ``rng.choice`` of a tuple of strings (99 % of the stops raised there were lost, measured
+with a timer signal); an export stopped there rendered on to its last sample and exited 0. So a stop
+is raised again, every ``AGAIN_S``, until its unwinding is seen (a ``KeyboardInterrupt`` among the
+exceptions being handled) or the block is left.
 """
 
 from __future__ import annotations
@@ -13,11 +20,83 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, unwound as Ctrl-C is."""
+
+
+AGAIN_S = 0.25  # how soon a lost stop is raised again
+
+
+class _Stop:
+    """The handler of ``signum`` within a block: raises ``error`` in the main thread, and again while it goes
+    unhandled (lost). Once unwinding, the signal sent again calls ``again`` (None: nothing)."""
+
+    def __init__(self, signum: int, error: type[KeyboardInterrupt], again: Callable[[], None] | None):
+        self.signum, self.error, self.again = signum, error, again
+        self.owner, self.main = os.getpid(), threading.main_thread().ident
+        self.received = False  # the signal came (the stop was raised at least once)
+        self.left = False  # the block was left
+        self._resent = False  # the next call is the watcher's, not a new signal
+        self._done = threading.Event()
+
+    def __call__(self, signum: int, frame) -> None:
+        if os.getpid() != self.owner:  # a forked child's: the signal's default
+            self.forked()
+            return
+        resent, self._resent = self._resent, False
+        if self.received and (self.left or _unwinding(sys.exc_info()[1])):
+            if not resent and self.again is not None:
+                self.again()
+            return
+        if not self.received:
+            self.received = True
+            threading.Thread(target=self._raise_again_while_lost, daemon=True, name="handforge-stop-again").start()
+        raise self.error  # (the first time, or again: the one before was lost)
+
+    def forked(self) -> None:
+        if self.signum == signal.SIGTERM:  # a pool that stops it with SIGTERM expects it to end, not a traceback
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            raise KeyboardInterrupt
+
+    def _raise_again_while_lost(self) -> None:
+        while not self._done.wait(AGAIN_S):
+            if not _unwinding(_handling(self.main)):
+                self._resent = True
+                signal.pthread_kill(self.main, self.signum)
+
+    def leave(self) -> None:
+        self.left = True
+        self._done.set()
+
+
+def _unwinding(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (an exception being handled) is a stop's unwinding: a ``KeyboardInterrupt`` in it or in
+    its causes and contexts (a clean-up's own error while unwinding, Ray's plain KeyboardInterrupt for ours)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        todo += [exc.__cause__, exc.__context__]
+    return False
+
+
+def _handling(thread: int) -> BaseException | None:
+    """The exception the thread ``thread`` is handling, as far as another thread can tell (None: none, or unknown)."""
+    current = getattr(sys, "_current_exceptions", dict)().get(thread)
+    return current[1] if isinstance(current, tuple) else current  # (3.11: a (type, value, traceback))
+
+
+_sigterm: list[_Stop] = []  # the blocks' SIGTERM handlers, innermost last
 
 
 @contextlib.contextmanager
@@ -28,21 +107,27 @@ def sigterm_unwinds() -> Iterator[None]:
     if not _handled_here(signal.SIGTERM):
         yield
         return
-    owner = os.getpid()
-
-    def stop(signum, frame):
-        if os.getpid() != owner:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated
-
+    stop = _Stop(signal.SIGTERM, Terminated, again=None)
     previous = signal.signal(signal.SIGTERM, stop)
+    _sigterm.append(stop)
     try:
         yield
     finally:
+        stop.leave()
+        _sigterm.remove(stop)
         signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_received() -> bool:
+    """Whether a SIGTERM came within the innermost ``sigterm_unwinds`` block: it tells a stop by SIGTERM from a
+    Ctrl-C where a library raised its own plain KeyboardInterrupt for our ``Terminated`` (Ray's ``ray.get``)."""
+    return bool(_sigterm) and _sigterm[-1].received
+
+
+def _quit_at_once() -> None:
+    os.write(2, b"interrupted again: quitting without finishing the clean-up (running the command again "
+                b"clears what it left)\n")
+    os._exit(130)
 
 
 @contextlib.contextmanager
@@ -56,25 +141,13 @@ def second_ctrl_c_quits() -> Iterator[None]:
     if not _handled_here(signal.SIGINT):
         yield
         return
-    owner = os.getpid()
-
-    def again(signum, frame):
-        if os.getpid() != owner:
-            raise KeyboardInterrupt
-        os.write(2, b"interrupted again: quitting without finishing the clean-up (running the command again "
-                    b"clears what it left)\n")
-        os._exit(130)
-
-    def first(signum, frame):
-        if os.getpid() == owner:
-            signal.signal(signal.SIGINT, again)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, first)
+    stop = _Stop(signal.SIGINT, KeyboardInterrupt, again=_quit_at_once)
+    previous = signal.signal(signal.SIGINT, stop)
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGINT) is first:  # not interrupted: as it was
+        stop.leave()
+        if not stop.received:  # not interrupted: as it was
             signal.signal(signal.SIGINT, previous)
 
 

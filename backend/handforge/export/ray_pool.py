@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from handforge import config
 from handforge.arguments import usable_cpus
 from handforge.export.shards import Event
-from handforge.termination import Terminated
+from handforge.termination import Terminated, sigterm_received
 
 # the addresses --ray takes, as errors name them
 FORMS = "HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001 (Ray Client)"
@@ -153,14 +153,12 @@ _NOT_RAY = {"DEADLINE_EXCEEDED": "was silent for {timeout:g} s",
 @contextlib.contextmanager
 def _sigterm_said() -> Iterator[None]:
     """A SIGTERM during a call of Ray's (``ray.wait``, ``ray.get``) is said as one: Ray turns the ``Terminated``
-    the command's handler raises there into a plain KeyboardInterrupt ("interrupted", status 130). That handler
-    ignores further SIGTERMs once it has run (``handforge.termination``): that is how it is told from a Ctrl-C."""
-    before = signal.getsignal(signal.SIGTERM)
+    the command's handler raises there into a plain KeyboardInterrupt ("interrupted", status 130)."""
+    before = sigterm_received()
     try:
         yield
     except KeyboardInterrupt as exc:
-        if not isinstance(exc, Terminated) and before is not signal.SIG_IGN and \
-                signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        if not isinstance(exc, Terminated) and not before and sigterm_received():
             raise Terminated from None
         raise
 
