@@ -195,6 +195,34 @@ def test_a_setting_of_the_wrong_type_fails_the_check_naming_it(tmp_path):
     assert rows["evaluation.features"]["source"] == "default"
 
 
+def test_paths_longer_than_the_file_system_allows_are_said_shortened_without_tracebacks(tmp_path):
+    """Settings whose paths have a name over 255 bytes: doctor ended in a traceback (evaluation.features, a
+    setting commands load), the engines' checks logged one each (image.sd_model), and a 1 MB value was repeated
+    in full in every line that named it."""
+    long_name = "x" * 1_000_000
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'[image]\nsd_model = "{tmp_path / long_name}"\n'
+                           f'[evaluation]\nfeatures = "{tmp_path / long_name}"\n')
+    done = _doctor(HANDFORGE_CONFIG=str(config_file))
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr[-2000:]
+    assert len(done.stdout) + len(done.stderr) < 20_000
+    settings = done.stdout.split("\nSettings (")[1]
+    assert f"image.sd_model = {tmp_path}/xxx" in settings and "…(1,000,000" not in settings
+    assert re.search(r"evaluation.features = \S+x…\([\d,]+ characters\)…x+ +\[from file\]", settings)
+    assert "does not exist: point features under [evaluation]" in settings
+
+
+def test_shown_name_keeps_short_paths_and_cuts_long_ones_in_their_middle():
+    from handforge_shared.files import SHOWN_NAME_CHARS, shown_name
+
+    assert shown_name("/a/b.toml") == "/a/b.toml" and shown_name(b"/a/\xff") == "/a/\udcff"
+    name = "/data/" + "y" * 1000 + "/end.png"
+    shown = shown_name(name)
+    head, cut, tail = re.fullmatch(r"(.*)…\(([\d,]+) characters\)…(.*)", shown).groups()
+    assert name.startswith(head) and name.endswith(tail) and len(head) + len(tail) == SHOWN_NAME_CHARS
+    assert len(head) + int(cut.replace(",", "")) + len(tail) == len(name)
+
+
 def test_every_setting_is_known_in_a_fresh_process_whatever_was_imported_first():
     probe = ("import json, sys; from handforge import config; keys = [s.key for s in config.settings()]; "
              "value, source = config.get('evaluation.features'); "

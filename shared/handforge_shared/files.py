@@ -379,6 +379,19 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
     return next(p for p in (path, *path.parents) if p.exists())
 
 
+SHOWN_NAME_CHARS = 240  # a longer path is shown cut in its middle
+
+
+def shown_name(name: str | bytes | os.PathLike) -> str:
+    """A path as a message shows it: cut in its middle when longer than ``SHOWN_NAME_CHARS`` (a config value of
+    5 MB, a name far over the file system's limit, was repeated whole in the error that refused it)."""
+    text = os.fsdecode(name)
+    if len(text) <= SHOWN_NAME_CHARS:
+        return text
+    keep = SHOWN_NAME_CHARS // 2
+    return f"{text[:keep]}…({len(text) - 2 * keep:,} characters)…{text[-keep:]}"
+
+
 def file_error(exc: OSError, elsewhere: str = "choose another folder", out: str | os.PathLike | None = None) -> str:
     """An ``OSError`` of the user's files in words, with its fix: the file named, why, what to do
     (``elsewhere``: how to write somewhere else instead, e.g. "choose another --out"). One home for every
@@ -386,7 +399,7 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder", out: str 
     ``out``: the command's output folder; a full disk in a HandForge scratch folder of the temporary folder
     (``SCRATCH_PREFIX``: a renderer's hand-off files) and not under ``out`` says to free space there or move
     TMPDIR, not to choose another ``out``."""
-    where = f"{exc.filename}: " if exc.filename else ""
+    where = f"{shown_name(exc.filename)}: " if exc.filename else ""
     reason = exc.strerror or str(exc)
     if out is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename:
         temporary = Path(tempfile.gettempdir()).absolute()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
 from handforge.arguments import existing_path, python_package
+from handforge_shared.files import shown_name
 from handforge_shared.protocol import DEFAULT_ENDPOINT, with_hint
 
 NAME = "doctor"
@@ -205,7 +206,7 @@ def _text(report: dict[str, Any], config) -> list[str]:
             if row["error"] not in report["config_file"]["problem"]:  # (said once)
                 lines.append(f"  {row['error']}")
             continue
-        value = row["value"] if row["value"] is not None else "(not set)"
+        value = shown_name(row["value"]) if row["value"] is not None else "(not set)"
         lines.append(f"  {row['key']} = {value}" + ("" if row["value"] is None else f"   [from {row['source']}]"))
         lines.append(f"           {row['help']}")
         if row["value"] is None:
@@ -268,7 +269,7 @@ def _settings_said_below(report: dict[str, Any], config) -> dict[str, tuple[str,
             for row in report["settings"] if "error" not in row and row["value"] is None and row["key"] in known}
     # a path that names nothing likewise (image.sd_model's why and fix were printed five times)
     for row, (reason, fix) in _missing_paths(report, config):
-        said[reason] = (f"{row['key']} = {row['value']} does not exist (see Settings below)", fix)
+        said[reason] = (f"{row['key']} = {shown_name(row['value'])} does not exist (see Settings below)", fix)
     return said
 
 
@@ -282,7 +283,7 @@ def _missing_paths(report: dict[str, Any], config) -> list[tuple[dict[str, Any],
     reasons = [status.get("reason", "") for status in report["engines"].values()]
     found = [(row, missing_path(known[row["key"]], row["value"], row["source"])) for row in report["settings"]
              if "error" not in row and row["value"] is not None and row["key"] in known
-             and known[row["key"]].kind == "path" and not Path(row["value"]).exists()]
+             and known[row["key"]].kind == "path" and not os.path.exists(row["value"])]  # (False for a name too long)
     # those an engine gives as its reason only, and those commands load (a missing evaluation.features was shown as
     # set, no problem said, and `handforge measure` then refused to run): MANO's folder is said under Hand models
     # with its own fix, and a folder that commands make (image.models_dir, for `models import` and `fetch`) is no

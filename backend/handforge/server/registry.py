@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from handforge import config
 from handforge.engines import declare_settings
 from handforge.server.jobs import JobContext, JobResult
 from handforge.server.schema import Schema, invalid
+from handforge_shared.files import shown_name
 from handforge_shared.protocol import ErrorCode, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ class Engine:
                 value, source = config.get(key)
                 if value is None:
                     return EngineStatus(False, unset_reason(key, setting.help), setting.how_to_set_in_line())
-                if setting.kind == "path" and not Path(value).exists():
+                if setting.kind == "path" and not os.path.exists(value):  # (False for a name too long)
                     return EngineStatus(False, *missing_path(setting, value, source))
             found = self.availability() if self.availability else ""
             reason, hint, note = (*found, "")[:3] if isinstance(found, tuple) else (found, "", "")
@@ -153,6 +155,7 @@ def missing_path(setting: config.Setting, value: Any, source: str) -> tuple[str,
     """Why an engine cannot run while path setting ``setting`` names nothing, and the fix where its value came from
     (doctor finds both by this text): a variable's bad value was told to be fixed in the config file too, which
     changes nothing (the variable wins)."""
+    value = shown_name(value)
     if source == "env":
         return (f"{setting.key} = {value} (from ${setting.env}) does not exist",
                 f"point ${setting.env} at one that exists, or unset it")
