@@ -47,6 +47,29 @@ def test_the_export_command_refuses_a_dataset_larger_than_the_disk_before_writin
     assert not list((tmp_path / "out").glob("samples/*/labels.json"))
 
 
+def test_the_refusal_comes_before_the_samples_to_make_are_listed(tmp_path):
+    """The room is checked on the count of the samples to make, before they are listed: 10 million refused took
+    650 MB and seconds; a run limited by --samples lists that many only. The finished ones are skipped."""
+    import tracemalloc
+
+    from handforge.export.room import pending_that_fit
+    from handforge.export.spec import parse_spec
+
+    for index in (1, 3):
+        (tmp_path / "samples" / f"{index:06d}").mkdir(parents=True)
+        (tmp_path / "samples" / f"{index:06d}" / "labels.json").write_text("{}")
+    spec = parse_spec({"seed": 1, "samples": 10_000_000, "width": 4096, "height": 4096, "render": {"engine": "none"}})
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExportTooLarge, match="9999998 samples of 4096×4096 need at least"):
+            pending_that_fit(spec, tmp_path)
+        assert pending_that_fit(spec, tmp_path, limit=4) == ([0, 2, 4, 5], 2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, peak
+
+
 def test_the_gl_buffers_of_a_large_image_are_freed_when_the_export_ends():
     # before: a 4096² render held 0.46 GB (Mesa frees released textures at the context's next use), 8192² 1.9 GB
     from handforge.render.camera import Camera

@@ -555,5 +555,10 @@ def pending_indices(out: Path, count: int) -> list[int]:
     file check per index took 10 s a million samples before a run's first sample, which looked hung). Those a
     removal cut short listed are not finished: the next run removes them first (the checks for Blender before a
     run counted them finished, and let through without Blender a run that renders them again)."""
-    finished = set(finished_indices(out, count)) - set(being_removed(out))
+    finished = finished_now(out, count)
     return [index for index in range(count) if index not in finished]
+
+
+def finished_now(out: Path, count: int) -> set[int]:
+    """The finished samples' indices below ``count``, less those a removal cut short listed (``pending_indices``)."""
+    return set(finished_indices(out, count)) - set(being_removed(out))
