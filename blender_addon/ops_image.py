@@ -200,8 +200,8 @@ def _show(context, made: list, made_in: dict, scene, camera, background: bool, u
     note = ""
     if camera is None and shown:
         note = (f"; not shown {' or '.join(shown)}: the camera they were made for is no longer in the "
-                f"{'scene' if scene is not None else 'file (its scene was deleted)'} (the images are in the Image "
-                "editor)")
+                f"{'scene' if scene is not None else 'file (its scene was deleted, or another file opened)'} (the images "
+                "are in the Image editor)")
     elif scene is not None and scene != context.scene and shown:
         note = f"; shown in scene {scene.name!r}, where they were made"
     if unshown:

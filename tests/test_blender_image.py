@@ -278,7 +278,7 @@ def test_an_image_made_while_another_scene_is_shown_lands_in_the_scene_it_was_ma
     assert found["planes_elsewhere"] == [], found
     result, printed = found["deleted"]
     assert result == ["FINISHED"] and found["deleted_image"], found
-    assert "no longer in the file (its scene was deleted)" in printed, found
+    assert "no longer in the file (its scene was deleted, or another file opened)" in printed, found
 
 
 def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_is_left_alone(session):
