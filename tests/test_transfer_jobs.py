@@ -406,9 +406,11 @@ def test_a_transparent_source_is_the_source_over_white(server):
         assert not np.array_equal(got.arrays["images"], dropped.arrays["images"])
 
 
-def test_cancel_between_steps(server):
+@pytest.mark.parametrize("engine", ["reference", "ihpt"])
+def test_cancel_between_steps(server, engine):
     with server.client() as client:
-        params, arrays = request(steps=200)
+        params, arrays = request(steps=200, **({"engine": "ihpt", "source_labels": labels_of("fist")}
+                                               if engine == "ihpt" else {}))
         cancel_after_two_steps(client, "image.transfer", params, arrays, steps=200)
 
 

@@ -435,7 +435,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
                             f"{' and '.join(sorted(hands))}: the transfer pairs different hands; pose the same "
                             "hands as the source shows")
         parts = _sd_parts(ctx, params)
-        images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
+        with cancel_points(ctx.check_cancelled, parts["unet"]):  # (its background's steps and its own)
+            images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
         warnings += unread + _size_warning(params)
         data["controls"] = ["mesh"]  # the control.<kind> renders returned, as the reference engine's result says
         if warnings:  # (ihpt reads no prompt, its background does: background_prompt and negative_prompt)
