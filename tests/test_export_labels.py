@@ -1479,6 +1479,28 @@ def test_a_background_photo_is_decoded_once_and_each_sample_crops_it(tmp_path, m
     assert len(opened) == 2 and np.array_equal(red[0, 0], [1.0, 0.0, 0.0])
 
 
+def test_a_jpeg_background_is_decoded_at_the_smallest_scale_that_covers_the_frame(tmp_path, monkeypatch):
+    """A JPEG was decoded whole, then scaled down: 0.2 s for 12 MP, 1.1 GB for 100 MP. Now at 1/1-1/8 of its size
+    (its DCT's own scaling), the smallest that covers the frame, and scaled from there: nearly the same pixels."""
+    from handforge.export.sampler import background_image
+
+    ys, xs = np.mgrid[0:1200, 0:1600]
+    smooth = np.stack([xs / 1600, ys / 1200, (xs + ys) / 2800], axis=-1) * 255
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(smooth.astype(np.uint8)).save(photo, quality=95)
+    scaled = []
+    real_resize = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda self, size, *a, **k: scaled.append(self.size) or
+                        real_resize(self, size, *a, **k))
+    rgb = background_image({"kind": "images", "image": str(photo), "crop": [0.0, 0.0]}, 120, 80)
+    assert scaled == [(200, 150)]  # 1/8: still over the 120×90 that covers 120×80 at the photo's shape
+    with Image.open(photo) as image:  # the oracle: Pillow's scaling of the whole decoded photo
+        whole = np.asarray(real_resize(image.convert("RGB"), (120, 90)), dtype=np.float32)[:80] / 255.0
+    assert np.abs(rgb - whole).mean() < 1.5 / 255
+    background_image({"kind": "images", "image": str(photo), "crop": [0.0, 0.0]}, 300, 200)
+    assert scaled[-1] == (400, 300)  # 1/4: 1/8 would not cover 300×225
+
+
 def test_a_clip_with_a_hand_in_few_frames_poses_every_sample(tmp_path, monkeypatch):
     """Frames without hands are drawn again in a loop: by recursion, a clip with a hand in one frame of
     3,000 failed sample 2 with a RecursionError on every rerun. A draw that never finds a hand is said."""

@@ -200,6 +200,10 @@ def _cover(path: str, stamp: tuple[int, int], width: int, height: int) -> np.nda
 
     try:
         with Image.open(path) as img:
+            # a JPEG decoded at the smallest of 1/1-1/8 of its size that still covers the frame: a 12 MP photo's
+            # decoding and scaling for 256² took 0.20 s, now 0.08 s (once per file, but a folder of thousands of
+            # photos pays it at nearly every sample); 100 MP, 1.1 GB of memory where 2 % of it is needed
+            img.draft(img.mode, cover_size(img.size, width, height))
             if img.mode.startswith("I"):  # 16-bit grayscale (PNG): convert("RGB") clips it at 255, a white image
                 img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
             img = img.convert("RGB")
