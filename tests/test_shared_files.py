@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import stat
+from pathlib import Path
 
 import pytest
 from handforge_shared.files import atomic_file, usual_mode, write_atomic
@@ -24,6 +27,32 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a file descriptor's file through /proc")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX's")
+def test_a_pipe_is_written_through_and_a_links_target_replaced_with_the_link_kept(tmp_path):
+    """``--out`` a FIFO, a device (/dev/null, /dev/stdout) or a link to an earlier report: each was replaced by a
+    regular file (run as root, a report to /dev/null made it one for the whole machine, and a link's report stayed
+    old). A device is written through as a pipe is (not tried here: a failure would replace the machine's)."""
+    import threading
+
+    from handforge.arguments import write_report
+
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    read = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_text()), daemon=True)
+    reader.start()
+    write_report(pipe, {"score": 1})
+    reader.join(30)
+    assert json.loads(read[0]) == {"handforge_report": 1, "score": 1} and stat.S_ISFIFO(pipe.lstat().st_mode)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "report.json").write_text("{}")
+    link = tmp_path / "latest.json"
+    link.symlink_to(Path("runs") / "report.json")
+    write_atomic(link, "new")
+    assert link.is_symlink() and (tmp_path / "runs" / "report.json").read_text() == "new"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["report.json"]  # (no temporary left)
+
+
 def test_a_file_and_its_name_are_on_the_disk_before_the_write_returns(tmp_path, monkeypatch):
     """Renamed without an fsync, a power loss could leave an empty file in place of the old one (the
     export's spec record, a saved motion). The real fsyncs and rename run; the test records their order."""

@@ -185,10 +185,20 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", private: bool = False)
     """An open file ("w" text in UTF-8, or "wb") that replaces ``path`` when the block ends without an
     error; on an error the temporary file goes and ``path`` is as it was. ``private``: owner-only (0600,
     from its first byte: a secret key), not the umask's mode. Its write errors are said of ``path``
-    (``errors_named``), the block's writes to ``fh`` included: a full disk there named no file."""
+    (``errors_named``), the block's writes to ``fh`` included: a full disk there named no file.
+
+    A symbolic link's target is replaced, the link kept; a device or a pipe (``--out /dev/null``, ``/dev/stdout``,
+    a FIFO) is written through, as a shell's ``>`` does. Both were replaced by a file: run as root, a report to
+    /dev/null made it a regular file for the whole machine."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with errors_named(path), open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with errors_named(path):  # (an error the block raises naming another file passes as it is)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
