@@ -361,6 +361,33 @@ def test_a_clip_whose_meta_declares_a_huge_text_is_refused_before_it_is_read(cor
         MotionClip.load(path)
 
 
+@pytest.mark.parametrize("meta, said", [
+    (None, "extra.corpus must be a JSON object, got NoneType"),
+    (5, "extra.corpus must be a JSON object, got int"),
+    ({"contact_frames": "oops"}, "extra.corpus.contact_frames must be a list of .first, last, template., got str"),
+    ({"contact_frames": [[1]]}, r"extra.corpus.contact_frames\[0\] must be .first, last, template. \(two whole frame "
+                                r"numbers and a name\), got \[1\]"),
+    ({"contact_frames": [[0, 3, "prayer"], ["a", "b", "prayer"]]}, r"extra.corpus.contact_frames\[1\] must be"),
+    ({"contact_frames": [[1.5, 3, "prayer"]]}, r"extra.corpus.contact_frames\[0\] must be"),
+    ({"contact_frames": [[-50, 1_000_000_000, "prayer"]]}, r"extra.corpus.contact_frames\[0\] spans frames -50 to 1000000000, not "
+                                                         r"within the clip's 0 to \d+"),
+])
+def test_a_clip_whose_corpus_meta_is_damaged_is_named_with_its_field(corpus, tmp_path, meta, said):
+    """Training, evaluation and the corpus summary read ``contact_frames``: a damaged one ended in a TypeError or
+    a NumPy traceback, said "not enough values to unpack" naming no file, or was used as it was."""
+    import dataclasses
+
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    path = copy / "clips" / "000000.npz"
+    clip = MotionClip.load(path)
+    dataclasses.replace(clip, extra={**clip.extra, "corpus": meta}).save(path)
+    with pytest.raises(DatasetError, match=f"^{path}: meta {said}"):
+        read_clip_info(path)
+    with pytest.raises(DatasetError, match=f"^{path}: meta {said}.*make the clip anew, or remove the clip"):
+        open_corpus(copy)
+
+
 def test_a_clip_damaged_after_indexing_is_named(corpus, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(corpus, copy)

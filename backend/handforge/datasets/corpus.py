@@ -94,11 +94,35 @@ def read_clip_info(path: str | os.PathLike, source: str = FOLDER_SOURCE, split: 
     if not isinstance(frames, int) or frames < 1 or not isinstance(fps, (int, float)) or not fps > 0:
         raise DatasetError(f"{path}: meta needs a positive integer num_frames and a positive fps")
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
-    corpus = extra.get("corpus") if isinstance(extra.get("corpus"), dict) else {}
+    corpus = extra.get("corpus", {})
+    problem = corpus_meta_problem(corpus, frames)
+    if problem:
+        raise DatasetError(f"{path}: meta extra.corpus{problem}: `handforge corpus` writes it so; make the clip "
+                           "anew, or remove the clip")
     group = corpus.get("group")
     return ClipInfo(source=source, name=path.stem, split=split, fps=float(fps), num_frames=frames,
                     hand_model=str(meta.get("hand_model")), group=None if group is None else str(group),
                     pose_convention=str(extra.get("pose_convention", FLAT)), extra=extra)
+
+
+def corpus_meta_problem(corpus: Any, frames: int) -> str:
+    """What is wrong with a clip's ``extra["corpus"]`` ('' when nothing), from the field on: its ``contact_frames``
+    each ``[first, last, template]`` frames within the clip's ``frames``. Read by training, evaluation and the
+    summary, a damaged one ended in a TypeError traceback, or was used as it was (frames 1.5 to 1e9)."""
+    if not isinstance(corpus, dict):
+        return f" must be a JSON object, got {type(corpus).__name__}"
+    spans = corpus.get("contact_frames", [])
+    if not isinstance(spans, list):
+        return f".contact_frames must be a list of [first, last, template], got {type(spans).__name__}"
+    for k, span in enumerate(spans):
+        whole = isinstance(span, list) and len(span) == 3 and all(
+            isinstance(f, int) and not isinstance(f, bool) for f in span[:2]) and isinstance(span[2], str)
+        if not whole:
+            return f".contact_frames[{k}] must be [first, last, template] (two whole frame numbers and a name), got " \
+                   f"{str(span)[:60]}"
+        if not 0 <= span[0] <= span[1] < frames:
+            return f".contact_frames[{k}] spans frames {span[0]} to {span[1]}, not within the clip's 0 to {frames - 1}"
+    return ""
 
 
 def load_clip(path: str | os.PathLike) -> MotionClip:
