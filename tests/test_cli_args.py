@@ -122,6 +122,9 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "motion", "--corpus", ".", "--variation", "5"], "--variation: must be a number above 0"),
     (["eval", "interaction", "--corpus", ".", "--samples", "0"], "--samples: must be at least 6"),
     (["eval", "interaction", "--corpus", ".", "--steps", "0"], "--steps: must be at least 1"),
+    # (as interaction.sample: 1e39 overflowed float32 into a traceback about non-finite poses)
+    (["eval", "interaction", "--corpus", ".", "--contact", "1e39"], "--contact: must be a number at least 0 and at most 100"),
+    (["eval", "interaction", "--corpus", ".", "--guidance", "101"], "--guidance: must be a number at least 0 and at most 100"),
     (["eval", "interaction", "--corpus", ".", "--conditioned-samples", "3"], "--conditioned-samples: must be 0 (no row)"),
     # (nothing else bounds it: 10**9 filled memory, unsaid, after the learned rows were sampled)
     (["eval", "interaction", "--corpus", ".", "--template-samples", str(10**9)],

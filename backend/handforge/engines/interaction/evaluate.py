@@ -53,11 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "> 5 for k-NN precision/recall)")
     parser.add_argument("--reference", type=at_least(6), default=2000, help="reference frames")
     parser.add_argument("--steps", type=at_least(1), default=20, help="DDIM steps per hand")
-    parser.add_argument("--guidance", type=number_in(0.0), default=None, help="anti-penetration strength (default: the engine's)")
+    # (interaction.sample's bounds: --contact 1e39 overflowed float32 into a traceback about non-finite poses)
+    parser.add_argument("--guidance", type=number_in(0.0, 100.0), default=None,
+                        help="anti-penetration strength (default: the engine's)")
     parser.add_argument("--cfg", type=number_in(-1.0, 10.0), default=None,
                         help="classifier-free guidance s of the learned rows (default: the engine's; below 0 "
                              "towards the unconditional: more varied around one hand)")
-    parser.add_argument("--contact", type=number_in(0.0), default=None, help="contact guidance (default: the engine's)")
+    parser.add_argument("--contact", type=number_in(0.0, 100.0), default=None,
+                        help="contact guidance (default: the engine's)")
     parser.add_argument("--no-separation", action="store_true",
                         help="without the final rigid separation of the guided row (the unguided row has neither it, "
                              "nor touch, nor redraws)")
