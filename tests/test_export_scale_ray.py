@@ -227,6 +227,92 @@ def test_sigterm_stops_a_ray_run_as_ctrl_c_does(reference, tmp_path):
     assert result == expected
 
 
+SHUTDOWN_KEEPS_SIGTERM = r"""
+import json, signal, sys
+from handforge.export.ray_pool import RayPool
+from handforge.termination import sigterm_unwinds
+
+def caught(signum):  # the kernel's own word: Python's signal.getsignal kept naming the handler after ray.shutdown
+    mask = next(line for line in open("/proc/self/status") if line.startswith("SigCgt:")).split()[1]
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+with sigterm_unwinds():
+    with RayPool(json.loads(sys.argv[1]), sys.argv[2], None, 1):
+        pass
+    print(caught(signal.SIGTERM), caught(signal.SIGINT), type(signal.getsignal(signal.SIGTERM)).__name__)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the kernel's signal dispositions (Linux)")
+def test_the_commands_sigterm_handler_outlives_the_local_rays_shutdown(tmp_path):
+    """ray.shutdown() left SIGTERM at its default in the kernel: a SIGTERM after the last sample, while the
+    aggregate files were written, killed a `--ray` run outright (status -15, no word, no coco.json)."""
+    import json
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-ray-{os.getpid()}"  # short: Ray's socket paths
+    env = {**os.environ, "RAY_TMPDIR": str(scratch),
+           "PYTHONPATH": os.pathsep.join([str(root / "backend"), str(root / "shared")])}
+    try:
+        done = subprocess.run([sys.executable, "-c", SHUTDOWN_KEEPS_SIGTERM, json.dumps(SPEC), str(tmp_path / "data")],
+                              env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "_Stop"], done.stderr[-2000:]
+
+
+STOPPED_WHILE_RAY_STARTS = r"""
+import json, os, signal, sys, threading, time
+from handforge.export.ray_pool import RayPool
+from handforge.termination import Terminated, sigterm_unwinds
+
+threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()  # (a local Ray takes 3-4 s to start here)
+try:
+    with sigterm_unwinds():
+        with RayPool(json.loads(sys.argv[1]), sys.argv[2], None, 1):
+            time.sleep(60)
+except Terminated:
+    print("stopped")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's processes in /proc (Linux)")
+def test_sigterm_while_the_local_ray_starts_is_the_commands_stop_and_leaves_nothing_running(tmp_path):
+    """ray.init's own SIGTERM handler was in place while it started: status 15, no word (sometimes Ray's
+    "*** SIGTERM received" dump), and a Ctrl-C there left its agents running for a minute."""
+    import json
+    import os
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-ray-{os.getpid()}"  # short: Ray's socket paths
+    env = {**os.environ, "RAY_TMPDIR": str(scratch),
+           "PYTHONPATH": os.pathsep.join([str(root / "backend"), str(root / "shared")])}
+
+    def rays() -> list[str]:  # the processes of this Ray (each names its session folder, under RAY_TMPDIR)
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                if str(scratch).encode() in cmdline.read_bytes():
+                    found.append(cmdline.parent.name)
+        return found
+
+    try:
+        done = subprocess.run([sys.executable, "-c", STOPPED_WHILE_RAY_STARTS, json.dumps(SPEC),
+                               str(tmp_path / "data")], env=env, capture_output=True, text=True, timeout=300)
+        assert (done.returncode, done.stdout) == (0, "stopped\n"), done.stderr[-2000:]
+        end = time.monotonic() + 15
+        while rays() and time.monotonic() < end:
+            time.sleep(0.5)
+        assert rays() == []
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def test_a_ray_worker_that_never_started_is_not_waited_for_at_the_end(local_ray, reference, tmp_path):
     """The run's end asked each actor to close its worker, 10 s at most each: one still waiting for a node with its
     resources (`--workers 32` on a cluster with room for 8) has none, and held the end 10 s (4 minutes for 24),

@@ -45,11 +45,21 @@ def _import_ray():
 
 def _connect(ray, **kwargs: Any) -> None:
     # ray.init puts its own SIGTERM handlers in place of the command's (``handforge.termination``): a SIGTERM then
-    # ended the run with Ray's "*** SIGTERM received" dump and status 1 or 15, not as Ctrl-C does (status 143)
-    main = threading.current_thread() is threading.main_thread()
-    sigterm = signal.getsignal(signal.SIGTERM) if main else None
+    # ended the run with Ray's "*** SIGTERM received" dump and status 1 or 15, not as Ctrl-C does (status 143).
+    # One while it starts is still Ray's (``sys.exit(15)``): said as the command's own stop, and what it started
+    # goes (a Ctrl-C or SIGTERM there left a local Ray's dashboard and runtime-env agents, 200 MB, for a minute)
+    saved = _command_handlers()
     try:
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            raise
+    except SystemExit as exc:
+        if exc.code == signal.SIGTERM and saved:
+            raise Terminated from None
+        raise
     except ConnectionError as exc:  # most often a cluster with token authentication and no token here
         if kwargs.get("address") == "auto":
             raise RayUnavailable(f"--ray auto: {str(exc).rstrip('.')}. {NO_AUTO}") from None
@@ -60,8 +70,31 @@ def _connect(ray, **kwargs: Any) -> None:
         raise RayUnavailable(f"{where} did not start: {type(exc).__name__}: {first} (check the free space and "
                              "permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default)") from None
     finally:
-        if sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)
+        _handlers_back(saved)
+
+
+def _shutdown(ray) -> None:
+    """``ray.shutdown()``, the command's signal handlers kept: it left SIGTERM at its default in the kernel while
+    ``signal.getsignal`` still named the command's, so a SIGTERM while the aggregate files were written killed the
+    run outright (status -15, no word)."""
+    saved = _command_handlers()
+    try:
+        ray.shutdown()
+    finally:
+        _handlers_back(saved)
+
+
+def _command_handlers() -> dict[int, Any]:
+    """The command's SIGTERM and SIGINT handlers, to put back after a call of Ray's (none off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _handlers_back(saved: dict[int, Any]) -> None:
+    for signum, handler in saved.items():
+        if handler is not None:  # (None: one set outside Python, left as it is)
+            signal.signal(signum, handler)  # (Python's own again in the kernel, whatever Ray's left there)
 
 
 def _parse(address: str, named: str | None = None) -> tuple[str, str, int]:
@@ -295,7 +328,7 @@ class RayPool:
                        default=0)
             if most < wanted:
                 if self._started:
-                    ray.shutdown()
+                    _shutdown(ray)
                     self._started = False
                 where = f"the Ray cluster at {self.address}" if self.address else "this machine's Ray"
                 raise RayUnavailable(f"--gpus-per-worker {wanted:g}: no node of {where} has that many GPUs (the most "
@@ -313,7 +346,7 @@ class RayPool:
                 self.stop(slot, force=kind is not None)
         finally:
             if self._started:
-                self.ray.shutdown()
+                _shutdown(self.ray)
             if kind is not None and self.pids:
                 _sweep_killed(self.pids)
 
