@@ -193,6 +193,17 @@ def test_token_mode_without_a_token_here_is_a_clear_error(http_port, tmp_path):
     assert f"--ray 127.0.0.1:{http_port}: RAY_AUTH_MODE=token is set but this machine has no token" in run.stderr
 
 
+def test_a_ray_tmpdir_too_long_for_rays_sockets_says_to_shorten_it(tmp_path):
+    """Said with "check the free space and permissions of Ray's temporary folder", not the fix."""
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    long = tmp_path / ("r" * 100)
+    long.mkdir()
+    run = handforge("export", "spec.json", "--out", "data", "--ray", cwd=tmp_path, timeout=120, RAY_TMPDIR=str(long))
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert "AF_UNIX path length" in run.stderr and "(set RAY_TMPDIR to a folder of a shorter path" in run.stderr
+    assert "free space" not in run.stderr
+
+
 @pytest.mark.slow
 def test_relative_spec_paths_are_read_from_the_drivers_folder_on_a_cluster(head, tmp_path):
     """The spec's relative paths mean the folder the command runs in; the actors of a `ray start` head run in

@@ -67,8 +67,9 @@ def _connect(ray, **kwargs: Any) -> None:
     except Exception as exc:  # noqa: BLE001 - e.g. a local Ray that cannot start (no room in its temp folder)
         where = "a local Ray" if kwargs.get("address") in (None, "local") else f"--ray {kwargs['address']}"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise RayUnavailable(f"{where} did not start: {type(exc).__name__}: {first} (check the free space and "
-                             "permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default)") from None
+        fix = ("set RAY_TMPDIR to a folder of a shorter path: Ray's sockets are made in it" if "AF_UNIX path" in first
+               else "check the free space and permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default")
+        raise RayUnavailable(f"{where} did not start: {type(exc).__name__}: {first} ({fix})") from None
     finally:
         _handlers_back(saved)
 
