@@ -1607,6 +1607,10 @@ def test_the_labels_check_holds_the_boxes_image_size_and_visible_flags_to_what_t
         f"hands.{side}.bbox must be null or 4 numbers, with files.mask_{side}"
     assert edited(lambda l: l["camera"].update(width=0)) == "camera.width and camera.height must be positive whole numbers"
     assert edited(lambda l: l["hands"][side].update(visible=[bool(v) for v in l["hands"][side]["visible"]])) == ""
+    # a file outside the sample's folder: `eval image` evaluated another sample's image, or opened /etc/passwd
+    for name in ("../000001/rgb.png", "/etc/passwd", "..", "", "sub\\rgb.png"):
+        assert edited(lambda l: l["files"].update(rgb=name)) == \
+            f"files.rgb = {name!r} is not the name of a file in the sample's folder"
 
 
 @pytest.mark.parametrize("edit, problem", [

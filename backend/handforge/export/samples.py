@@ -420,6 +420,10 @@ def labels_problem(labels: Any, index: int) -> str:
             return _refused(f"camera.{name}", camera.get(name), f"must be {'×'.join(map(str, shape))} numbers")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         return "files must map each output to its file name"
+    # a name in the sample's own folder: "../000001/rgb.png" evaluated another sample's image, "/etc/passwd" was opened
+    elsewhere = next((f"{k} = {v!r}" for k, v in files.items() if not v or v in (".", "..") or "/" in v or "\\" in v), "")
+    if elsewhere:
+        return f"files.{elsewhere} is not the name of a file in the sample's folder"
     if labels.get("bbox") is not None and not _numbers(labels["bbox"], 4):
         return _refused("bbox", labels["bbox"], "must be null or 4 numbers")
     for key, container in (("hand_type", None), ("skin_tone", None), ("preset", "lighting"), ("kind", "background")):
