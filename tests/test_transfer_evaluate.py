@@ -192,6 +192,12 @@ def test_a_data_folder_that_is_not_there_is_said_before_the_weights(tmp_path, ca
 
     assert main(["eval", "transfer", "--data", str(tmp_path / "nope")]) == 2
     assert f"--data {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+    # so are a --write-pairs spec that is not there and a folder without pairs (found one fix after the weights')
+    assert main(["eval", "transfer", "--data", str(tmp_path / "pairs"), "--write-pairs", str(tmp_path / "no.json")]) == 2
+    assert f"{tmp_path / 'no.json'}: no such file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "transfer", "--data", str(tmp_path / "empty")]) == 2
+    assert f"{tmp_path / 'empty'}: no pairs" in capsys.readouterr().err
 
 
 def test_an_engine_named_twice_is_refused(tmp_path, capsys):

@@ -270,18 +270,27 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.write_pairs and not Path(args.data).expanduser().is_dir():  # said first: a typo, not the weights
             raise ValueError(f"--data {args.data}: no such folder (a pairs folder; --write-pairs SPEC writes one)")
-        if sd_path is None:
-            raise ValueError("no SD weights: " + pass_or_set("--sd", SD_MODEL))
         if device != "cpu" and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: this machine has no CUDA device; use --device cpu")
+        # the inputs said before the weights, one fix at a time (a missing --write-pairs spec or a damaged pair came
+        # to light only once the weights were set)
         spec = requested_spec(args)
         if spec is not None:
             _check_size(spec.width, spec.height, f"--write-pairs {args.write_pairs}")
-        write_requested_pairs(args, spec)
-        dataset = PosePairs(args.data)
-        for index in dataset.indices[:args.limit]:  # (the one labels reader: a damaged file named, not a KeyError)
-            camera = read_labels(dataset.folder / "target" / "samples" / index)["camera"]
-            _check_size(camera["width"], camera["height"], f"pair {index} of {args.data}")
+
+        def checked_pairs() -> PosePairs:
+            pairs = PosePairs(args.data)
+            for index in pairs.indices[:args.limit]:  # (the one labels reader: a damaged file named, not a KeyError)
+                camera = read_labels(pairs.folder / "target" / "samples" / index)["camera"]
+                _check_size(camera["width"], camera["height"], f"pair {index} of {args.data}")
+            return pairs
+
+        dataset = checked_pairs() if spec is None else None
+        if sd_path is None:
+            raise ValueError("no SD weights: " + pass_or_set("--sd", SD_MODEL))
+        if dataset is None:
+            write_requested_pairs(args, spec)
+            dataset = checked_pairs()
         engines, models = _engines(args, str(sd_path), args.engines, device)
     except (ValueError, OSError, CheckpointError, WeightsError) as exc:
         print(f"handforge eval transfer: {exc}", file=sys.stderr)
