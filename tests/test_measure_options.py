@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from handforge.cli import main
-from handforge_shared.poses import MotionClip, side_by_side
+from handforge_shared.poses import MotionClip, TwoHandPose, side_by_side
 
 
 def test_an_empty_reference_path_is_said_as_the_reference(tmp_path, monkeypatch, capsys):
@@ -46,3 +46,14 @@ def test_a_named_features_checkpoint_is_still_checked(tmp_path, capsys):
     assert main(["measure", "--clips", str(clips), "--frames", "2", "--metrics", "joint_limits",
                  "--features", str(tmp_path / "gone")]) == 2
     assert "feature checkpoint" in capsys.readouterr().err
+
+
+def test_a_clip_with_a_hand_far_from_the_origin_is_named(tmp_path, capsys):
+    """The meshes' check said "a hand's vertices lie 1e+30 m from the origin" and named no clip of the folder."""
+    _clips(tmp_path / "clips")
+    near = side_by_side()
+    far = TwoHandPose(left=near.left, right=near.right.replace(transl=near.right.transl + 1e30))
+    MotionClip.from_frames([side_by_side()] * 4 + [far]).save(tmp_path / "clips" / "c.npz")
+    assert main(["measure", "--clips", str(tmp_path / "clips"), "--frames", "5", "--metrics", "penetration"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'clips' / 'c.npz'} places a hand 1.73205e+30 m from the origin (frame 4)" in err, err

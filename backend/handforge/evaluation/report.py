@@ -323,4 +323,9 @@ class ClipFolder(Sequence[MotionClip]):
         # limit violation, mesh and feature is measured on another pose, and nothing says so
         if clip.extra.get("pose_convention", FLAT) != FLAT:
             raise ValueError(not_flat(path, clip.extra["pose_convention"], "measuring them"))
+        from handforge.datasets.representation import clip_arrays, reach_problem
+
+        far = reach_problem(clip_arrays(clip), [0], [str(path)])  # (the meshes' own check named no clip)
+        if far:
+            raise ValueError(far)
         return clip
