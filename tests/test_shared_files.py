@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import stat
-from pathlib import Path
 
 import pytest
 from handforge_shared.files import atomic_file, usual_mode, write_atomic
@@ -28,10 +27,11 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a file descriptor's file through /proc")
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX's")
-def test_a_pipe_is_written_through_and_a_links_target_replaced_with_the_link_kept(tmp_path):
-    """``--out`` a FIFO, a device (/dev/null, /dev/stdout) or a link to an earlier report: each was replaced by a
-    regular file (run as root, a report to /dev/null made it one for the whole machine, and a link's report stayed
-    old). A device is written through as a pipe is (not tried here: a failure would replace the machine's)."""
+def test_a_pipe_is_written_through_and_a_link_to_a_file_replaced_writing_nothing_outside(tmp_path):
+    """``--out`` a FIFO or a device (/dev/null, /dev/stdout): each was replaced by a regular file (run as root, a
+    report to /dev/null made it one for the whole machine). A device is written through as a pipe is (not tried here:
+    a failure would replace the machine's). A link to a file or to nothing is replaced, its target untouched: a link
+    planted in an output folder must not take a secret key elsewhere."""
     import threading
 
     from handforge.arguments import write_report
@@ -44,13 +44,23 @@ def test_a_pipe_is_written_through_and_a_links_target_replaced_with_the_link_kep
     write_report(pipe, {"score": 1})
     reader.join(30)
     assert json.loads(read[0]) == {"handforge_report": 1, "score": 1} and stat.S_ISFIFO(pipe.lstat().st_mode)
-    (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "report.json").write_text("{}")
-    link = tmp_path / "latest.json"
-    link.symlink_to(Path("runs") / "report.json")
-    write_atomic(link, "new")
-    assert link.is_symlink() and (tmp_path / "runs" / "report.json").read_text() == "new"
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["report.json"]  # (no temporary left)
+    linked = tmp_path / "pipe-link"
+    linked.symlink_to(pipe)
+    reader = threading.Thread(target=lambda: read.append(pipe.read_text()), daemon=True)
+    reader.start()
+    write_atomic(linked, "through the link")
+    reader.join(30)
+    assert read[1:] == ["through the link"] and linked.is_symlink()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, target in (("server.key_secret", "notes.txt"), ("dangling", "none.txt")):
+        (out / name).symlink_to(tmp_path / "elsewhere" / target)
+        write_atomic(out / name, "secret", private=True)
+        assert not (out / name).is_symlink() and (out / name).read_text() == "secret"
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["notes.txt"]
+    assert (tmp_path / "elsewhere" / "notes.txt").read_text() == "mine"
 
 
 def test_a_file_and_its_name_are_on_the_disk_before_the_write_returns(tmp_path, monkeypatch):

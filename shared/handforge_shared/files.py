@@ -187,14 +187,13 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", private: bool = False)
     from its first byte: a secret key), not the umask's mode. Its write errors are said of ``path``
     (``errors_named``), the block's writes to ``fh`` included: a full disk there named no file.
 
-    A symbolic link's target is replaced, the link kept; a device or a pipe (``--out /dev/null``, ``/dev/stdout``,
-    a FIFO) is written through, as a shell's ``>`` does. Both were replaced by a file: run as root, a report to
-    /dev/null made it a regular file for the whole machine."""
+    A device or a pipe (``--out /dev/null``, ``/dev/stdout``, a FIFO), or a link to one, is written through, as a
+    shell's ``>`` does: each was replaced by a file (run as root, a report to /dev/null made it a regular file for the
+    whole machine). A link to a file, or to nothing, is replaced as a file is: never written through, so a link
+    planted in an output folder (``server.key_secret`` → elsewhere) writes nothing outside it."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
     if path.exists() and not path.is_file() and not path.is_dir():
         with errors_named(path), open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
