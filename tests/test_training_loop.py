@@ -675,3 +675,14 @@ def test_an_old_checkpoint_whose_removal_cannot_finish_is_no_checkpoint(tmp_path
         assert (checkpoints / ".step-00000004.part-removed" / "optimizer.bin").exists()
     train(fresh_model(), Points(40), loss, settings(run, steps=16))
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000012", "step-00000016"]
+
+
+def test_an_init_that_is_a_loop_of_links_is_a_training_error_not_a_traceback(tmp_path):
+    """`train motion --init LOOP` (and interaction's, and the image engines' recorded --sd and --init) ended in
+    pathlib's "RuntimeError: Symlink loop" traceback."""
+    from handforge.training.loop import fine_tune_start
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(TrainingError, match=f"^--init: {re.escape(str(tmp_path / 'a'))}: no such checkpoint folder"):
+        fine_tune_start(TinyNet, tmp_path / "a", tmp_path / "out")

@@ -321,7 +321,7 @@ def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any
     """The ``model_class`` checkpoint at ``init``, in train mode, to fine-tune into ``out``: its own
     architecture and data normalisation. ``TrainingError`` when ``init`` lies inside ``out`` (which the
     run overwrites) or ``out`` in ``init``, or ``init`` is not such a checkpoint. Call it before reading the data: a bad path fails at once."""
-    out_path, init_path = Path(out).resolve(), Path(init).resolve()
+    out_path, init_path = Path(os.path.realpath(out)), Path(os.path.realpath(init))  # (a loop of links: no RuntimeError)
     if out_path in init_path.parents:
         raise TrainingError(f"--init {init} is inside --out {out}, which this run overwrites: fine-tune into a "
                             "new --out folder")

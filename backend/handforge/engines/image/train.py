@@ -60,14 +60,12 @@ def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: f
 def sd_run_settings(args: argparse.Namespace, sd_path: str, data_options: dict):
     """The training loop's settings from ``add_sd_run_arguments``' options; ``data_options``, the
     engine's options that shape the data and the loss, and the SD weights are what a resume must keep."""
-    from pathlib import Path
-
     from handforge.training.loop import TrainSettings
 
     return TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          mixed_precision=args.mixed_precision, ema_decay=args.ema_decay,
                          checkpoint_every=args.checkpoint_every, log_every=max(1, min(10, args.steps // 10)),
-                         progress=not args.quiet, data_options={**data_options, "sd": str(Path(sd_path).resolve())})
+                         progress=not args.quiet, data_options={**data_options, "sd": os.path.realpath(sd_path)})
 
 
 def sd_weights_path(args: argparse.Namespace, command: str) -> str | None:
@@ -149,8 +147,6 @@ TAGGERS = {"nltk": "NLTK's tagger",
 
 def run(args: argparse.Namespace, command: str = "image") -> int:
     """``handforge train image``, or ``train guidance`` (``command``: the name errors are said under)."""
-    from pathlib import Path
-
     import torch
     from diffusers import ControlNetModel
 
@@ -185,7 +181,7 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
         "size": args.size, "caption": args.caption, "lambda_global": args.lambda_global,
         "lambda_local": args.lambda_local, "tas_strength": args.tas_strength if args.tas else None,
         # the weights a run starts from: a resume with another --init (or none) was silently another start
-        "init": str(Path(args.init).resolve()) if args.init else None})
+        "init": os.path.realpath(args.init) if args.init else None})
     try:
         check_settings(settings, ControlNetModel)  # before the SD weights are loaded (minutes) and the data read
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))

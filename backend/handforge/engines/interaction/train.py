@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                              data_options={"stride": args.stride, "max_clips": args.max_clips,
                                            "keep_shapes": args.keep_shapes, "corpus": args.corpus is not None,
                                            "interhand": args.interhand is not None,
-                                           "init": str(Path(args.init).resolve()) if args.init else None})
+                                           "init": os.path.realpath(args.init) if args.init else None})
     try:
         model = fine_tune_start(InteractionDenoiser, args.init, args.out) if args.init else None
         if model is not None:  # (the size options were ignored unsaid)

@@ -10,8 +10,8 @@ periodic checkpoints, exact resume; the model lands in ``RUN/model``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
 
 from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, number_in, output_folder, thread_count
 
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, checkpoint_every=args.checkpoint_every,
         ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet,
         data_options={"window": args.window, "min_length": args.min_length, "max_clips": args.max_clips,
-                      "hand_model": args.hand_model, "init": str(Path(args.init).resolve()) if args.init else None,
+                      "hand_model": args.hand_model, "init": os.path.realpath(args.init) if args.init else None,
                       # (recorded only when set: a run begun before the option records none, and resumes as one without)
                       **({"spline_observation": True} if args.spline_observation else {})})
     try:
