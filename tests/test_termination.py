@@ -123,6 +123,21 @@ def test_ctrl_c_in_a_resumable_command_says_how_to_go_on(monkeypatch, capsys, tm
                                        "finish the dataset\n")
 
 
+def test_ctrl_c_in_train_features_says_what_was_kept(monkeypatch, capsys):
+    """It said "interrupted" alone: whether the checkpoint already in --out survived, and whether the run resumes
+    as `train` does, went unsaid."""
+    import handforge.cli as cli
+    from handforge.commands import train_features
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_features, "run", interrupted)
+    assert cli.main(["train-features", "--corpus", ".", "--out", "features"]) == 130
+    assert capsys.readouterr().err == f"interrupted: {train_features.ON_INTERRUPT}\n"
+    assert "a checkpoint already in --out is as it was" in train_features.ON_INTERRUPT
+
+
 def test_sigterm_in_a_resumable_command_says_how_to_go_on_as_ctrl_c_does(monkeypatch, capsys):
     """A scheduler (Slurm) stops a training run with SIGTERM: "stopped by SIGTERM" alone, where Ctrl-C said
     that the same command resumes from the newest checkpoint."""

@@ -12,6 +12,10 @@ from handforge.arguments import SEED, at_least, output_folder, thread_count
 
 NAME = "train-features"
 HELP = "train the feature networks of the evaluation metrics (Fréchet distance, KID, diversity) on a corpus"
+# (a checkpoint is written whole at the end, in the place of the one in --out: "interrupted" alone left a user
+# wondering about the one there, and whether the run resumes as `train` does)
+ON_INTERRUPT = ("nothing of this run was kept, and a checkpoint already in --out is as it was (training the "
+                "features does not resume): run the same command again to train them anew")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
