@@ -151,6 +151,21 @@ def second_ctrl_c_quits() -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def handlers_kept() -> Iterator[None]:
+    """The block's SIGTERM and SIGINT handlers put back as they were when it ends, in the kernel too, for a library
+    call that sets its own (``ray.init``) or resets the kernel's behind Python's back (``ray.shutdown`` left SIGTERM at
+    its default while ``signal.getsignal`` still named the command's). Off the main thread: nothing to keep."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:  # (None: one set outside Python, left as it is)
+                signal.signal(signum, handler)  # (Python's own again in the kernel, whatever was left there)
+
+
 def die_with_parent(parent: int) -> bool:
     """Linux: the kernel kills this process (SIGKILL) when the thread of ``parent`` that started it ends, so that
     nothing outlives a parent killed outright (an export worker the driver kills: its Blender, rendering on, wrote

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import textwrap
@@ -277,13 +276,13 @@ def _missing_paths(report: dict[str, Any], config) -> list[tuple[dict[str, Any],
     """Each settings row whose path names nothing and that an engine gives as why it cannot run, or that commands
     load (``Setting.loaded_by_commands``), with the reason and its fix (for where its value came from: a variable's
     is fixed in the variable, the file's in the file)."""
-    from handforge.server.registry import missing_path
+    from handforge.server.registry import missing_path, names_nothing
 
     known = {s.key: s for s in config.settings()}
     reasons = [status.get("reason", "") for status in report["engines"].values()]
     found = [(row, missing_path(known[row["key"]], row["value"], row["source"])) for row in report["settings"]
              if "error" not in row and row["value"] is not None and row["key"] in known
-             and known[row["key"]].kind == "path" and not os.path.exists(row["value"])]  # (False for a name too long)
+             and names_nothing(known[row["key"]], row["value"])]
     # those an engine gives as its reason only, and those commands load (a missing evaluation.features was shown as
     # set, no problem said, and `handforge measure` then refused to run): MANO's folder is said under Hand models
     # with its own fix, and a folder that commands make (image.models_dir, for `models import` and `fetch`) is no

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -550,13 +551,14 @@ def finished_indices(out: Path, count: int) -> list[int]:
                   if name.isascii() and name.isdigit() and sample_dir(out, int(name)).name == name and int(name) < count)
 
 
-def pending_indices(out: Path, count: int) -> list[int]:
+def pending_indices(out: Path, count: int, limit: int | None = None, finished: set[int] | None = None) -> list[int]:
     """The samples below ``count`` not finished yet, in order, from one listing of the finished ones (a
     file check per index took 10 s a million samples before a run's first sample, which looked hung). Those a
     removal cut short listed are not finished: the next run removes them first (the checks for Blender before a
-    run counted them finished, and let through without Blender a run that renders them again)."""
-    finished = finished_now(out, count)
-    return [index for index in range(count) if index not in finished]
+    run counted them finished, and let through without Blender a run that renders them again). ``limit``: the
+    first that many; ``finished``: ``finished_now``'s set, when the caller has it already."""
+    finished = finished_now(out, count) if finished is None else finished
+    return list(itertools.islice((index for index in range(count) if index not in finished), limit))
 
 
 def finished_now(out: Path, count: int) -> set[int]:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from handforge import config
 from handforge.arguments import usable_cpus
 from handforge.export.shards import Event
-from handforge.termination import Terminated, sigterm_received
+from handforge.termination import Terminated, handlers_kept, sigterm_received
 
 # the addresses --ray takes, as errors name them
 FORMS = "HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001 (Ray Client)"
@@ -48,16 +48,17 @@ def _connect(ray, **kwargs: Any) -> None:
     # ended the run with Ray's "*** SIGTERM received" dump and status 1 or 15, not as Ctrl-C does (status 143).
     # One while it starts is still Ray's (``sys.exit(15)``): said as the command's own stop, and what it started
     # goes (a Ctrl-C or SIGTERM there left a local Ray's dashboard and runtime-env agents, 200 MB, for a minute)
-    saved = _command_handlers()
+    main = threading.current_thread() is threading.main_thread()
     try:
-        try:
-            ray.init(**kwargs)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                ray.shutdown()
-            raise
+        with handlers_kept():
+            try:
+                ray.init(**kwargs)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                raise
     except SystemExit as exc:
-        if exc.code == signal.SIGTERM and saved:
+        if exc.code == signal.SIGTERM and main:
             raise Terminated from None
         raise
     except ConnectionError as exc:  # most often a cluster with token authentication and no token here
@@ -70,32 +71,13 @@ def _connect(ray, **kwargs: Any) -> None:
         fix = ("set RAY_TMPDIR to a folder of a shorter path: Ray's sockets are made in it" if "AF_UNIX path" in first
                else "check the free space and permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default")
         raise RayUnavailable(f"{where} did not start: {type(exc).__name__}: {first} ({fix})") from None
-    finally:
-        _handlers_back(saved)
 
 
 def _shutdown(ray) -> None:
-    """``ray.shutdown()``, the command's signal handlers kept: it left SIGTERM at its default in the kernel while
-    ``signal.getsignal`` still named the command's, so a SIGTERM while the aggregate files were written killed the
-    run outright (status -15, no word)."""
-    saved = _command_handlers()
-    try:
+    """``ray.shutdown()``, the command's signal handlers kept: it left SIGTERM at its default in the kernel, so a
+    SIGTERM while the aggregate files were written killed the run outright (status -15, no word)."""
+    with handlers_kept():
         ray.shutdown()
-    finally:
-        _handlers_back(saved)
-
-
-def _command_handlers() -> dict[int, Any]:
-    """The command's SIGTERM and SIGINT handlers, to put back after a call of Ray's (none off the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-
-
-def _handlers_back(saved: dict[int, Any]) -> None:
-    for signum, handler in saved.items():
-        if handler is not None:  # (None: one set outside Python, left as it is)
-            signal.signal(signum, handler)  # (Python's own again in the kernel, whatever Ray's left there)
 
 
 def _parse(address: str, named: str | None = None) -> tuple[str, str, int]:

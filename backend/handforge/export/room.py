@@ -12,13 +12,12 @@ refusal is never wrong about needing more than is free.
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 from pathlib import Path
 
 from handforge.disk import byte_amount
-from handforge.export.folder import finished_now
+from handforge.export.folder import finished_now, pending_indices
 from handforge_shared.files import existing_ancestor
 
 SAMPLE_BYTES_PER_PIXEL = 70
@@ -74,8 +73,7 @@ def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1
     finished = finished_now(out, spec.samples)
     count = spec.samples - len(finished) if limit is None else min(limit, spec.samples - len(finished))
     check_room(out, spec.width, spec.height, spec.outputs, count, min(at_once, count))
-    pending = list(itertools.islice((index for index in range(spec.samples) if index not in finished), count))
-    return pending, len(finished)
+    return pending_indices(out, spec.samples, count, finished), len(finished)
 
 
 __all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "check_room",

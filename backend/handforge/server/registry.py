@@ -122,7 +122,7 @@ class Engine:
                 value, source = config.get(key)
                 if value is None:
                     return EngineStatus(False, unset_reason(key, setting.help), setting.how_to_set_in_line())
-                if setting.kind == "path" and not os.path.exists(value):  # (False for a name too long)
+                if names_nothing(setting, value):
                     return EngineStatus(False, *missing_path(setting, value, source))
             found = self.availability() if self.availability else ""
             reason, hint, note = (*found, "")[:3] if isinstance(found, tuple) else (found, "", "")
@@ -149,6 +149,12 @@ def parts_reason(reasons: dict[str, str]) -> str:
     if len(set(reasons.values())) == 1:
         return next(iter(reasons.values()))
     return "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
+
+
+def names_nothing(setting: config.Setting, value: Any) -> bool:
+    """Whether path setting ``setting``'s ``value`` names nothing there (a name over the file system's limit included:
+    ``Path.exists`` raised on it, a traceback in doctor and a failed check logged by each engine needing it)."""
+    return setting.kind == "path" and not os.path.exists(value)
 
 
 def missing_path(setting: config.Setting, value: Any, source: str) -> tuple[str, str]:
