@@ -236,6 +236,7 @@ def caught(signum):  # the kernel's own word: Python's signal.getsignal kept nam
     mask = next(line for line in open("/proc/self/status") if line.startswith("SigCgt:")).split()[1]
     return bool(int(mask, 16) >> (signum - 1) & 1)
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (a suite run in the background starts it ignored)
 with sigterm_unwinds():
     with RayPool(json.loads(sys.argv[1]), sys.argv[2], None, 1):
         pass
