@@ -83,6 +83,30 @@ def test_a_large_job_cancelled_before_a_backend_welcomed_the_client_is_never_run
         assert client.run("echo", {"text": "after"}).data["text"] == "after"
 
 
+def test_a_job_reported_failed_while_no_backend_was_there_never_runs_on_a_backend_started_later(server):
+    """ZeroMQ keeps what is sent before a backend is connected and delivers it once one is: a job the client had
+    reported failed (no backend, or lost while the backend was down) ran all the same on the backend started after,
+    for nobody and ahead of the user's next job."""
+    server.kill()
+    with server.client(connect_timeout=0.5) as client:  # never connected
+        with pytest.raises(BackendUnavailable) as info:
+            client.run("sleep", {"steps": 40, "step_seconds": 0.05})
+        assert info.value.code == "no_backend"
+        server.restart()
+        assert client.run("echo", {"text": "after"}, timeout=30).data["text"] == "after"
+        assert "(sleep)" not in server.log(), server.log()[-1500:]
+
+        server.kill()  # connected once, then down: a job sent meanwhile is reported lost
+        _until(client, lambda seen: any(isinstance(e, Disconnected) for e in seen), 10, "disconnect")
+        handle = client.submit("sleep", {"steps": 40, "step_seconds": 0.05})
+        _until(client, lambda seen: handle.done, 10, "the job to be reported lost")
+        assert isinstance(handle.outcome, Error) and handle.outcome.code == "backend_lost", handle.outcome
+        server.restart()
+        assert client.run("echo", {"text": "again"}, timeout=30).data["text"] == "again"
+        client.poll(1.0)
+        assert f"job {handle.id} (sleep)" not in server.log(), server.log()[-1500:]  # (only the cancel owed to it)
+
+
 def test_a_request_to_a_backend_whose_connection_is_gone_says_so(server):
     """hello() and ping() to a backend that had died waited their whole timeout (hello's: 60 s) and then blamed an
     "overloaded or stuck" backend, while the client knew its connection was gone; a job is reported lost after

@@ -261,9 +261,15 @@ class Client:
         self._dropped_events = False    # said once: events of ended jobs dropped, never taken with poll()
         self._in_call = threading.RLock()  # held by the thread in a public call (_one_thread_at_a_time)
         self._caller = ""
-        self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
-        sock = self._socket
-        sock.routing_id = f"hf-{new_id()}".encode()  # fixed: the backend finds us again after a reconnect
+        self._curve = curve
+        self._context = context or zmq.Context.instance()
+        self._routing_id = f"hf-{new_id()}".encode()  # fixed: the backend finds us again after a reconnect
+        self._queued_while_down = False  # a submit went into the socket's queue while no backend was connected
+        self._open_socket()
+
+    def _open_socket(self) -> None:
+        sock = self._context.socket(zmq.DEALER)
+        sock.routing_id = self._routing_id
         sock.linger = 0
         sock.sndhwm = 1000
         sock.rcvhwm = 10_000
@@ -271,27 +277,37 @@ class Client:
         sock.reconnect_ivl_max = 1000
         sock.heartbeat_ivl = 1000       # ZMTP pings: a dead TCP peer is noticed within heartbeat_timeout
         sock.heartbeat_timeout = 5000
-        if endpoint.startswith("tcp://["):
+        if self.endpoint.startswith("tcp://["):
             sock.ipv6 = True
-        if curve is not None:
-            sock.curve_serverkey = curve.server_public
-            sock.curve_publickey = curve.client_public
-            sock.curve_secretkey = curve.client_secret
+        if self._curve is not None:
+            sock.curve_serverkey = self._curve.server_public
+            sock.curve_publickey = self._curve.client_public
+            sock.curve_secretkey = self._curve.client_secret
         # Connection events (connected, lost, handshake refused) arrive on an inproc PAIR socket.
-        self._monitor = sock.get_monitor_socket(addr=f"inproc://handforge-monitor-{new_id()}")
+        monitor = sock.get_monitor_socket(addr=f"inproc://handforge-monitor-{new_id()}")
         try:
-            sock.connect(endpoint)
+            sock.connect(self.endpoint)
         except zmq.ZMQError as exc:
             sock.disable_monitor()
-            self._monitor.close(linger=0)
+            monitor.close(linger=0)
             sock.close(linger=0)
-            raise ValueError(f"cannot connect to {endpoint!r}: {exc} (expected tcp://HOST:PORT)") from None
+            raise ValueError(f"cannot connect to {self.endpoint!r}: {exc} (expected tcp://HOST:PORT)") from None
+        self._socket, self._monitor = sock, monitor
         self._poller = zmq.Poller()
         self._poller.register(sock, zmq.POLLIN)
-        self._poller.register(self._monitor, zmq.POLLIN)
+        self._poller.register(monitor, zmq.POLLIN)
         # A client dropped without close() (one per loop or notebook cell): garbage-collected, its sockets kept
         # their monitor and four file descriptors, until Client() raised "Too many open files"
-        self._release = weakref.finalize(self, _release_sockets, sock, self._monitor)
+        self._release = weakref.finalize(self, _release_sockets, sock, monitor)
+
+    def _drop_queued(self) -> None:
+        """Forget what waits in the socket for a backend that is not there: ZeroMQ keeps a message sent with no
+        backend connected and delivers it once one is, so a job reported failed (no backend, lost) ran all the
+        same when a backend came up later, ahead of the user's next job. Only a new socket (same identity)
+        forgets them; the cancels owed to jobs of an earlier connection go out again on the next connect."""
+        self._release()
+        self._open_socket()
+        self._queued_while_down = False
 
     # ---------------------------------------------------------------- non-blocking API
     @_one_thread_at_a_time
@@ -323,6 +339,7 @@ class Client:
                 self._held.append(message)  # sent (or refused as too_large) once the welcome says the limits
             else:
                 self._send(message)
+                self._queued_while_down |= not self.connected
         except Exception:
             self._jobs.pop(job_id, None)
             raise
@@ -544,8 +561,14 @@ class Client:
             self._drain_socket()
             self._drain_monitor()
         self._check_deadlines(time.monotonic())
+        if self._queued_while_down and not self.connected and not self._waiting_in_socket():
+            self._drop_queued()  # every job sent while down has ended: none may reach a backend that comes later
         if not handing_over and (len(self._pending) > MAX_PENDING or self._pending_bytes > MAX_PENDING_BYTES):
             self._drop_old_events()
+
+    def _waiting_in_socket(self) -> bool:
+        held = {m.job for m in self._held}  # (these wait in the client, for a welcome)
+        return any(h.state == "sent" and h.id not in held for h in self._jobs.values())
 
     def _drop_old_events(self) -> None:
         """Down to ``MAX_PENDING`` events and ``MAX_PENDING_BYTES`` of arrays, the oldest of ended jobs dropped (said
@@ -620,6 +643,7 @@ class Client:
 
     def _on_connected(self) -> None:
         self.connected = True
+        self._queued_while_down = False  # delivered now, to jobs still waiting for them
         self._ever_connected = True
         self._handshake_error = None
         self._last_heard = time.monotonic()
@@ -638,7 +662,9 @@ class Client:
         self.connected = False
         self._pending.append(Disconnected(None, self.endpoint, reason))
         for handle in list(self._jobs.values()):
-            if handle.state != "sent":  # accepted: it cannot report back on a new connection
+            if handle.state == "sent":  # maybe still in the socket's queue
+                self._queued_while_down = True
+            else:  # accepted: it cannot report back on a new connection
                 self._lose(handle, f"the connection to the backend at {self.endpoint} was lost while job "
                                    f"{handle.id} ({handle.kind}) was {_state_said(handle)}")
 
