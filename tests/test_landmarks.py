@@ -78,6 +78,11 @@ def test_match_pairs_by_proximity_whatever_the_handedness():
     near_right = DetectedHand("left", 0.9, labels["right"] + 2.0)
     assert match([near_right], labels) == {"right": near_right}
     assert match([], labels) == {}
+    # a label edited out to 1e308 px: paired last, its error as large, not scipy's "cost matrix is infeasible"
+    far = {"left": np.full((21, 2), -1e308), "right": labels["right"]}
+    near_left = DetectedHand("left", 0.9, labels["left"])
+    assert match([near_right, near_left], far) == {"right": near_right, "left": near_left}
+    assert keypoint_errors(near_left.keypoints, far["left"]).mean_px >= 1e308
 
 
 def test_without_mediapipe_the_error_names_the_extra():

@@ -209,7 +209,7 @@ def keypoint_errors(predicted: np.ndarray, labelled: np.ndarray, box=None, visib
     predicted, labelled = np.asarray(predicted, np.float64), np.asarray(labelled, np.float64)
     if predicted.shape != (len(KEYPOINT_NAMES), 2) or labelled.shape != predicted.shape:
         raise ValueError(f"keypoint_errors needs two (21, 2) arrays, got {predicted.shape} and {labelled.shape}")
-    distances = np.linalg.norm(predicted - labelled, axis=1)
+    distances = np.hypot(*(predicted - labelled).T)  # (norm squares first: a label 1e200 px out was inf away)
     diagonal = max(_box_diagonal(labelled, box), 1e-9)
     counted = distances if visible is None else distances[np.asarray(visible, bool)]
     if not counted.size:
@@ -229,7 +229,9 @@ def match(detected: list[DetectedHand], labelled: dict[str, np.ndarray]) -> dict
     sides = list(labelled)
     if not detected or not sides:
         return {}
-    cost = np.array([[np.linalg.norm(d.keypoints - np.asarray(labelled[s], np.float64), axis=1).mean()
+    cost = np.array([[np.hypot(*(d.keypoints - np.asarray(labelled[s], np.float64)).T).mean()
                       for d in detected] for s in sides])
+    # a label beyond float range (an edited labels.json: 1e308) is paired last, not "cost matrix is infeasible"
+    cost = np.nan_to_num(cost, nan=np.finfo(np.float64).max, posinf=np.finfo(np.float64).max)
     rows, cols = linear_sum_assignment(cost)
     return {sides[r]: detected[c] for r, c in zip(rows, cols)}
