@@ -283,6 +283,24 @@ def test_an_rgb_image_lost_since_the_export_is_said_so(exported, tmp_path, capsy
            " again" in err and "RGB engine" not in err
 
 
+def test_a_sample_folder_whose_labels_were_deleted_is_said_not_evaluated(exported, tmp_path, capsys):
+    """A numbered sample folder without its labels.json was left out of the evaluation without a word."""
+    from PIL import Image
+
+    from handforge.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(exported, data)
+    Image.new("RGB", (64, 64)).save(data / "samples" / "000000" / "rgb.png")
+    shutil.copytree(data / "samples" / "000000", data / "samples" / "000001")
+    (data / "samples" / "000001" / "labels.json").unlink()
+    assert main(["eval", "image", str(data), "--out", str(tmp_path / "report.json")]) == 0, capsys.readouterr().err
+    assert ("not evaluated: 1 sample folder without labels.json (being written, or its labels deleted: run the export "
+            "again to redo it): 000001") in capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["summary"]["samples"] == 1 and report["without_labels"] == ["000001"]
+
+
 def test_cli_takes_a_folder_under_the_home_as_other_commands_do(exported, tmp_path, capsys, monkeypatch):
     """`handforge eval image '~/renders'` (a ~ the shell leaves, quoted or after "="): "no samples/*/labels.json
     under ~/renders" before, though the folder was there."""

@@ -36,6 +36,14 @@ def sample_folders(root: str | Path) -> list[Path]:
     return folders
 
 
+def unlabelled_folders(root: str | Path) -> list[str]:
+    """The names of the sample folders under ``root`` without a labels.json (a sample being written, or its labels
+    deleted since), which ``sample_folders`` leaves out: said, not skipped silently."""
+    samples = Path(root).expanduser() / "samples"
+    return sorted(p.name for p in samples.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()
+                  and not (p / "labels.json").exists()) if samples.is_dir() else []
+
+
 def evaluate_image(image: np.ndarray, labels: dict, min_confidence: float = 0.5) -> dict:
     """One image against its ``labels.json`` content: per labelled hand in view, the detection and
     its errors (``None`` when undetected), and how many detections matched no label."""
@@ -109,7 +117,7 @@ def summarise(results: list[dict]) -> dict:
 def evaluate_folder(root: str | Path, min_confidence: float = 0.5) -> dict:
     """``{"samples": [per-sample results], "summary": {...}}`` for an export-layout folder."""
     results = [evaluate_sample(folder, min_confidence) for folder in sample_folders(root)]
-    return {"samples": results, "summary": summarise(results)}
+    return {"samples": results, "summary": summarise(results), "without_labels": unlabelled_folders(root)}
 
 
 def passing(root: str | Path, keep_below_px: float, allow_missing: bool = False,

@@ -43,6 +43,11 @@ def _table(report: dict) -> str:
                  f"error {_cell(s['mean_px'], 1)} px ({_cell(s['mean_normalised'], 3)} of the box diagonal), "
                  f"MSE-2D {_cell(s['mse_2d'], 1)} px², PCK@0.1 {_cell(s['pck@0.1'])}, "
                  f"handedness agreement {_cell(s['handedness_agreement'])}")
+    if report.get("without_labels"):
+        names = report["without_labels"]
+        lines.append(f"not evaluated: {len(names)} sample folder{'s' * (len(names) != 1)} without labels.json (being "
+                     f"written, or its labels deleted: run the export again to redo it): {' '.join(names[:10])}"
+                     + (" ..." if len(names) > 10 else ""))
     if "keep_below_px" in report:
         lines.append(f"passing (< {report['keep_below_px']:g} px): {len(report['passing'])} of {s['samples']}"
                      + (": " + " ".join(report["passing"]) if report["passing"] else ""))  # (none: no dangling ":")
