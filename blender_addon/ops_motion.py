@@ -573,7 +573,8 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(unkept)
     seconds = result.data.get("seconds")
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
-            f"{keys.frame_range(summary['frame_start'], summary['frame_end'])} ({engine}, seed {request['params']['seed']}"
+            f"{keys.frame_range(summary['frame_start'], summary['frame_end'])} ({engine}"
+            + (f", seed {request['params']['seed']}" if engine == "learned" else "")
             + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")"
             + "".join(f"; {move}" for move in summary["range"]))
     return (jobs.Noted if notes else str)(text + "".join(f"; {n}" for n in notes))
@@ -639,7 +640,7 @@ class _MotionOptions:
                                          "sample; small values stay close to it; 0: the job's default, 0.8 for "
                                          "in-betweens, 1 for wrist paths and generation)")
     seed: IntProperty(name="Seed", default=0, min=0, options=ONE_SHOT,
-                      description="Random seed: the same seed and keys give the same motion")
+                      description="Random seed of the learned engine: the same seed and keys give the same motion")
     num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate",
                              options=ONE_SHOT)
     keep_apart: EnumProperty(name="Keep Apart", items=APART_ITEMS, default="default", options=ONE_SHOT,
@@ -690,8 +691,9 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         placement = rig_placement(scene, every, start, end)
         arrays = into_shared_space(read, placement)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": fps,
-                  "seed": self.seed, "num_samples": self.num_samples, "first_frame": start, **extra}
+                  "num_samples": self.num_samples, "first_frame": start, **extra}
         if self.engine == "learned":  # the diffusion model's settings: the backend refuses them for the spline
+            params["seed"] = self.seed  # (the spline's one motion is every seed's: the backend says so of one sent)
             params["steps"] = self.steps
             if self.variation > 0:  # else the job kind's own default (its smallest is 0.01)
                 params["variation"] = max(self.variation, 0.01)
@@ -872,7 +874,7 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
             self.report({"ERROR"}, why)
             return {"CANCELLED"}
         options = dict(LAST_RUN["options"])
-        options["seed"] = (LAST_RUN["params"]["seed"] + 1) % SEED_LIMIT if self.seed < 0 else self.seed
+        options["seed"] = (LAST_RUN["params"].get("seed", 0) + 1) % SEED_LIMIT if self.seed < 0 else self.seed
         # A fresh sample (from pure noise) unless the artist set a Variation: an in-between's default (0.8)
         # eases through the gap much the same on every seed, and Regenerate is asked for another take.
         if options.get("variation", 0.0) <= 0.0:
@@ -1045,7 +1047,7 @@ def draw_panel(layout, context) -> None:
     learned.active = settings.engine == "learned"  # greyed for the spline engine, which ignores them
     learned.prop(settings, "steps")
     learned.prop(settings, "variation")
-    col.prop(settings, "seed")
+    learned.prop(settings, "seed")
     row = learned.row(align=True)
     row.prop(settings, "num_samples")
     sample = row.row(align=True)

@@ -61,7 +61,8 @@ def _common_params(guidance: str, variation: float = 1.0) -> dict[str, Any]:
         "hand_model": String(doc="the hand model the keys' values and betas belong to; the result uses it too",
                              default="open", choices=HAND_MODELS),
         "fps": Number(doc="frames per second of the motion (stored in the result)", default=30.0, min=1.0, max=1000.0),
-        "seed": Integer(doc="random seed: the same seed and inputs give the same motion", default=0, min=0,
+        "seed": Integer(doc="random seed: the same seed and inputs give the same motion (the learned engine's; the "
+                        "spline engine's one motion is the same for every seed)", default=0, min=0,
                         max=2**31 - 1),
         "first_frame": Integer(doc="the frame number of the arrays' first row (Blender: the range's first frame): "
                                    "notes that name frames count from it; the range ends by Blender's last frame "
@@ -429,6 +430,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     if measured and shown[0] < 1.0:  # (one hand, or none within reach: nothing measured, the bar left at 10 %)
         say(1.0, "nothing to measure: the hands are not within reach of each other" if observation.both_hands
             else "nothing to measure: one hand", force=True)
+    if params["engine"] == "spline" and params["seed"] != 0:  # (asked of it: a seed that changed nothing, unsaid)
+        warning = " ".join(filter(None, [warning, f"The spline engine draws one motion through the keys: seed "
+                                                  f"{params['seed']} changes nothing; the learned engine draws another "
+                                                  "for each seed."]))
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
                                                   "samples are the same; the learned engine draws different ones."]))
