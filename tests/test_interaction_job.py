@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from handforge.engines.checkpoints import save_model
+from handforge.engines.hands.jobs import POSE_LIMITS
+from handforge.engines.interaction.jobs import ANCHOR_ROOM
 from handforge.evaluation.limits import joint_frames
 from handforge.hands import load_hand_model
 from handforge_shared import pose_library
@@ -100,6 +102,21 @@ def test_templates_engine_needs_no_weights(server):
                             anchor_arrays("right"), timeout=120)
     assert result.data["templates"] == ["clap"]
     assert np.array_equal(result.arrays["right.hand_pose"][0], anchor_arrays("right")["anchor.hand_pose"])
+
+
+@pytest.mark.parametrize("engine", ["templates", "learned"])
+def test_an_anchor_at_the_edge_of_its_range_gets_a_partner_the_other_jobs_take(server, engine):
+    """An anchor at -100 m (the other jobs' bound) had its partner at -100.17 m, which forward_hands then refused: the
+    anchor is bounded 1 m inside it, and the hand placed by it within the other jobs' bound."""
+    edge = POSE_LIMITS["transl"] - ANCHOR_ROOM
+    arrays = {**anchor_arrays("right"), "anchor.transl": np.array([-edge, edge, -edge], np.float32)}
+    with server.client(lost_after=60) as client:
+        result = client.run("interaction.sample", {"engine": engine, "count": 4, "seed": 1, "anchor_side": "right",
+                                                   **({"steps": 4} if engine == "learned" else {})},
+                            arrays, timeout=120)
+        placed = {f"left.{f}": result.arrays[f"left.{f}"] for f in ("global_orient", "hand_pose", "transl")}
+        assert np.abs(placed["left.transl"]).max() <= POSE_LIMITS["transl"], placed["left.transl"]
+        assert client.run("forward_hands", {}, placed, timeout=60).arrays["left.vertices"].shape[0] == 4
 
 
 def test_candidates_left_inside_an_anchor_of_a_far_out_shape_are_said_to_be(server):

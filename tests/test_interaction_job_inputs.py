@@ -13,6 +13,7 @@ import pytest
 
 from handforge.engines.checkpoints import save_model
 from handforge.engines.hands.jobs import POSE_LIMITS
+from handforge.engines.interaction.jobs import ANCHOR_ROOM
 from handforge_shared import pose_library
 from handforge_shared.poses import POSE_FIELDS
 from handforge_shared.protocol import ErrorCode
@@ -70,8 +71,9 @@ def test_an_anchor_array_of_integers_or_half_floats_is_refused(dtype):
 
 @pytest.mark.parametrize("name", list(POSE_FIELDS))
 def test_an_anchor_array_is_taken_at_its_limits_and_refused_past_them(name):
-    # bounded as every job's pose arrays are (tests/test_server_registry.py pins the numbers, this their use)
-    limit, size = POSE_LIMITS[name], POSE_FIELDS[name]
+    # bounded as every job's pose arrays are (tests/test_server_registry.py pins the numbers, this their use); the
+    # translation 1 m inside: the hand placed by it must fit the other jobs' bound (test_interaction_job.py)
+    limit, size = POSE_LIMITS[name] - (ANCHOR_ROOM if name == "transl" else 0), POSE_FIELDS[name]
     for value in (limit, -limit):
         assert refusal(KIND, {"anchor_side": "left"}, {**anchor(), f"anchor.{name}": np.full(size, value)}) is None
     for value, says in ((np.nextafter(limit, np.inf), f"has values above {limit}"),

@@ -257,10 +257,19 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
                      label=f"the interaction pipeline of {checkpoint_name(folder)} for the {model_name} hand model")
 
 
+# the other hand is placed within reach of the anchor: an anchor this far inside the other jobs' bound leaves it room
+# (an anchor at -100 m had its partner at -100.17 m, which forward_hands and the motion jobs then refused)
+ANCHOR_ROOM = 1.0
+
+
 def _anchor_arrays() -> dict[str, ArraySpec]:
     docs = {"global_orient": "wrist axis-angle", "hand_pose": "15 finger-joint axis-angles (MANO order)",
-            "betas": "shape (default zeros); with anchor_side 'none', both hands' (default: drawn with them)", "transl": "translation, metres (default zeros)"}
-    return {f"anchor.{name}": ArraySpec(shape=(size,), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
+            "betas": "shape (default zeros); with anchor_side 'none', both hands' (default: drawn with them)",
+            "transl": f"translation, metres (default zeros; within {POSE_LIMITS['transl'] - ANCHOR_ROOM:g} m of the "
+                      f"origin, {ANCHOR_ROOM:g} m inside the other jobs' bound, so the other hand placed by it fits "
+                      "theirs)"}
+    limits = {**POSE_LIMITS, "transl": POSE_LIMITS["transl"] - ANCHOR_ROOM}
+    return {f"anchor.{name}": ArraySpec(shape=(size,), required=False, min=-limits[name], max=limits[name],
                                         doc=f"the anchor hand's {docs[name]}")
             for name, size in POSE_FIELDS.items()}
 
