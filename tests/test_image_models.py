@@ -624,6 +624,41 @@ def test_importing_the_current_folder_takes_its_name(weights, tmp_path, monkeypa
     assert f'controlnets = "{tmp_path / "models" / "controlnets"}"' in capsys.readouterr().out
 
 
+def test_a_relative_models_folder_is_given_as_an_absolute_setting(weights, tmp_path, monkeypatch, capsys):
+    """HANDFORGE_MODELS_DIR=relmodels: the snippet to paste said controlnets = "relmodels/controlnets", which the
+    config file reads from its own folder, not from where the import ran."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", "relmodels")
+    assert main(["models", "import", str(weights[2]), "--kind", "controlnet", "--name", "r2_depth"]) == 0
+    assert f'controlnets = "{tmp_path / "relmodels" / "controlnets"}"' in capsys.readouterr().out
+
+
+def test_check_names_a_configured_sd_model_or_controlnets_folder_that_holds_nothing(weights, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """A configured ControlNets folder not there, or holding no ControlNet, went unchecked ("no weights are
+    configured", or only the guidance module checked); an SD model file not there was checked as a folder
+    ("x.safetensors/text_encoder: no such folder" and four more)."""
+    root, sd, guidance = weights
+    _image_settings(monkeypatch, root, sd, guidance)
+    monkeypatch.delenv("HANDFORGE_SD_MODEL")
+    monkeypatch.delenv("HANDFORGE_IMAGE_GUIDANCE")
+    (tmp_path / "cns").mkdir()
+    (tmp_path / "cns" / "x.txt").write_text("")
+    for folder, said in ((tmp_path / "none", ": no such folder"), (tmp_path / "cns", " holds no ControlNet (a folder")):
+        monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(folder))
+        for argv in (["models", "check"], ["models", "check", "--kind", "controlnet"]):
+            assert main(argv) == 1
+            out = capsys.readouterr().out
+            assert f"FAILED  controlnets  {folder}" in out and f"image.controlnets = {folder}{said}" in out, out
+    monkeypatch.delenv("HANDFORGE_CONTROLNETS")
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(tmp_path / "x.safetensors"))
+    assert main(["models", "check"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"FAILED  sd  {tmp_path / 'x.safetensors'}",
+        f"    problem: {tmp_path / 'x.safetensors'}: no such file or folder: give a .safetensors file or a diffusers "
+        "SD folder"]
+
+
 @pytest.mark.parametrize("text, shown", [
     ('"stable-diffusion-v1-5/stable-diffusion-v1-5"', "config.json: not a JSON object"),
     ("[]", "config.json: not a JSON object"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from handforge.arguments import existing_path
@@ -99,14 +100,15 @@ def _check(args: argparse.Namespace) -> int:
         # each engine's guess in turn (a single file or unet/: SD; a target generator's folder or its run's),
         # else a ControlNet folder (ControlNets are read from folders only)
         kind = args.kind or next(filter(None, (e.kind_of(args.path) for e in engines)), "controlnet")
-        targets = [(kind, args.path)]
+        targets = [(_weights(kind), kind, args.path)]
         # a guess (an SD folder with no unet/ went unsaid), but not where the folder's config names a ControlNet
         if not args.kind and kind == "controlnet" and not args.json and saved_class(args.path) != "ControlNetModel":
             print(f"checking {args.path} as a ControlNet folder (it has no unet/): --kind sd checks it as an SD model")
     else:
-        targets = [target for engine in engines for target in engine.configured()]
-        # `--kind sd` without PATH checked every configured file all the same (ControlNets too: minutes of reading)
-        targets = [(k, p) for k, p in targets if p is not None and args.kind in (None, k)]
+        # `--kind sd` without PATH checked every configured file all the same (ControlNets too: minutes of reading);
+        # a folder setting that holds none of its weights is checked as the kind it should hold (FOLDER_KINDS)
+        targets = [(engine, k, p) for engine in engines for k, p in engine.configured()
+                   if p is not None and args.kind in (None, k, getattr(engine, "FOLDER_KINDS", {}).get(k))]
         if not targets:
             if args.json:  # a reader of --json gets JSON on stdout whatever happens: no file was checked
                 print("[]")
@@ -116,8 +118,8 @@ def _check(args: argparse.Namespace) -> int:
             return 1
     failed, found = False, []
     sd = None if args.path else config.value(SD_MODEL.key)  # the configured ControlNets, target generator must fit it
-    for kind, path in targets:
-        report = _weights(kind).check(kind, path, args.hash, sd)
+    for engine, kind, path in targets:
+        report = engine.check(kind, path, args.hash, sd)
         found.append({"kind": kind, "path": str(path), "ok": report.ok, "notes": report.notes,
                       "problems": report.problems})
         failed |= not report.ok
@@ -144,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
             weights = _weights(args.kind)
             target = weights.import_weights(args.path, args.kind, args.name)
             setting = weights.SETTINGS[args.kind]
-            value = target if args.kind != "controlnet" else target.parent
+            # absolute: a relative path in the config file is read from the file's folder, not from here
+            value = os.path.abspath(target if args.kind != "controlnet" else target.parent)
             if args.json:
                 print(json.dumps({"imported": str(target), "setting": setting.key, "value": str(value)}))
             else:

@@ -202,6 +202,9 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
 
     path = Path(path)
     report = Report(str(path))
+    if not os.path.lexists(path):  # (a configured file not there was checked as a folder: "x.safetensors/unet: no such folder")
+        report.problems.append(f"{path}: no such file or folder: give a .safetensors file or a diffusers SD folder")
+        return report
     if os.path.lexists(path) and not path.is_file() and not path.is_dir():  # ("FIFO/unet: no such folder" before)
         report.problems.append(f"{path}: {file_kind(path)}, not weights HandForge reads: a .safetensors file or a "
                                "diffusers folder")
@@ -303,6 +306,8 @@ def check(kind: str, path: str | Path, digest: bool = False, sd: str | Path | No
     or guidance module must fit (None: not checked)."""
     if kind == "sd":
         return check_sd(path, digest)
+    if kind == CONTROLNET_FOLDER:
+        return _check_controlnet_folder(path)
     return check_controlnet(path, digest, sd)  # a ControlNet, or the guidance module (a ControlNetModel)
 
 
@@ -329,12 +334,30 @@ def kind_of(path: str | Path) -> str | None:
 
 def configured() -> list[tuple[str, Any]]:
     """(kind, path) of each of this engine's weights the settings name (None where unset), as `handforge models
-    check` checks them: the SD model, the guidance module, each ControlNet of the ControlNets folder."""
+    check` checks them: the SD model, the guidance module, each ControlNet of the ControlNets folder (the folder
+    itself, as ``CONTROLNET_FOLDER``, where it holds none: it went unchecked and unsaid)."""
     from handforge.engines.image.controls import available
 
     folder = config.value(CONTROLNETS.key)
+    names = available(folder)
     return [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key)),
-            *(("controlnet", Path(folder) / n) for n in available(folder))]
+            *(("controlnet", Path(folder) / n) for n in names),
+            *([(CONTROLNET_FOLDER, Path(folder))] if folder is not None and not names else [])]
+
+
+CONTROLNET_FOLDER = "controlnets"  # `models check`'s kind of a ControlNets folder that holds no ControlNet
+FOLDER_KINDS = {CONTROLNET_FOLDER: "controlnet"}  # (`models check --kind controlnet` checks it too)
+
+
+def _check_controlnet_folder(folder: str | Path) -> Report:
+    """The configured ControlNets folder that holds no ControlNet (``configured``): what is wrong with it."""
+    report = Report(str(folder))
+    where = f"{CONTROLNETS.key} = {folder}"
+    report.problems.append(
+        f"{where}: no such folder" if not os.path.lexists(folder) else f"{where}: not a folder" if not
+        Path(folder).is_dir() else f"{where} holds no ControlNet (a folder with config.json and its weights per "
+        "ControlNet): put SD 1.x ControlNets there (handforge models import DIR --kind controlnet)")
+    return report
 
 
 def status() -> dict[str, Any]:
