@@ -471,6 +471,13 @@ def test_measure_says_each_metric_it_leaves_out(tmp_path, capsys):
     assert "4 consecutive frames" in report["not_measured"]["smoothness"]
     assert sum(line.startswith("handforge measure: left out ") for line in captured.err.splitlines()) == 3
 
+    # every metric asked for left out: the report says why, and the exit is no success (it was 0: a script took the
+    # empty report for a measure)
+    assert main(["measure", "--clips", str(right_only), "--metrics", "penetration,contact", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.endswith("handforge measure: nothing was measured: every metric asked for was left out (above)\n"), err
+    assert set(json.loads(out.read_text())["not_measured"]) == {"penetration", "contact"}
+
 
 def test_measure_computes_the_metrics_asked_for_and_refuses_unknown_names(tmp_path, capsys):
     clips = _clips(tmp_path / "clips", [side_by_side()] * 5, count=2)

@@ -69,4 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(marked_report(report), indent=1))  # (a report --out may replace)
     for name, why in report["not_measured"].items():  # (also in the report, as "not_measured")
         print(f"handforge measure: left out {name}: {why}", file=sys.stderr)
+    if wanted <= set(report["not_measured"]):  # (exit 0 with an empty report: a script took it for a measure)
+        print("handforge measure: nothing was measured: every metric asked for was left out (above)", file=sys.stderr)
+        return 1
     return 0
