@@ -633,6 +633,17 @@ def test_a_relative_models_folder_is_given_as_an_absolute_setting(weights, tmp_p
     assert f'controlnets = "{tmp_path / "relmodels" / "controlnets"}"' in capsys.readouterr().out
 
 
+def test_a_models_folder_that_is_a_file_is_said_naming_the_setting(weights, tmp_path, monkeypatch, capsys):
+    # it was "could not copy ...: .../a_file/controlnets: Not a directory", which named no setting
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "a_file"))
+    assert main(["models", "import", str(weights[2]), "--kind", "controlnet"]) == 2
+    assert capsys.readouterr().err == (
+        f"handforge models import: {tmp_path / 'a_file'} is no folder, and the weights go into "
+        f"{tmp_path / 'a_file' / 'controlnets'}: point image.models_dir ($HANDFORGE_MODELS_DIR) at a folder, or move "
+        f"{tmp_path / 'a_file'} away\n")
+
+
 def test_check_names_a_configured_sd_model_or_controlnets_folder_that_holds_nothing(weights, tmp_path, monkeypatch,
                                                                                   capsys):
     """A configured ControlNets folder not there, or holding no ControlNet, went unchecked ("no weights are

@@ -556,6 +556,14 @@ def test_the_fix_of_a_set_mano_folder_is_its_files_and_a_missing_smplx_is_not_on
         load_mano_dir(None)
     assert "set the environment variable" not in str(info.value), info.value
     assert f"put the files in {tmp_path / 'empty'}, or point $HANDFORGE_MANO_DIR at the folder" in str(info.value)
+    # set to a file: pointed elsewhere, not told to put the files in the file
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "a_file"))
+    with pytest.raises(MANOFileError) as info:
+        load_mano_dir(None)
+    assert (f"point $HANDFORGE_MANO_DIR at the folder that has them ({tmp_path / 'a_file'} is no folder)"
+            in str(info.value)) and "put the files in" not in str(info.value), info.value
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "empty"))
     monkeypatch.setattr(mano_status, "_smplx_installed", lambda: False)
     status = entry("mano").status()
     assert "pip install 'handforge[mano]'" in status["reason"] and status["hint"] == "", status

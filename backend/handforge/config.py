@@ -86,6 +86,8 @@ class Setting:
     def files_fix(self, value: Any, source: str) -> str:
         """The fix for files missing or unreadable in the folder this setting, set (``get``), names."""
         where = f"${self.env}" if source == "env" else f"{self.name} in {config_path()} [{self.section}]"
+        if os.path.lexists(Path(value).expanduser()) and not Path(value).expanduser().is_dir():  # (files into a file)
+            return f"point {where} at the folder that has them ({value} is no folder)"
         return f"put the files in {value}, or point {where} at the folder that has them"
 
 

@@ -399,7 +399,12 @@ def copy_weights(source: str | Path, folder: str, check_source, name: str | None
     if name is None and default.startswith("."):  # (hidden: as --name .x, left out of the ControlNets' listing)
         raise ValueError(f"{source}: its name {default!r} is hidden (it starts with '.', and the ControlNets folder's "
                          "listing leaves such names out): give --name NAME to import it under another")
-    target = (models_dir or default_models_dir()) / folder / (name or default)
+    root = models_dir or default_models_dir()
+    for there in (root, root / folder):  # ("could not copy: …/afile/controlnets: Not a directory" named no setting)
+        if os.path.lexists(there) and not there.is_dir():
+            raise ValueError(f"{there} is no folder, and the weights go into {root / folder}: point "
+                             f"{MODELS_DIR.key} (${MODELS_DIR.env}) at a folder, or move {there} away")
+    target = root / folder / (name or default)
     if target.exists() or target.is_symlink():  # a dangling link does not "exist", and the rename onto it fails
         raise FileExistsError(f"{target} exists; choose another --name or remove it")
     target.parent.mkdir(parents=True, exist_ok=True)
