@@ -121,6 +121,11 @@ def _spawn(args: tuple[str, ...], port: int, workdir: Path, env: dict[str, str],
     stamp = time.monotonic_ns()
     endpoint_file, log_path = workdir / f"endpoint-{stamp}", workdir / f"serve-{stamp}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    # the server runs in workdir: a relative PYTHONPATH (backend:shared:., as the Development section runs the tests)
+    # would name nothing there, and the code imported be another checkout's, through the environment's install
+    if full_env.get("PYTHONPATH"):
+        full_env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p
+                                                 for p in full_env["PYTHONPATH"].split(os.pathsep))
     command = [sys.executable, "-m", "handforge", "serve", "--port", str(port), "--endpoint-file",
                str(endpoint_file), *args]
     with log_path.open("wb") as log:
