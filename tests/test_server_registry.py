@@ -235,6 +235,33 @@ def test_engine_discovery_registers_good_engines_and_reports_broken_ones(tmp_pat
         monkeypatch.delitem(sys.modules, module)
 
 
+def test_an_outside_engine_of_a_loaded_engines_name_is_not_loaded_and_the_loaded_one_keeps_working(tmp_path,
+                                                                                                    monkeypatch):
+    """`--engine-package mine` with an engine folder named as one of the backend's: the clash ("engine 'motion' is
+    registered twice") replaced the backend's working engine with a failed one, and named neither package."""
+    from handforge.server.builtin_jobs import default_registry
+
+    (tmp_path / "mine" / "motion").mkdir(parents=True)
+    (tmp_path / "mine" / "__init__.py").write_text("")
+    (tmp_path / "mine" / "motion" / "__init__.py").write_text("")
+    (tmp_path / "mine" / "motion" / "jobs.py").write_text(textwrap.dedent("""
+        from handforge.server import Engine
+        def register_jobs(registry):
+            registry.add_engine(Engine("motion"))
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = default_registry()
+    kept = registry.engine("motion")
+    discover_engines(registry, package="mine")
+    assert registry.engine("motion") is kept and "motion.inbetween" in {k.name for k in registry.kinds()}
+    status = registry.engine("motion (mine)").status()
+    assert not status.available and status.reason == ("mine.motion is not loaded: engine 'motion' of "
+                                                      "handforge.engines has its name"), status
+    assert status.hint == "rename the folder mine.motion (an engine's name is its folder's)"
+    for module in [m for m in sys.modules if m.startswith("mine")]:
+        monkeypatch.delitem(sys.modules, module)
+
+
 def test_an_engine_packages_settings_py_is_declared_as_a_built_in_engines_is(tmp_path, monkeypatch):
     """The README puts an engine's config keys in its settings.py; in an --engine-package that file was
     never imported, so an engine naming its key could not run ("names an undeclared setting")."""

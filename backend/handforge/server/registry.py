@@ -180,6 +180,7 @@ class Registry:
     def __init__(self) -> None:
         self._kinds: dict[str, JobKind] = {}
         self._engines: dict[str, Engine] = {}
+        self._origins: dict[str, str] = {}  # engine name → the package its folder is in (discover_engines)
 
     def add_engine(self, engine: Engine) -> Engine:
         if engine.name in self._engines:
@@ -276,6 +277,16 @@ def discover_engines(registry: Registry, package: str = "handforge.engines") -> 
         module_name = f"{package}.{info.name}.jobs"
         if not info.ispkg or importlib.util.find_spec(module_name) is None:
             continue
+        if info.name in registry._engines:  # another package's engine of that name: kept, this one not loaded (the
+            # clash replaced the working engine with a failed one, and said neither package)
+            first = registry._origins.get(info.name, "the backend's own")
+            clash = f"{info.name} ({package})"
+            log.error("engine folder %s.%s has the name of the engine %s of %s: not loaded", package, info.name,
+                      info.name, first)
+            registry._engines[clash] = Engine(clash, f"not loaded ({module_name})", availability=lambda name=info.name: (
+                f"{package}.{name} is not loaded: engine {name!r} of {first} has its name",
+                f"rename the folder {package}.{name} (an engine's name is its folder's)"))
+            continue
         try:
             declare_settings(package, info.name)
             before = {k.name for k in registry.kinds()}
@@ -288,6 +299,7 @@ def discover_engines(registry: Registry, package: str = "handforge.engines") -> 
                     del registry._kinds[name]
                 raise ValueError(f"{module_name} registers {', '.join(unfiled)} without its engine: give "
                                  f"JobKind(..., engine={info.name!r})")
+            registry._origins[info.name] = package
         except Exception as exc:
             log.exception("engine module %s failed to register", module_name)
             # (one registered before the failure is replaced: it said "available" with what it had registered)
