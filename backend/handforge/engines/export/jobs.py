@@ -15,13 +15,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
-from handforge.engines.hands.jobs import MODEL_PARAM, POSE_LIMITS, cached_hand_model, check_model_available
+from handforge.engines.hands.jobs import MODEL_PARAM, cached_hand_model, check_model_available, pose_array_specs
 from handforge.render.camera import BLENDER_MAX_PIXEL_ASPECT, SENSOR_FITS, CameraError, check_pixel_aspect
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
 from handforge_shared.files import file_error
-from handforge_shared.poses import POSE_FIELDS, hand_array_name
+from handforge_shared.poses import hand_array_name
 from handforge_shared.protocol import ErrorCode
 from handforge_shared.skeleton import SIDES
 
@@ -34,14 +34,12 @@ TIMEOUT_S = 7 * 24 * 3600  # a long Cycles export runs for days; cancel stops it
 
 
 def _arrays() -> dict[str, ArraySpec]:
-    specs: dict[str, ArraySpec] = {}
+    specs = pose_array_specs(
+        lambda side: "frames", lambda side, field: f"{side} hand: {field} per exported frame, the rig's own space (as "
+        "Export Motion writes)",
+        # a hand is its global_orient and matrix_world; the rest alone would be dropped unseen
+        partner=lambda side, field: hand_array_name(side, "matrix_world" if field == "global_orient" else "global_orient"))
     for side in SIDES:
-        for name, size in POSE_FIELDS.items():
-            specs[hand_array_name(side, name)] = ArraySpec(
-                shape=("frames", size), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
-                # a hand is its global_orient and matrix_world; the rest alone would be dropped unseen
-                requires=(hand_array_name(side, "matrix_world" if name == "global_orient" else "global_orient"),),
-                doc=f"{side} hand: {name} per exported frame, the rig's own space (as Export Motion writes)")
         specs[hand_array_name(side, "matrix_world")] = ArraySpec(
             shape=("frames", 4, 4), required=False, requires=(hand_array_name(side, "global_orient"),),
             min=-WORLD_LIMIT, max=WORLD_LIMIT,

@@ -8,7 +8,7 @@ Array names are ``<side>.<field>``, e.g. ``right.hand_pose`` in and ``right.vert
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -108,22 +108,31 @@ def _tensor(array: np.ndarray | None, rows: slice, device: str):
     return torch.tensor(np.asarray(array[rows], dtype=np.float32), device=device)  # copies the read-only view
 
 
+def pose_array_specs(rows: Callable[[str], int | str], doc: Callable[[str, str], str],
+                     name: Callable[[str, str], str] = hand_array_name,
+                     partner: Callable[[str, str], str] | None = None) -> dict[str, ArraySpec]:
+    """Both hands' pose arrays as a job kind takes them (every field of ``POSE_FIELDS``, optional, bounded alike by
+    ``POSE_LIMITS``): the one home of these specs, which four engines wrote each their own way. ``rows(side)``: the
+    first dimension (a size or a dimension's name); ``doc(side, field)``; ``name(side, field)``: the array's name
+    (default ``<side>.<field>``); ``partner(side, field)``: the array it needs beside it (default: global_orient and
+    hand_pose need each other, the rest needs global_orient: a hand is its rotations)."""
+    def default_partner(side: str, field: str) -> str:
+        return name(side, "hand_pose" if field == "global_orient" else "global_orient")
+
+    partner = partner or default_partner
+    return {name(side, field): ArraySpec(shape=(rows(side), size), required=False, min=-POSE_LIMITS[field],
+                                         max=POSE_LIMITS[field], requires=(partner(side, field),),
+                                         doc=doc(side, field))
+            for side in SIDES for field, size in POSE_FIELDS.items()}
+
+
 def _pose_arrays() -> dict[str, ArraySpec]:
-    limits = POSE_LIMITS
     docs = {"global_orient": "wrist rotation, axis-angle (radians), model frame",
             "hand_pose": "15 finger joint rotations, axis-angle, MANO joint order, world-aligned",
             "betas": f"shape coefficients ({NUM_BETAS}); zeros when absent",
             "transl": "wrist translation in metres; zeros when absent"}
-    specs = {}
-    for side in SIDES:
-        for name, size in POSE_FIELDS.items():
-            core = name in ("global_orient", "hand_pose")
-            specs[hand_array_name(side, name)] = ArraySpec(
-                shape=(f"batch_{side}", size), required=False, min=-limits[name], max=limits[name],
-                requires=((hand_array_name(side, "hand_pose"),) if name == "global_orient"
-                          else (hand_array_name(side, "global_orient"),)),
-                doc=f"{side} hand: {docs[name]}" + ("" if core else " (optional)"))
-    return specs
+    return pose_array_specs(lambda side: f"batch_{side}", lambda side, field: f"{side} hand: {docs[field]}" + (
+        "" if field in ("global_orient", "hand_pose") else " (optional)"))
 
 
 def _check_forward(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:

@@ -24,7 +24,7 @@ from handforge_shared.skeleton import SIDES
 
 from handforge import config
 from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
-from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
+from handforge.engines.hands.jobs import pose_array_specs, require_hand_model
 from handforge.engines.image.conditioning import CONTROL_KINDS
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.engines.image.tokens import HAND_WORDS, truncated
@@ -531,15 +531,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
 
 
 def _pose_specs() -> dict[str, ArraySpec]:
-    specs = {}
-    for side in SIDES:
-        for name, size in POSE_FIELDS.items():
-            core = name in ("global_orient", "hand_pose")
-            specs[hand_array_name(side, name)] = ArraySpec(
-                shape=(1, size), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
-                requires=(hand_array_name(side, "hand_pose" if name == "global_orient" else "global_orient"),),
-                doc=f"{side} hand {name} (one pose; HandPose fields)" + ("" if core else ", optional"))
-    return specs
+    return pose_array_specs(lambda side: 1, lambda side, field: f"{side} hand {field} (one pose; HandPose fields)"
+                            + ("" if field in ("global_orient", "hand_pose") else ", optional"))
 
 
 def register_jobs(registry: Registry) -> None:

@@ -24,7 +24,7 @@ from handforge_shared.protocol import DEFAULT_LIMITS, ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
-from handforge.engines.hands.jobs import POSE_LIMITS
+from handforge.engines.hands.jobs import POSE_LIMITS, pose_array_specs
 from handforge.engines.image import jobs as image_jobs
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.engines.image.tokens import truncated
@@ -507,12 +507,8 @@ def _schema(generate: Schema) -> Schema:
     arrays["source.image"] = ArraySpec(shape=("source_height", "source_width", "source_channels"), dtypes=("uint8",),
                                        image=True, doc="the source image, RGB or RGBA (straight alpha: composited over "
                                                        "white), top row first; resized to width × height")
-    for side in SIDES:
-        for name, size in POSE_FIELDS.items():
-            arrays[source_array(side, name)] = ArraySpec(
-                shape=(1, size), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
-                requires=(source_array(side, "hand_pose" if name == "global_orient" else "global_orient"),),
-                doc=f"the source image's {side} hand {name}, optional")
+    arrays.update(pose_array_specs(lambda side: 1, lambda side, field: f"the source image's {side} hand {field}, "
+                                   "optional", name=source_array))
     dims = {**generate.dims, "source_height": SOURCE_SIZE, "source_width": SOURCE_SIZE, "source_channels": (3, 4)}
     return Schema(params=params, arrays=arrays, dims=dims, extra_arrays=generate.extra_arrays, max_bytes=generate.max_bytes)
 
