@@ -88,7 +88,7 @@ def test_a_job_reported_failed_while_no_backend_was_there_never_runs_on_a_backen
     reported failed (no backend, or lost while the backend was down) ran all the same on the backend started after,
     for nobody and ahead of the user's next job."""
     server.kill()
-    with server.client(connect_timeout=0.5) as client:  # never connected
+    with server.client(connect_timeout=3) as client:  # never connected (3 s: the restarted backend found in time)
         with pytest.raises(BackendUnavailable) as info:
             client.run("sleep", {"steps": 40, "step_seconds": 0.05})
         assert info.value.code == "no_backend"
@@ -105,6 +105,24 @@ def test_a_job_reported_failed_while_no_backend_was_there_never_runs_on_a_backen
         assert client.run("echo", {"text": "again"}, timeout=30).data["text"] == "again"
         client.poll(1.0)
         assert f"job {handle.id} (sleep)" not in server.log(), server.log()[-1500:]  # (only the cancel owed to it)
+
+
+def test_a_request_waiting_when_the_queue_is_dropped_is_answered_by_a_backend_started_then(server):
+    """The queue dropped once the jobs sent while down had failed (the test above) took with it a hello() still
+    waiting: the backend started meanwhile never saw it, and it waited its whole timeout, blaming the backend."""
+    server.kill()
+    with server.client(connect_timeout=30) as client:
+        handle = client.submit("sleep", {"steps": 40, "step_seconds": 0.05}, timeout=1.0)  # fails at ~3 s (its grace)
+        restart = threading.Timer(3.5, server.restart)
+        restart.start()
+        try:
+            started = time.monotonic()
+            assert client.hello(timeout=20, devices=False)["server"]["instance"]
+            assert time.monotonic() - started < 12
+        finally:
+            restart.join()
+        assert isinstance(handle.outcome, Error) and handle.outcome.code == "timeout", handle.outcome
+        assert "(sleep)" not in server.log(), server.log()[-1500:]
 
 
 def test_a_request_to_a_backend_whose_connection_is_gone_says_so(server):

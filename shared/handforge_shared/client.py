@@ -265,6 +265,7 @@ class Client:
         self._context = context or zmq.Context.instance()
         self._routing_id = f"hf-{new_id()}".encode()  # fixed: the backend finds us again after a reconnect
         self._queued_while_down = False  # a submit went into the socket's queue while no backend was connected
+        self._asked: dict[str, Message] = {}  # requests (hello, ping) waiting for their answer
         self._open_socket()
 
     def _open_socket(self) -> None:
@@ -284,7 +285,11 @@ class Client:
             sock.curve_publickey = self._curve.client_public
             sock.curve_secretkey = self._curve.client_secret
         # Connection events (connected, lost, handshake refused) arrive on an inproc PAIR socket.
-        monitor = sock.get_monitor_socket(addr=f"inproc://handforge-monitor-{new_id()}")
+        try:
+            monitor = sock.get_monitor_socket(addr=f"inproc://handforge-monitor-{new_id()}")
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
         try:
             sock.connect(self.endpoint)
         except zmq.ZMQError as exc:
@@ -304,10 +309,21 @@ class Client:
         """Forget what waits in the socket for a backend that is not there: ZeroMQ keeps a message sent with no
         backend connected and delivers it once one is, so a job reported failed (no backend, lost) ran all the
         same when a backend came up later, ahead of the user's next job. Only a new socket (same identity)
-        forgets them; the cancels owed to jobs of an earlier connection go out again on the next connect."""
-        self._release()
-        self._open_socket()
+        forgets them; the cancels owed to jobs of an earlier connection go out again on the next connect, and a
+        request still waiting for its answer (hello, ping) is sent again on the new socket."""
+        release = self._release
+        try:
+            self._open_socket()
+        except (zmq.ZMQError, ValueError) as exc:  # (e.g. no file descriptor left: the old socket serves on)
+            log.warning("could not renew the socket to drop the requests queued for %s: %s", self.endpoint, exc)
+            return
+        release()
         self._queued_while_down = False
+        for mid, message in list(self._asked.items()):
+            try:
+                self._send(message)
+            except BackendUnavailable:
+                self._asked.pop(mid, None)
 
     # ---------------------------------------------------------------- non-blocking API
     @_one_thread_at_a_time
@@ -483,7 +499,12 @@ class Client:
         self._check_open()
         _check_seconds("timeout", timeout, positive=True)
         mid = self._next_id()
-        self._send(Message(mtype, id=mid, data=data))
+        self._asked[mid] = Message(mtype, id=mid, data=data)
+        try:
+            self._send(self._asked[mid])
+        except BaseException:
+            self._asked.pop(mid, None)
+            raise
         self._replies[mid] = None  # (after the send: a send refused left its entry, one per ping to a dead backend)
         start = time.monotonic()
 
@@ -498,7 +519,10 @@ class Client:
                 return True  # (its connection is gone: no use waiting the whole timeout, as a job does not)
             return False
 
-        self._wait(answered, timeout)
+        try:
+            self._wait(answered, timeout)
+        finally:
+            self._asked.pop(mid, None)
         reply = self._replies.pop(mid)
         if isinstance(reply, Message):
             return reply
@@ -805,6 +829,8 @@ class Client:
             if silence > self.connect_timeout:
                 code, message, hint = self._no_backend()
                 for handle in list(self._jobs.values()):
+                    # (ZeroMQ may hand its submit to a backend connecting just now, before the socket is renewed)
+                    self._cancel_on_reconnect.add(handle.id)
                     self._fail(handle, code, message, hint)
             return
         if silence > self._lost_after():
