@@ -842,6 +842,10 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
         return {hand_array_name(s, "betas"): pose_conv.rig_betas(obj) for s, obj in every.items()}
 
 
+SPLINE_REGENERATED = ("Regenerate: the spline engine draws one motion through the keys, the same for every seed: "
+                      "it is made again on the keys as they are now; choose the Learned engine for another take")
+
+
 class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
     """Run the last motion button again with a new seed, on your keys and paths as they are now"""
 
@@ -874,7 +878,9 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
             self.report({"ERROR"}, why)
             return {"CANCELLED"}
         options = dict(LAST_RUN["options"])
-        options["seed"] = (LAST_RUN["params"].get("seed", 0) + 1) % SEED_LIMIT if self.seed < 0 else self.seed
+        last_seed = LAST_RUN["params"].get("seed")  # (none: a spline motion, the same for every seed)
+        if self.seed >= 0 or last_seed is not None:  # (else the artist's Seed option is kept, not set to 1)
+            options["seed"] = (last_seed + 1) % SEED_LIMIT if self.seed < 0 else self.seed
         # A fresh sample (from pure noise) unless the artist set a Variation: an in-between's default (0.8)
         # eases through the gap much the same on every seed, and Regenerate is asked for another take.
         if options.get("variation", 0.0) <= 0.0:
@@ -905,6 +911,8 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
             self.report({"ERROR"}, refused.strip().removeprefix("Error: ").replace(FEW_KEYS_ADVICE,
                                                                                   REGENERATE_FEW_KEYS_ADVICE))
             return {"CANCELLED"}
+        if LAST_RUN["params"].get("engine") == "spline":  # (it redid the same motion, unsaid)
+            self.report({"INFO"}, SPLINE_REGENERATED)
         return {"FINISHED"} if "RUNNING_MODAL" in outcome else outcome  # modal: the button carries on
 
 

@@ -235,6 +235,7 @@ def test_regenerate_follows_keys_edited_after_the_motion_and_forgets_it_with_the
     assert "no keys" in found["refused"] or "keyed" in found["refused"]
     assert found["operator"] == "handforge.motion_inbetween"  # the refused run is not what Regenerate repeats
     assert found["wrapped"] == ["FINISHED"] and "seed 0" in found["wrapped_printed"], found["wrapped_printed"]
+    assert "spline engine" not in found["printed"], found["printed"]  # (a learned motion: another take, unsaid)
     assert session["new_file"]["last"] == {} and "no motion yet" in session["new_file"]["message"]
 
 
@@ -417,6 +418,9 @@ def test_regenerate_redoes_the_hands_it_keyed_in_their_scene(session):
     where = session["regenerate_where"]
     assert where["made"] == ["FINISHED"] and "on the right hand" in where["made_printed"], where
     assert where["again"] == ["FINISHED"] and "on the right hand" in where["printed"], where
+    # a spline motion is the same for every seed: said (Regenerate redid it, unsaid), and sent without a seed
+    assert ("Regenerate: the spline engine draws one motion through the keys, the same for every seed: it is made "
+            "again on the keys as they are now; choose the Learned engine for another take") in where["printed"], where
     assert where["left_unchanged"], where
     assert ("the last motion (In-between) was made in the scene 'Scene': show that scene to regenerate it, or run "
             "In-between here") in where["elsewhere"], where

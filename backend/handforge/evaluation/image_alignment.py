@@ -39,8 +39,10 @@ def sample_folders(root: str | Path) -> list[Path]:
 def unlabelled_folders(root: str | Path) -> list[str]:
     """The names of the sample folders under ``root`` without a labels.json (a sample being written, or its labels
     deleted since), which ``sample_folders`` leaves out: said, not skipped silently."""
-    samples = Path(root).expanduser() / "samples"
+    root = Path(root).expanduser()
+    samples = root / "samples"
     return sorted(p.name for p in samples.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()
+                  and sample_dir(root, int(p.name)).name == p.name  # (as finished_indices names samples)
                   and not (p / "labels.json").exists()) if samples.is_dir() else []
 
 

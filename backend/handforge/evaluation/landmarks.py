@@ -209,15 +209,16 @@ def keypoint_errors(predicted: np.ndarray, labelled: np.ndarray, box=None, visib
     predicted, labelled = np.asarray(predicted, np.float64), np.asarray(labelled, np.float64)
     if predicted.shape != (len(KEYPOINT_NAMES), 2) or labelled.shape != predicted.shape:
         raise ValueError(f"keypoint_errors needs two (21, 2) arrays, got {predicted.shape} and {labelled.shape}")
-    distances = np.hypot(*(predicted - labelled).T)  # (norm squares first: a label 1e200 px out was inf away)
-    diagonal = max(_box_diagonal(labelled, box), 1e-9)
-    counted = distances if visible is None else distances[np.asarray(visible, bool)]
-    if not counted.size:
-        return KeypointErrors(mean_px=math.nan, mean_normalised=math.nan, mse_2d=math.nan, pck=math.nan,
+    with np.errstate(over="ignore"):  # (a label edited out to 1e308 px: its errors are inf, said without warnings)
+        distances = np.hypot(*(predicted - labelled).T)  # (norm squares first: a label 1e200 px out was inf away)
+        diagonal = max(_box_diagonal(labelled, box), 1e-9)
+        counted = distances if visible is None else distances[np.asarray(visible, bool)]
+        if not counted.size:
+            return KeypointErrors(mean_px=math.nan, mean_normalised=math.nan, mse_2d=math.nan, pck=math.nan,
+                                  per_keypoint_px=distances)
+        return KeypointErrors(mean_px=float(counted.mean()), mean_normalised=float(counted.mean() / diagonal),
+                              mse_2d=float((counted ** 2).mean()), pck=float((counted <= threshold * diagonal).mean()),
                               per_keypoint_px=distances)
-    return KeypointErrors(mean_px=float(counted.mean()), mean_normalised=float(counted.mean() / diagonal),
-                          mse_2d=float((counted ** 2).mean()), pck=float((counted <= threshold * diagonal).mean()),
-                          per_keypoint_px=distances)
 
 
 def match(detected: list[DetectedHand], labelled: dict[str, np.ndarray]) -> dict[str, DetectedHand]:
