@@ -230,8 +230,9 @@ def match(detected: list[DetectedHand], labelled: dict[str, np.ndarray]) -> dict
     sides = list(labelled)
     if not detected or not sides:
         return {}
-    cost = np.array([[np.hypot(*(d.keypoints - np.asarray(labelled[s], np.float64)).T).mean()
-                      for d in detected] for s in sides])
+    with np.errstate(over="ignore"):
+        cost = np.array([[np.hypot(*(d.keypoints - np.asarray(labelled[s], np.float64)).T).mean()
+                          for d in detected] for s in sides])
     # a label beyond float range (an edited labels.json: 1e308) is paired last, not "cost matrix is infeasible"
     cost = np.nan_to_num(cost, nan=np.finfo(np.float64).max, posinf=np.finfo(np.float64).max)
     rows, cols = linear_sum_assignment(cost)
