@@ -127,14 +127,22 @@ def check_joints(rigs: dict[str, object]) -> None:
     """Refuse rigs (side → rig) that lost a joint, naming it: a rig that lost joints would be changed halfway, then
     fail. Also where a job's result lands: a bone renamed while it ran failed there as a bug (a KeyError)."""
     for side, obj in rigs.items():
-        missing = rig_build.missing_bones(obj)
-        if missing:
-            # a bone renamed (its vertex group with it) is lost too: HandForge finds the joints by name
-            renamed = {name: rig_build.renamed_bone(obj, name) for name in missing}
-            said = ", ".join(f"{name} (renamed {renamed[name]!r}?)" if renamed[name] else name for name in missing)
-            back = "rename it back, " if any(renamed.values()) else ""
-            raise NoHandsError(f"the {side} hand {obj.name!r} has lost its bone(s) {said}: {back}undo the change that "
-                               "removed them, or add the hands again with HandForge > Add Hands")
+        why = lost_joints(side, obj)
+        if why:
+            raise NoHandsError(why)
+
+
+def lost_joints(side: str, obj) -> str:
+    """Why the rig ``obj`` cannot be posed, when it lost a joint (naming it and the fix), or ''."""
+    missing = rig_build.missing_bones(obj)
+    if not missing:
+        return ""
+    # a bone renamed (its vertex group with it) is lost too: HandForge finds the joints by name
+    renamed = {name: rig_build.renamed_bone(obj, name) for name in missing}
+    said = ", ".join(f"{name} (renamed {renamed[name]!r}?)" if renamed[name] else name for name in missing)
+    back = "rename it back, " if any(renamed.values()) else ""
+    return (f"the {side} hand {obj.name!r} has lost its bone(s) {said}: {back}undo the change that removed them, or "
+            "add the hands again with HandForge > Add Hands")
 
 
 def in_edit_mode(arm_obj) -> str:

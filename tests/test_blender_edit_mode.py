@@ -101,3 +101,7 @@ def test_the_finger_sliders_are_greyed_with_the_reason_in_edit_mode(session):
     assert any(t and t.startswith("The mesh ") and "is in Edit Mode: leave it (Tab) first" in t
                for t in labels["MESH_EDIT"]), labels
     assert not any(t and "Edit Mode" in t for t in labels["None"]), labels
+    # a rig that lost a joint: no sliders (set by a script, one moved nothing, unsaid), and why not
+    said = " ".join(t for t in labels["lost"] if t)
+    assert "has lost its bone(s) ring3 (renamed 'ringX'?): rename it back, undo" in said, labels["lost"]
+    assert "Right hand: curl / spread" not in labels["lost"], labels["lost"]

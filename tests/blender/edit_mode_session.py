@@ -200,6 +200,13 @@ def slider_panel():
         draw = bpy.types.Panel.bl_rna_get_subclass_py("HANDFORGE_PT_pose").draw
         out[str(mode)] = [c[2].get("text") for c in recorded_layout(draw) if c[0] == "label"]
         leave()
+    # a rig that lost a joint: its sliders are not drawn (they moved nothing), the reason is
+    fresh_scene("panel lost bone")
+    bpy.context.scene.handforge.target = "RIGHT"
+    hand("right").data.bones["ring3"].name = "ringX"
+    draw = bpy.types.Panel.bl_rna_get_subclass_py("HANDFORGE_PT_pose").draw
+    out["lost"] = [c[2].get("text") for c in recorded_layout(draw) if c[0] in ("label", "prop")]
+    hand("right").data.bones["ringX"].name = "ring3"
     return out
 
 
