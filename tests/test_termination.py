@@ -252,3 +252,38 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
     for argv in (["--help"], ["serve", "--help"]):
         done = _with_stdout_closed_by_its_reader(*argv)
         assert (done.returncode, done.stderr) == (141, ""), (argv, done.stderr)
+
+
+DEFERRED = r"""
+import os, signal, time
+from handforge.termination import ctrl_c_deferred
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (a suite run in the background starts it ignored)
+for case in ("once", "failed", "twice"):
+    try:
+        with ctrl_c_deferred(f"said {case}"):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            print(case, "ran on", flush=True)
+            if case == "failed":  # what a start-up cut by the Ctrl-C raises
+                raise RuntimeError("the library failed")
+            if case == "twice":
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+                print(case, "not stopped", flush=True)
+    except KeyboardInterrupt as exc:
+        print(case, "interrupted", type(exc.__context__).__name__ if exc.__context__ else "", flush=True)
+    print(case, "handler back", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+"""
+
+
+def test_ctrl_c_deferred_stops_at_the_blocks_end_and_a_second_one_at_once():
+    """A Ctrl-C that cut ray.init midway made the export's driver segfault as it ended, sometimes, and left Ray's agents
+    running for a minute: it is taken when the block (the start-up) ends."""
+    done = subprocess.run([sys.executable, "-c", DEFERRED], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "once ran on", "once interrupted ", "once handler back True",
+        "failed ran on", "failed interrupted RuntimeError", "failed handler back True",  # (its failure: the Ctrl-C)
+        "twice ran on", "twice interrupted ", "twice handler back True"], done.stdout
+    assert done.stderr.splitlines() == ["said once", "said failed", "said twice"], done.stderr

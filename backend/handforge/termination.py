@@ -166,6 +166,38 @@ def handlers_kept() -> Iterator[None]:
                 signal.signal(signum, handler)  # (Python's own again in the kernel, whatever was left there)
 
 
+@contextlib.contextmanager
+def ctrl_c_deferred(said: str) -> Iterator[None]:
+    """A Ctrl-C within the block (a library's start-up that must not be cut midway) prints ``said`` and is raised
+    when the block ends, as a ``KeyboardInterrupt``, whatever the block raised meanwhile (its failure follows from
+    the Ctrl-C: a terminal's reaches the library's own processes too); a second Ctrl-C is raised at once. Off the
+    main thread, or with SIGINT not Python's (ignored), nothing changes."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    asked = threading.Event()
+
+    def later(signum: int, frame) -> None:
+        if asked.is_set():  # asked twice: now
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        asked.set()
+        print(said, file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, later)
+    try:
+        yield
+    except Exception:
+        if not asked.is_set():
+            raise
+    finally:
+        if signal.getsignal(signal.SIGINT) is later:
+            signal.signal(signal.SIGINT, previous)
+    if asked.is_set():
+        raise KeyboardInterrupt
+
+
 def die_with_parent(parent: int) -> bool:
     """Linux: the kernel kills this process (SIGKILL) when the thread of ``parent`` that started it ends, so that
     nothing outlives a parent killed outright (an export worker the driver kills: its Blender, rendering on, wrote

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from handforge import config
 from handforge.arguments import usable_cpus
 from handforge.export.shards import Event
-from handforge.termination import Terminated, handlers_kept, sigterm_received
+from handforge.termination import Terminated, ctrl_c_deferred, handlers_kept, sigterm_received
 
 # the addresses --ray takes, as errors name them
 FORMS = "HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001 (Ray Client)"
@@ -52,7 +52,11 @@ def _connect(ray, **kwargs: Any) -> None:
     try:
         with handlers_kept():
             try:
-                ray.init(**kwargs)
+                # a Ctrl-C that cut ray.init midway made the driver segfault as it ended (3 of 10 at 5-6 s, 2026-12-07)
+                # and left Ray's agents running for a minute: taken once Ray is up, which then shuts down whole
+                with ctrl_c_deferred("handforge export: Ctrl-C: stopping once Ray has started (a few seconds; Ctrl-C "
+                                     "again to stop now)"):
+                    ray.init(**kwargs)
             except BaseException:
                 with contextlib.suppress(Exception):
                     ray.shutdown()
