@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from handforge.evaluation.landmarks import PCK_THRESHOLD, detect, keypoint_errors, match
-from handforge.export.folder import finished_indices, sample_dir
+from handforge.export.folder import finished_indices, sample_dir, unfinished_names
 from handforge.export.samples import LabelsError, read_labels, size_problem
 
 PCK_KEY = f"pck@{PCK_THRESHOLD:g}"
@@ -34,16 +34,6 @@ def sample_folders(root: str | Path) -> list[Path]:
         raise ValueError(f"no samples/*/labels.json under {root}: give a folder written by `handforge export` "
                          "(or generated images in its layout)")
     return folders
-
-
-def unlabelled_folders(root: str | Path) -> list[str]:
-    """The names of the sample folders under ``root`` without a labels.json (a sample being written, or its labels
-    deleted since), which ``sample_folders`` leaves out: said, not skipped silently."""
-    root = Path(root).expanduser()
-    samples = root / "samples"
-    return sorted(p.name for p in samples.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()
-                  and sample_dir(root, int(p.name)).name == p.name  # (as finished_indices names samples)
-                  and not (p / "labels.json").exists()) if samples.is_dir() else []
 
 
 def evaluate_image(image: np.ndarray, labels: dict, min_confidence: float = 0.5) -> dict:
@@ -119,7 +109,9 @@ def summarise(results: list[dict]) -> dict:
 def evaluate_folder(root: str | Path, min_confidence: float = 0.5) -> dict:
     """``{"samples": [per-sample results], "summary": {...}}`` for an export-layout folder."""
     results = [evaluate_sample(folder, min_confidence) for folder in sample_folders(root)]
-    return {"samples": results, "summary": summarise(results), "without_labels": unlabelled_folders(root)}
+    # the sample folders left out for want of labels: said, not skipped silently
+    return {"samples": results, "summary": summarise(results),
+            "without_labels": unfinished_names(Path(root).expanduser())}
 
 
 def passing(root: str | Path, keep_below_px: float, allow_missing: bool = False,

@@ -547,8 +547,20 @@ def finished_indices(out: Path, count: int) -> list[int]:
     if not root.is_dir():
         return []
     names = (p.parent.name for p in root.glob(f"*/{LABELS}"))
-    return sorted(int(name) for name in names
-                  if name.isascii() and name.isdigit() and sample_dir(out, int(name)).name == name and int(name) < count)
+    return sorted(int(name) for name in names if _is_sample_name(out, name) and int(name) < count)
+
+
+def unfinished_names(out: Path) -> list[str]:
+    """The names of the dataset's own sample folders (as ``finished_indices`` takes them) without their labels: being
+    written, or the labels deleted since."""
+    root = out / SAMPLES
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and _is_sample_name(out, p.name)
+                  and not (p / LABELS).exists()) if root.is_dir() else []
+
+
+def _is_sample_name(out: Path, name: str) -> bool:
+    """Whether ``name`` is a sample folder's as ``sample_dir`` names it (not "000003 copy", nor "7")."""
+    return name.isascii() and name.isdigit() and sample_dir(out, int(name)).name == name
 
 
 def pending_indices(out: Path, count: int, limit: int | None = None, finished: set[int] | None = None) -> list[int]:
