@@ -591,8 +591,12 @@ class Client:
             self._drop_old_events()
 
     def _waiting_in_socket(self) -> bool:
-        held = {m.job for m in self._held}  # (these wait in the client, for a welcome)
+        held = self._held_jobs()
         return any(h.state == "sent" and h.id not in held for h in self._jobs.values())
+
+    def _held_jobs(self) -> set[str]:
+        """The jobs not sent yet, waiting in the client for a welcome: the backend cannot know them."""
+        return {m.job for m in self._held}
 
     def _drop_old_events(self) -> None:
         """Down to ``MAX_PENDING`` events and ``MAX_PENDING_BYTES`` of arrays, the oldest of ended jobs dropped (said
@@ -842,7 +846,7 @@ class Client:
         elif now - (self._last_heard or 0.0) >= self._heartbeat_s and now - self._last_ping >= self._heartbeat_s:
             self._last_ping = now  # ask which of our jobs the backend knows: answers within one round trip
             mid = self._next_id()
-            held = {m.job for m in self._held}  # not sent yet: the backend cannot know them (they go after its welcome)
+            held = self._held_jobs()
             self._pings[mid] = {h.id for h in self._jobs.values() if h.id not in held}
             _trim(self._pings)  # pings a dead backend never answers
             try:

@@ -19,8 +19,9 @@ HELP = "list, check, import or (on request) download the weights of the image an
 
 
 def weight_kinds() -> dict[str, str]:
-    """Each kind of weights, and the weights module (NEEDS, SETTINGS, status, check, import_weights, import_note)
-    of the engine that checks and imports it: every engine with a ``weights.py`` declares its kinds in its light
+    """Each kind of weights, and the weights module (NEEDS, SETTINGS, status, check, configured, kind_of,
+    import_weights, import_note; optional FOLDER_KINDS: kinds ``configured`` gives to a folder setting that holds
+    none of its weights, and the kind ``--kind`` names them by) of the engine that checks and imports it: every engine with a ``weights.py`` declares its kinds in its light
     ``settings.py`` (``WEIGHT_KINDS``), read without the weights module's imports; engines in name order, as
     `models list` shows them. (A new engine with weights adds its own, nothing here.)"""
     kinds = {}

@@ -125,10 +125,16 @@ def _controlnets_present(folder: str, problems: dict[str, str], others: list[str
                 "; ".join(dict.fromkeys([fix for fix in fixes.values() if fix] + other)))
     if names:
         return ""
+    reason, hint = no_controlnet(folder)
+    return reason + "".join(f"; {other}" for other in others), hint
+
+
+def no_controlnet(folder: str | Path) -> tuple[str, str]:
+    """Why the ControlNets folder ``folder`` (it exists) gives no ControlNet, and the fix: the engine's status and
+    `handforge models check` say it alike."""
     return (f"{CONTROLNETS.key} = {folder} holds no ControlNet (a folder with config.json and its weights per "
-            "ControlNet)" + "".join(f"; {other}" for other in others),
-            "put SD 1.x ControlNets there (handforge models import DIR --kind controlnet, or handforge models fetch "
-            "controlnet-depth), or point the setting at the folder that has them")
+            "ControlNet)", "put SD 1.x ControlNets there (handforge models import DIR --kind controlnet, or handforge "
+            "models fetch controlnet-depth), or point the setting at the folder that has them")
 
 
 def _broken_controlnets(folder: str, problems: dict[str, str]) -> str:

@@ -205,7 +205,7 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     if not os.path.lexists(path):  # (a configured file not there was checked as a folder: "x.safetensors/unet: no such folder")
         report.problems.append(f"{path}: no such file or folder: give a .safetensors file or a diffusers SD folder")
         return report
-    if os.path.lexists(path) and not path.is_file() and not path.is_dir():  # ("FIFO/unet: no such folder" before)
+    if not path.is_file() and not path.is_dir():  # ("FIFO/unet: no such folder" before)
         report.problems.append(f"{path}: {file_kind(path)}, not weights HandForge reads: a .safetensors file or a "
                                "diffusers folder")
         return report
@@ -352,11 +352,11 @@ FOLDER_KINDS = {CONTROLNET_FOLDER: "controlnet"}  # (`models check --kind contro
 def _check_controlnet_folder(folder: str | Path) -> Report:
     """The configured ControlNets folder that holds no ControlNet (``configured``): what is wrong with it."""
     report = Report(str(folder))
+    from handforge.engines.image.jobs import no_controlnet
+
     where = f"{CONTROLNETS.key} = {folder}"
-    report.problems.append(
-        f"{where}: no such folder" if not os.path.lexists(folder) else f"{where}: not a folder" if not
-        Path(folder).is_dir() else f"{where} holds no ControlNet (a folder with config.json and its weights per "
-        "ControlNet): put SD 1.x ControlNets there (handforge models import DIR --kind controlnet)")
+    report.problems.append(f"{where}: no such folder" if not os.path.lexists(folder) else f"{where}: not a folder"
+                           if not Path(folder).is_dir() else ": ".join(no_controlnet(folder)))
     return report
 
 
