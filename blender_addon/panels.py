@@ -84,9 +84,10 @@ class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
         found = hands.scene_hands(context.scene, props.target, required=False)
         for side in hands.TARGET_SIDES[props.target]:  # a chosen rig left out for a lost joint: said, not just gone
             chosen = getattr(props, side)
-            if side not in found and chosen is not None and chosen.name in context.scene.objects and \
-                    chosen.type == "ARMATURE" and chosen.handforge.is_hand and hands.lost_joints(side, chosen):
-                _wrapped(layout.box(), sentence(hands.lost_joints(side, chosen)), icon="ERROR")
+            lost = (side not in found and chosen is not None and chosen.name in context.scene.objects
+                    and chosen.type == "ARMATURE" and chosen.handforge.is_hand and hands.lost_joints(side, chosen))
+            if lost:
+                _wrapped(layout.box(), sentence(lost), icon="ERROR")
         for side, obj in found.items():
             box = layout.box()
             box.label(text=f"{side.capitalize()} hand: curl / spread")
