@@ -2168,7 +2168,8 @@ def test_a_write_of_the_dataset_files_that_fails_names_the_file(tmp_path, limit,
 def test_a_file_size_limit_while_samples_are_written_stops_the_run(tmp_path, outputs):
     """A file-size limit (EFBIG) that a sample's files pass did not stop the run as a full disk does: every
     sample failed on its own ("12 sample(s) failed: OSError: [Errno 27] File too large"); and numpy's short
-    write of a .npy under the limit was said as a full disk ("No space left on device: make room")."""
+    write of a .npy under the limit was said as a full disk ("No space left on device: make room"). It names the
+    file that passed the limit, by its name in the sample (it had named the samples' folder)."""
     import resource
     import subprocess
     import sys
@@ -2183,8 +2184,9 @@ def test_a_file_size_limit_while_samples_are_written_stops_the_run(tmp_path, out
                           "--quiet"], env=env, capture_output=True, text=True, timeout=120,
                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert run.returncode == 1 and "Traceback" not in run.stderr and "failed" not in run.stderr, run.stderr
-    assert re.search(rf"^handforge export: {re.escape(str(tmp_path / 'data'))}/samples: File too large: over this "
-                     r"process's file-size limit \(`ulimit -f`\)", run.stderr, re.MULTILINE), run.stderr
+    said = re.search(rf"^handforge export: {re.escape(str(tmp_path / 'data'))}/samples/(\d+)/(\S+): File too large: "
+                     r"over this process's file-size limit \(`ulimit -f`\)", run.stderr, re.MULTILINE)
+    assert said and said.group(2) == ("depth.npy" if "depth" in outputs else "labels.json"), run.stderr
 
 
 def test_another_specs_lists_name_what_was_added_and_removed(exported):

@@ -154,11 +154,13 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     # ms, more on a busy or distant node) while another is given its samples; sharing one name, each removed the
     # other's files from under it (the sample failed) or renamed the folder into place half written
     partial = final.parent / f"{PARTIAL_PREFIX}{final.name}.{uuid.uuid4().hex[:12]}"
+    writing = None  # the file being written, by its name in the sample
     try:
         partial.mkdir(parents=True)
         with contextlib.ExitStack() as files:  # each file stays open until it is synced
             opened = []
             for name, array in images.items():
+                writing = name
                 fh = files.enter_context(open(partial / name, "wb"))
                 if name.endswith(".npy"):
                     np.save(fh, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
@@ -166,15 +168,21 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
                     image = Image.fromarray(array.astype(np.uint8) * (255 if array.dtype == bool else 1))
                     image.save(fh, format=Image.registered_extensions()[Path(name).suffix.lower()])
                 opened.append(fh)
+            writing = LABELS
             fh = files.enter_context(open(partial / LABELS, "wb"))
             fh.write((dumps(labels) + "\n").encode("utf-8"))
             opened.append(fh)
+            writing = None
             for fh in opened:
                 fh.flush()
             _sync_all([lambda fd=fh.fileno(): os.fsync(fd) for fh in opened] + [lambda: sync_folder(partial)])
     except BaseException as exc:  # e.g. the disk is full: nothing half-written stays
         shutil.rmtree(partial, ignore_errors=True)
-        said = write_error(exc, final.parent)  # said of the samples' folder, not of the hidden .partial- one
+        # said of the samples' folder, not of the hidden .partial- one; a file-size limit of the file that
+        # passed it (by its name in the sample), the one whose size matters
+        said = write_error(exc, final.parent)
+        if writing is not None and getattr(said, "errno", None) == errno.EFBIG:
+            said = OSError(errno.EFBIG, said.strerror, str(final / writing))
         if said is exc:
             raise
         raise said from None
