@@ -23,11 +23,13 @@ from handforge_shared.client import (
     JobHandle,
     Progress,
     Result,
+    anchor_arrays,
     hand_rigs,
+    inbetween_arrays,
     pose_arrays,
 )
 from handforge_shared import pose_library
-from handforge_shared.poses import HandPose
+from handforge_shared.poses import HandPose, TwoHandPose, side_by_side
 from handforge_shared.protocol import ErrorCode, ProtocolError
 from tests.support.server import running_server
 
@@ -181,6 +183,45 @@ def test_pose_arrays_builds_forward_hands_inputs():
     for wrong in ("fist", {"global_orient": np.zeros(3), "hand_pose": np.zeros(45)}):  # (an AttributeError)
         with pytest.raises(TypeError, match=r"pose_arrays takes \{side: HandPose\}; 'right' is a (str|dict): make "):
             pose_arrays({"right": wrong})
+
+
+def test_inbetween_arrays_key_every_part_of_the_hands_each_key_holds_at_its_frame():
+    """A script's in-between had to build the arrays and the (T, 17) key mask by hand (README showed none)."""
+    fist, point = pose_library.get("fist", side="left"), pose_library.get("point")
+    keys = {0: side_by_side(pose_library.get("flat")), 7: TwoHandPose(left=fist), 9: side_by_side(point)}
+    arrays = inbetween_arrays(keys, 12)
+    assert {k: v.shape for k, v in arrays.items() if k.startswith("left.")} == {
+        "left.global_orient": (12, 3), "left.hand_pose": (12, 45), "left.transl": (12, 3), "left.betas": (10,),
+        "left.mask": (12, 17)}
+    assert arrays["left.mask"].dtype == np.uint8 and arrays["left.hand_pose"].dtype == np.float32
+    assert arrays["left.mask"].any(1).nonzero()[0].tolist() == [0, 7, 9] and arrays["left.mask"][[0, 7, 9]].all()
+    assert arrays["right.mask"].any(1).nonzero()[0].tolist() == [0, 9]  # the key at 7 holds no right hand
+    np.testing.assert_array_equal(arrays["left.hand_pose"][7], fist.hand_pose.astype(np.float32))
+    np.testing.assert_array_equal(arrays["right.transl"][9], side_by_side(point).right.transl.astype(np.float32))
+    assert not arrays["right.hand_pose"][1:9].any()  # unkeyed frames: zeros, the mask says so
+    assert set(inbetween_arrays({3: TwoHandPose(right=point)}, 5)) == {f"right.{f}" for f in (
+        "global_orient", "hand_pose", "transl", "betas", "mask")}  # a hand no key holds is not sent
+    with pytest.raises(ValueError, match=r"key frame 12 is not one of the frames 0 to 11"):
+        inbetween_arrays({12: keys[0]}, 12)
+    with pytest.raises(ValueError, match=r"num_frames must be a whole number from 2 to 512, got 1\b"):
+        inbetween_arrays({0: keys[0]}, 1)
+    with pytest.raises(TypeError, match=r"the key at frame 0 must be one TwoHandPose .*got HandPose"):
+        inbetween_arrays({0: point}, 4)
+    other = TwoHandPose(right=point.replace(betas=np.full(10, 0.5)))
+    with pytest.raises(ValueError, match=r"the right hand's shape \(betas\) at frame 3 differs from its first key's "
+                                         r"\(frame 0\)"):
+        inbetween_arrays({0: keys[0], 3: other}, 4)
+
+
+def test_anchor_arrays_are_one_hand_unbatched():
+    fist = pose_library.get("fist", side="left")
+    arrays = anchor_arrays(fist)
+    assert {k: v.shape for k, v in arrays.items()} == {"anchor.global_orient": (3,), "anchor.hand_pose": (45,),
+                                                       "anchor.betas": (10,), "anchor.transl": (3,)}
+    batch = HandPose(global_orient=np.zeros((2, 3)), hand_pose=np.zeros((2, 45)), betas=np.zeros((2, 10)),
+                     transl=np.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"anchor_arrays takes one HandPose \(not batched\).*a batch of shape \(2,\)"):
+        anchor_arrays(batch)
 
 
 @pytest.fixture(scope="module")

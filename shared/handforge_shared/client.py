@@ -985,6 +985,58 @@ def pose_arrays(poses: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+def anchor_arrays(pose: Any) -> dict[str, np.ndarray]:
+    """``interaction.sample``'s anchor arrays (``anchor.global_orient`` (3,), ...) from one ``HandPose``; its side is
+    the job's ``anchor_side``."""
+    from .poses import POSE_FIELDS, HandPose
+
+    if not isinstance(pose, HandPose) or pose.batch_shape != ():
+        raise TypeError("anchor_arrays takes one HandPose (not batched), e.g. pose_library.get(name, side=...), got "
+                        + (f"a batch of shape {pose.batch_shape}" if isinstance(pose, HandPose) else type(pose).__name__))
+    return {f"anchor.{name}": np.asarray(getattr(pose, name), dtype=np.float32) for name in POSE_FIELDS}
+
+
+def inbetween_arrays(keys: Mapping[int, Any], num_frames: int) -> dict[str, np.ndarray]:
+    """``motion.inbetween`` input arrays from two-hand poses keyed at any frames: ``keys`` {frame: TwoHandPose}, frames
+    0 to ``num_frames`` - 1. Every part of each hand a key holds is a key (kept exactly); the frames between are the
+    engine's. A hand is sent where a key holds it, with its shape (betas), one per motion, from its first key.
+    (Keys on some joints only: set the mask's columns yourself, ``KEY_PARTS`` per frame.)"""
+    from .poses import KEY_PARTS, MOTION_MAX_FRAMES, POSE_FIELDS, TwoHandPose, hand_array_name
+    from .skeleton import NUM_BETAS, SIDES
+
+    if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral) \
+            or not 2 <= num_frames <= MOTION_MAX_FRAMES:
+        raise ValueError(f"num_frames must be a whole number from 2 to {MOTION_MAX_FRAMES}, got {num_frames!r}")
+    if not isinstance(keys, Mapping) or not keys:
+        raise TypeError("inbetween_arrays takes keys as {frame: TwoHandPose}, at least one, got "
+                        + (type(keys).__name__ if not isinstance(keys, Mapping) else "none"))
+    for frame, pose in keys.items():
+        if isinstance(frame, bool) or not isinstance(frame, numbers.Integral) or not 0 <= frame < num_frames:
+            raise ValueError(f"key frame {frame!r} is not one of the frames 0 to {num_frames - 1}")
+        if not isinstance(pose, TwoHandPose) or any(h.batch_shape != () for h in pose.hands.values()):
+            raise TypeError(f"the key at frame {frame} must be one TwoHandPose (e.g. side_by_side(pose) or "
+                            f"TwoHandPose(left=..., right=...)), got {type(pose).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for side in SIDES:
+        held = sorted((int(frame), pose.hands[side]) for frame, pose in keys.items() if side in pose.hands)
+        if not held:
+            continue
+        betas = held[0][1].betas
+        for frame, hand in held:
+            if not np.array_equal(hand.betas, betas):
+                raise ValueError(f"the {side} hand's shape (betas) at frame {frame} differs from its first key's (frame "
+                                 f"{held[0][0]}): a motion has one shape per hand")
+        for name, size in POSE_FIELDS.items():
+            if name != "betas":
+                values = out[hand_array_name(side, name)] = np.zeros((num_frames, size), np.float32)
+                for frame, hand in held:
+                    values[frame] = getattr(hand, name)
+        out[hand_array_name(side, "betas")] = np.asarray(betas, np.float32).reshape(NUM_BETAS)
+        mask = out[hand_array_name(side, "mask")] = np.zeros((num_frames, KEY_PARTS), np.uint8)
+        mask[[frame for frame, _ in held]] = 1
+    return out
+
+
 __all__ = ["Accepted", "BackendUnavailable", "Cancelled", "Client", "Connected", "CurveKeys", "Disconnected", "Error",
-           "Event", "JobCancelledError", "JobFailed", "JobHandle", "Progress", "Result", "TERMINAL_EVENTS", "hand_rigs",
-           "pose_arrays"]
+           "Event", "JobCancelledError", "JobFailed", "JobHandle", "Progress", "Result", "TERMINAL_EVENTS", "anchor_arrays",
+           "hand_rigs", "inbetween_arrays", "pose_arrays"]

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from handforge_shared import pose_library
-from handforge_shared.poses import KEY_PARTS, MotionClip, hand_array_name, side_by_side
+from handforge_shared.client import inbetween_arrays
+from handforge_shared.poses import MotionClip, hand_array_name, side_by_side
 
 KEYED = ("flat", "fist")
 NUM_FRAMES = 30  # one second at 30 fps between the two keys
@@ -25,16 +26,7 @@ NUM_FRAMES = 30  # one second at 30 fps between the two keys
 def keyed_arrays(num_frames: int = NUM_FRAMES) -> dict[str, np.ndarray]:
     """``motion.inbetween`` arrays: both hands keyed (every part) on the first and the last frame."""
     first, last = (side_by_side(pose_library.get(name, side="right")) for name in KEYED)
-    arrays: dict[str, np.ndarray] = {}
-    for side in ("left", "right"):
-        for field in ("global_orient", "hand_pose", "transl"):
-            values = np.zeros((num_frames, np.size(getattr(first.hands[side], field))))
-            values[0], values[-1] = getattr(first.hands[side], field), getattr(last.hands[side], field)
-            arrays[hand_array_name(side, field)] = values
-        mask = np.zeros((num_frames, KEY_PARTS), np.uint8)
-        mask[[0, -1]] = 1
-        arrays[hand_array_name(side, "mask")] = mask
-    return arrays
+    return inbetween_arrays({0: first, num_frames - 1: last}, num_frames)
 
 
 def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int = 0, threads: int = 1) -> dict[str, Any]:
