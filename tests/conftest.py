@@ -4,13 +4,28 @@ every area poses, lives here."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
+
+def _empty_config() -> str:
+    """An empty config file of this run's own (removed at its exit): every setting at its default. (A path to no
+    file would do the same, but a server warns of one, as of a mistyped HANDFORGE_CONFIG.)"""
+    folder = tempfile.mkdtemp(prefix="test-config-of-handforge-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "config.toml")
+    open(path, "w").close()
+    return path
+
+
 # Tests never reach a network and never pick up a user's config.
-os.environ.setdefault("HANDFORGE_CONFIG", os.path.join(os.path.dirname(__file__), "no-such-config.toml"))
+if "HANDFORGE_CONFIG" not in os.environ:
+    os.environ["HANDFORGE_CONFIG"] = _empty_config()
 
 
 @pytest.fixture(autouse=True)

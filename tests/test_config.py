@@ -322,3 +322,19 @@ def test_a_setting_declared_twice_or_on_anothers_variable_is_refused_with_what_t
                                         "(HANDFORGE_WAVE_TEST_MODEL)")
     assert "wave_test.model" not in {s.key for s in config.settings()}
     assert config.register(known) is known  # the same declaration again is fine (a module imported twice)
+
+
+def test_a_server_warns_of_a_config_file_that_does_not_exist(tmp_path):
+    """HANDFORGE_CONFIG with a typo (a file that does not exist) left every setting at its default, unsaid by `serve`
+    (doctor says "not created yet"): its jobs then failed for weights the user had configured in the real file."""
+    from tests.support.server import running_server
+
+    missing = tmp_path / "confg.toml"
+    with running_server(env={"HANDFORGE_CONFIG": str(missing)}) as server:  # (it answers: past the warning)
+        log = server.log()
+    assert f"WARNING handforge.server: HANDFORGE_CONFIG names {missing}, which does not exist: every setting is its " \
+           "environment variable's or its default" in log, log
+    (tmp_path / "config.toml").write_text("")
+    with running_server(env={"HANDFORGE_CONFIG": str(tmp_path / "config.toml")}) as server:
+        log = server.log()
+    assert "listening on" in log and "HANDFORGE_CONFIG" not in log, log

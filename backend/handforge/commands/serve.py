@@ -245,6 +245,11 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("handforge.server").warning("the config file %s names settings no engine declares: %s "
                                                       "(misspelled?)%s", settings_file.config_path(), ", ".join(unknown),
                                                       "".join(f"; {h}" for h in settings_file.unknown_hints(unknown)))
+    if os.environ.get("HANDFORGE_CONFIG") and not settings_file.config_path().exists():  # (a typo: defaults, unsaid)
+        logging.getLogger("handforge.server").warning(
+            "HANDFORGE_CONFIG names %s, which does not exist: every setting is its environment variable's or its "
+            "default (`handforge doctor` lists them); point HANDFORGE_CONFIG at your config file",
+            settings_file.config_path())
     stop_when_stdin_closes(server)
     server.serve()
     if server.failure:
