@@ -94,15 +94,18 @@ def check_autokeyable(scene, rigs) -> None:
             raise PoseFormatError(f"{exc}, or turn auto-keying off to pose it without keys") from None
 
 
-def posed(scene, arm_obj, pose, fingers_only: bool) -> None:
+def posed(scene, arm_obj, pose, fingers_only: bool) -> str:
     """A pose tool's pose on the rig (Apply Preset, Paste Pose, Mirror, Reset, a library pose): the sliders
     show it, and with auto-keying on it is keyed, as Blender's own pose tools (Paste Pose) key theirs (before,
-    the next frame change took it away on a keyed rig, unsaid)."""
+    the next frame change took it away on a keyed rig, unsaid). Returns what to say where a driver sets what it
+    posed (``keys.driven_note``: the tool had done nothing there, unsaid), else ''."""
     pose_conv.write_pose(arm_obj, pose, fingers_only=fingers_only)
     sync_sliders(arm_obj)
+    joints = list(range(1 if fingers_only else 0, len(JOINT_NAMES)))
     if scene.tool_settings.use_keyframe_insert_auto:
-        _autokey(scene, arm_obj, list(range(1 if fingers_only else 0, len(JOINT_NAMES))), None,
-                 location=not fingers_only)
+        _autokey(scene, arm_obj, joints, None, location=not fingers_only)
+    return keys.driven_note(arm_obj.handforge.side, arm_obj, joints + ([] if fingers_only else [keys.WRIST_LOCATION]),
+                            "this pose")
 
 
 def key_shown_sliders(arm_obj, frame: float, keytype: str) -> int:

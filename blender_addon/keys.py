@@ -526,6 +526,38 @@ def animated_sliders(arm_obj) -> list[tuple[str, str]]:
     return [(kind, finger) for finger in FINGERS for kind in SLIDER_KINDS if slider_path(kind, finger) in paths]
 
 
+WRIST_LOCATION = KEY_PARTS - 1  # the key mask's last column: the wrist's location (0: its rotation, 1-15 the fingers)
+
+
+def key_parts(arm_obj) -> dict[str, int]:
+    """The key part (column of a key mask) of each F-curve data path of a hand rig."""
+    pbones = arm_obj.pose.bones
+    part_of = {f'pose.bones["{name}"].{pose_conv.channel_prop(pbones[name].rotation_mode)}': k
+               for k, name in enumerate(JOINT_NAMES)}
+    part_of[f'pose.bones["{JOINT_NAMES[0]}"].location'] = WRIST_LOCATION
+    return part_of
+
+
+def driven_note(side: str, arm_obj, parts, shown: str) -> str:
+    """Where an unmuted driver sets any of the rig's ``parts`` (key-mask columns) or a finger slider (which moves its
+    finger to the driver's value at every frame change, ``fingers.follow_animation``), what to say: it shows the
+    driver's value, not ``shown`` (e.g. "this pose", "these keys"); '' where none does."""
+    ad = arm_obj.animation_data
+    paths = {d.data_path for d in ad.drivers if not d.mute} if ad is not None else set()
+    if not paths:
+        return ""
+    parts = set(parts)
+    driven = [f"{finger} {kind} slider" for kind, finger in animated_sliders(arm_obj)
+              if slider_path(kind, finger) in paths]
+    driven += [f"{JOINT_NAMES[part] if part < WRIST_LOCATION else JOINT_NAMES[0]} "
+               f"{'location' if part == WRIST_LOCATION else 'rotation'}"
+               for path, part in key_parts(arm_obj).items() if path in paths and part in parts]
+    if not driven:
+        return ""
+    return (f"{side} hand: its {', '.join(driven)} {'are' if len(driven) > 1 else 'is'} driven, so it shows the "
+            f"driver's value, not {shown}: mute the driver or remove it (right-click the property > Delete Driver)")
+
+
 def curves_alone(arm_obj) -> bool:
     """Whether the rig shows exactly its action's F-curves: no NLA, drivers, keyed sliders or active
     constraints (joint limits) between the keys and the pose, so the pose can be read from the curves in bulk."""

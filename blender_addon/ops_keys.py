@@ -14,7 +14,7 @@ from . import fingers, generated_keys, hands, importers, keys, ops_interaction, 
 from .errors import report_error, reports_errors
 from .ops_pose import _target, sides_option
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
-from handforge_shared.poses import MotionClip
+from handforge_shared.poses import KEY_PARTS, MotionClip
 
 MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
 
@@ -68,11 +68,12 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
         # (the keyed finger sliders too, at what the bones show: else they took the keyed pose back)
         total = sum(keys.key_pose(obj, frame) + fingers.key_shown_sliders(obj, frame, "KEYFRAME")
                     for obj in found.values())
-        for obj in found.values():
+        for side, obj in found.items():
             warning = keys.sharing_warning(obj, found.values(), f"its pose at frame {keys.frame_text(frame)} is "
                                                                 "this one too")
-            if warning:
-                self.report({"WARNING"}, warning)
+            for said in (warning, keys.driven_note(side, obj, range(KEY_PARTS), "these keys")):
+                if said:
+                    self.report({"WARNING"}, said)
         kept = _candidate_kept(context, found.values())
         self.report({"INFO"}, f"keyed {total} channels at frame {keys.frame_text(frame)}" + kept)
         return {"FINISHED"}

@@ -10,7 +10,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from . import fingers, hands, library
 from .errors import reports_errors
-from .ops_pose import _target, fingers_pose, sides_option
+from .ops_pose import _target, fingers_pose, posed_all, sides_option
 from .properties import ONE_SHOT
 
 ONE_SIDE = [("RIGHT", "Right", "The right hand"), ("LEFT", "Left", "The left hand")]
@@ -33,8 +33,8 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
         angles = library.user_pose(self.name)
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         fingers.check_autokeyable(context.scene, found.values())
-        for obj in found.values():
-            fingers.posed(context.scene, obj, fingers_pose(obj, library.hand_pose_of(angles, obj)), fingers_only=True)
+        posed_all(self, context, [(obj, fingers_pose(obj, library.hand_pose_of(angles, obj))) for obj in found.values()],
+                  fingers_only=True)
         return {"FINISHED"}
 
 

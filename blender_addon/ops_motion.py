@@ -42,7 +42,7 @@ from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES, TRANSL_LIMIT, H
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 
 KINDS = ("motion.inbetween", "motion.trajectory", "motion.generate")
-WRIST_LOCATION = KEY_PARTS - 1
+WRIST_LOCATION = keys.WRIST_LOCATION
 WRIST = JOINT_NAMES[0]
 
 ENGINE_ITEMS = [("learned", "Learned", "The diffusion model (the backend's motion.checkpoint)"),
@@ -147,15 +147,6 @@ def _generated_type() -> int:
     return bpy.types.Keyframe.bl_rna.properties["type"].enum_items[fcurves.GENERATED].value
 
 
-def _key_parts(arm_obj) -> dict[str, int]:
-    """The key part (column of a key mask) of each F-curve data path of a hand rig."""
-    pbones = arm_obj.pose.bones
-    part_of = {f'pose.bones["{name}"].{pose_conv.channel_prop(pbones[name].rotation_mode)}': k
-               for k, name in enumerate(JOINT_NAMES)}
-    part_of[f'pose.bones["{WRIST}"].location'] = WRIST_LOCATION
-    return part_of
-
-
 def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = None) -> np.ndarray:
     """(T, 17) bool: where the artist's (not GENERATED) keys are, per frame of [start, end] and part.
     An artist key between frames on one of ``columns`` (the kept parts) is refused: the motion is made
@@ -171,7 +162,7 @@ def _key_mask(arm_obj, start: int, end: int, columns: list[int] | None, artist_o
     if bag is None:
         return mask
     between: set[float] = set()
-    part_of = _key_parts(arm_obj)
+    part_of = keys.key_parts(arm_obj)
     generated = _generated_type()
     for fc in bag.fcurves:
         part = part_of.get(fc.data_path)
@@ -581,25 +572,10 @@ def write_result(context, result, request: dict[str, Any]) -> str:
 
 
 def driven_notes(rigs: dict[str, object]) -> list[str]:
-    """What to say of what a driver sets on the keyed hands: a finger slider moves its finger to the driver's value on
-    every frame (``fingers.follow_animation``), and a driver on a bone's rotation or the wrist's location overrides
-    its keys, so neither shows the motion's keys there."""
-    notes = []
-    for side, rig in rigs.items():
-        ad = rig.animation_data
-        paths = {d.data_path for d in ad.drivers if not d.mute} if ad is not None else set()
-        if not paths:
-            continue
-        driven = [f"{finger} {kind} slider" for kind, finger in keys.animated_sliders(rig)
-                  if keys.slider_path(kind, finger) in paths]
-        driven += [f"{JOINT_NAMES[part] if part < WRIST_LOCATION else WRIST} "
-                   f"{'location' if part == WRIST_LOCATION else 'rotation'}"
-                   for path, part in _key_parts(rig).items() if path in paths]
-        if driven:
-            notes.append(f"{side} hand: its {', '.join(driven)} {'are' if len(driven) > 1 else 'is'} driven, so it "
-                         "shows the driver's value, not these keys: mute the driver or remove it (right-click the "
-                         "property > Delete Driver) to see them")
-    return notes
+    """What to say of what a driver sets on the keyed hands (``keys.driven_note``): it shows the driver's value there,
+    not the motion's keys."""
+    notes = [keys.driven_note(side, rig, range(KEY_PARTS), "these keys") for side, rig in rigs.items()]
+    return [note + " to see them" for note in notes if note]
 
 
 def wrist_location_keyed(arm_obj, start: int, end: int) -> bool:

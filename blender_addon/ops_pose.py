@@ -36,8 +36,13 @@ def sides_option(default: str = "SCENE", description: str = SIDES_DESCRIPTION):
                         options=ONE_SHOT)
 
 
-def _posed(context, obj, pose: HandPose, fingers_only: bool) -> None:
-    fingers.posed(context.scene, obj, pose, fingers_only)
+def posed_all(op, context, posed: list[tuple[object, HandPose]], fingers_only: bool) -> None:
+    """Each (rig, pose) of ``posed`` on its rig (``fingers.posed``); where a driver sets what it posed, said as a
+    warning of ``op`` (the tool had reported nothing, the finger unmoved)."""
+    for obj, pose in posed:
+        note = fingers.posed(context.scene, obj, pose, fingers_only)
+        if note:
+            op.report({"WARNING"}, note)
 
 
 def fingers_pose(obj, hand_pose) -> HandPose:
@@ -63,8 +68,8 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
     def execute(self, context):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         fingers.check_autokeyable(context.scene, found.values())
-        for obj in found.values():
-            _posed(context, obj, fingers_pose(obj, presets.hand_pose(self.preset, obj)), fingers_only=True)
+        posed_all(self, context, [(obj, fingers_pose(obj, presets.hand_pose(self.preset, obj))) for obj in found.values()],
+                  fingers_only=True)
         return {"FINISHED"}
 
 
@@ -100,7 +105,7 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
             mirrored = pose_conv.world_mirrored(given, src, dst)
         else:
             mirrored = fingers_pose(dst, given.mirrored().hand_pose)
-        _posed(context, dst, mirrored, fingers_only=not self.include_placement)
+        posed_all(self, context, [(dst, mirrored)], fingers_only=not self.include_placement)
         return {"FINISHED"}
 
 
@@ -121,10 +126,10 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
     def execute(self, context):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         fingers.check_autokeyable(context.scene, found.values())
-        for side, obj in found.items():
-            # the fingers alone need no reading of the pose (a NaN in a bone made Reset fail on it)
-            pose = hands.DEFAULT_PLACEMENT[side]
-            _posed(context, obj, pose.replace(hand_pose=pose.hand_pose * 0.0), fingers_only=not self.include_placement)
+        # the fingers alone need no reading of the pose (a NaN in a bone made Reset fail on it)
+        flat = {side: hands.DEFAULT_PLACEMENT[side] for side in found}
+        posed_all(self, context, [(obj, flat[side].replace(hand_pose=flat[side].hand_pose * 0.0))
+                                  for side, obj in found.items()], fingers_only=not self.include_placement)
         return {"FINISHED"}
 
 
@@ -207,8 +212,7 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
             if self.fingers_only:
                 pose = fingers_pose(obj, pose.hand_pose)
             posed.append((obj, pose))
-        for obj, pose in posed:
-            _posed(context, obj, pose, fingers_only=self.fingers_only)
+        posed_all(self, context, posed, fingers_only=self.fingers_only)
         return {"FINISHED"}
 
 

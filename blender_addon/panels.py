@@ -6,11 +6,11 @@ import textwrap
 
 import bpy
 
-from . import hands, job_previews, library
+from . import hands, job_previews, keys, library
 from .presets import label
 from handforge_shared import pose_library
 from handforge_shared.protocol import sentence
-from handforge_shared.skeleton import FINGERS
+from handforge_shared.skeleton import FINGERS, JOINT_NAMES
 
 
 class _Panel:
@@ -95,6 +95,9 @@ class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
             if why:  # a slider moved nothing there (the armature) or could not be undone (the mesh)
                 box.enabled = False
                 box.label(text=sentence(why), icon="INFO")
+            driven = keys.driven_note(side, obj, range(1, len(JOINT_NAMES)), "what the sliders and pose tools set")
+            if driven:  # (a slider moved nothing there, unsaid)
+                _wrapped(box, sentence(driven), icon="DRIVER")
             for finger in FINGERS:
                 row = box.row(align=True)
                 row.prop(obj.handforge, f"curl_{finger}")

@@ -276,3 +276,16 @@ def test_a_hand_field_set_by_a_script_to_no_hand_of_its_side_is_said_to_be_so(se
     assert "the left hand chosen in HandForge > Hands, 'Plain Mesh', is not a HandForge hand rig (mesh)" in found["mesh"]
     assert "is a right hand: choose the left hand's rig there" in found["other_side"], found["other_side"]
     assert found["again"] == ["FINISHED"]
+
+
+def test_a_pose_tool_says_where_a_driver_holds_what_it_posed(session):
+    # before: Apply Preset, Mirror, Reset and Key Pose reported nothing; the driven finger did not move
+    session.no_error("driven_finger")
+    found = session["driven_finger"]
+    for name in ("preset", "mirror", "reset", "key"):
+        result, printed = found[name]
+        assert result == ["FINISHED"], (name, found[name])
+        assert "right hand: its index2 rotation is driven, so it shows the driver's value, not " \
+               + ("these keys" if name == "key" else "this pose") in printed and "Delete Driver" in printed, (name, printed)
+    assert found["preset"][1].count("is driven") == 1  # the left hand has no driver: nothing said of it
+    assert "driven" not in found["left_alone"][1] and "driven" not in found["undriven"][1], found

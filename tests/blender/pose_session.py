@@ -7,7 +7,7 @@ import json
 import bpy
 import numpy as np
 
-from session import Session, error_of, hand, printed_by
+from session import Session, as_user, error_of, hand, printed_by
 
 s = Session()
 s.install()
@@ -484,4 +484,32 @@ def chosen_not_a_hand():
 
 
 s.check("chosen_not_a_hand", chosen_not_a_hand)
+
+
+def driven_finger():
+    """A driver on a finger bone (a character's grip set-up): Apply Preset, a slider, Mirror, Reset and Key Pose did
+    nothing there and said nothing (Apply Preset "fist" left index2 straight while middle2 curled)."""
+    right = hand("right")
+    bone = right.pose.bones["index2"]
+    path = "rotation_quaternion" if bone.rotation_mode == "QUATERNION" else "rotation_euler"
+    for curve in bone.driver_add(path):
+        curve.driver.expression = "0.0"
+    out = {}
+    try:
+        for name, op, kwargs in (("preset", bpy.ops.handforge.apply_preset, {"preset": "fist", "sides": "BOTH"}),
+                                 ("mirror", bpy.ops.handforge.mirror_pose, {"direction": "LEFT_TO_RIGHT"}),
+                                 ("reset", bpy.ops.handforge.reset_pose, {"sides": "RIGHT"}),
+                                 ("key", bpy.ops.handforge.key_pose, {"sides": "RIGHT"})):
+            out[name] = as_user(op, **kwargs)
+        out["left_alone"] = as_user(bpy.ops.handforge.apply_preset, preset="fist", sides="LEFT")
+    finally:
+        bone.driver_remove(path)
+        bpy.ops.handforge.reset_pose(sides="BOTH")
+        right.animation_data_clear()
+    out["undriven"] = as_user(bpy.ops.handforge.apply_preset, preset="fist", sides="RIGHT")
+    bpy.ops.handforge.reset_pose(sides="BOTH")
+    return out
+
+
+s.check("driven_finger", driven_finger)
 s.finish()
