@@ -13,6 +13,7 @@ so it survives add-on updates and reinstalls. A pose is kept as anatomical angle
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import bpy
@@ -129,6 +130,11 @@ def check_name(name: str) -> str:
         raise ValueError("the pose has no name: type one in the Name field")
     if len(clean) > MAX_NAME:
         raise ValueError(f"the name is {len(clean)} characters long: use at most {MAX_NAME}")
+    # a line break (a script's name, or one pasted) broke the pose list's rows in two
+    unseen = sorted({ascii(c)[1:-1] for c in clean if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
+    if unseen:
+        raise ValueError(f"the name holds {', '.join(unseen)}, which the pose list cannot show: use letters, digits, "
+                         "spaces and punctuation")
     return clean
 
 

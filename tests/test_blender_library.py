@@ -76,6 +76,8 @@ def test_a_pose_name_with_spaces_around_it_is_the_same_name_to_save_apply_and_de
     assert result["apply"] == "" and result["delete"] == "", result
     np.testing.assert_allclose(session.arrays["padded_applied"], session.arrays["padded_saved"], atol=1e-5)
     assert result["after_delete"] == ["My OK"]
+    assert "the name holds \\n, which the pose list cannot show" in result["line_break"], result
+    assert result["after_line_break"] == ["My OK"]
 
 
 def test_the_pose_library_panel_draws_a_thumbnail_button_per_pose_and_the_users_own(session):

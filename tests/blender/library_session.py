@@ -91,6 +91,9 @@ def padded_names():
     s.arrays["padded_applied"] = rotations("right")
     out["delete"] = error_of(lambda: bpy.ops.handforge.delete_user_pose(name="\tfist mine "))
     out["after_delete"] = addon_library().user_names()
+    # a line break inside a name (a script's, or pasted) broke the list's rows: refused, nothing saved
+    out["line_break"] = error_of(lambda: bpy.ops.handforge.save_user_pose(name="two\nlines", side="RIGHT"))
+    out["after_line_break"] = addon_library().user_names()
     assert bpy.ops.handforge.reset_pose(sides="BOTH") == {"FINISHED"}
     return out
 
