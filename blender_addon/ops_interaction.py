@@ -387,13 +387,19 @@ def _tweaked(state) -> list[str]:
     return [side for side, saved in shown_pose.items() if side in rigs and _posed_since(rigs[side], saved)]
 
 
-def _step(context, delta: int) -> int:
+def _step(operator, context, delta: int) -> int:
+    """Show the candidate ``delta`` from the shown one; changes the artist made to the shown one (which Apply keeps)
+    are replaced, and said so (they went unsaid)."""
     state = browse_state(context)
     _check_in_scene(_browse_rigs(state), context.scene)
+    tweaked, before = _tweaked(state), state.index
     _set_index(state, (state.index - 1 + delta) % len(state.candidates) + 1)
     show_candidate(state)
     if state.message:
         raise ValueError(state.message)
+    if tweaked:
+        operator.report({"WARNING"}, f"candidate {state.index} replaced your changes to {_the_hands(tweaked)} over "
+                                     f"candidate {before} (Apply keeps the shown candidate with your changes)")
     return state.index
 
 
@@ -568,7 +574,7 @@ class HANDFORGE_OT_interaction_next(_BrowseOperator, bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        _step(context, +1)
+        _step(self, context, +1)
         return {"FINISHED"}
 
 
@@ -581,7 +587,7 @@ class HANDFORGE_OT_interaction_previous(_BrowseOperator, bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        _step(context, -1)
+        _step(self, context, -1)
         return {"FINISHED"}
 
 
@@ -606,7 +612,7 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         # or was cancelled: ``state.message`` says so): the hands hold the artist's pose, not the candidate's, whose
         # score says nothing of it
         unshown = bool(tweaked and state.message)
-        index = state.index if tweaked else _step(context, 0)
+        index = state.index if tweaked else _step(self, context, 0)
         score = shown(state).score
         _warn_if_changed(self, state)
         rigs = _browse_rigs(state)

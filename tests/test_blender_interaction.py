@@ -343,6 +343,11 @@ def test_apply_keeps_the_artists_changes_to_the_shown_candidate(session):
     assert found["undone"], found
     result, printed = found["plain"]
     assert result == ["FINISHED"] and "applied candidate 1" in printed and "your changes" not in printed, printed
+    result, printed = found["next_over_a_change"]  # (Next dropped the change unsaid)
+    assert result == ["FINISHED"] and "candidate 2 replaced your changes to the right hand over candidate 1 (Apply " \
+                                      "keeps the shown candidate with your changes)" in printed, printed
+    result, printed = found["next_plain"]
+    assert result == ["FINISHED"] and "your changes" not in printed, printed
 
 
 def test_the_panel_shows_every_option_the_engine_reads_that_its_button_sends(session):

@@ -898,6 +898,12 @@ def apply_keeps_a_tweak():
     # untouched, the candidate is shown again as sampled (a rig moved since is followed): no "your changes"
     assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
     found["plain"] = apply()
+    # Next over a changed candidate replaces the change (Apply would have kept it): said, where it was unsaid
+    assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+    hand("right").pose.bones["index2"].rotation_euler[0] += 0.2
+    found["next_over_a_change"] = printed_by(lambda: bpy.ops.handforge.interaction_next())
+    found["next_plain"] = printed_by(lambda: bpy.ops.handforge.interaction_next())
+    bpy.ops.handforge.interaction_cancel()
     return found
 
 
