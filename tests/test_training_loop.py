@@ -100,6 +100,53 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert [json.loads(a)["loss"] for a in whole_log] == [json.loads(b)["loss"] for b in parts_log]
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_saves_the_step_it_ends_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, signum, capsys):
+    """Ctrl-C (or SIGTERM: a scheduler's stop) threw away every step since the last periodic checkpoint (194 steps
+    of a motion run, its checkpoints 1000 apart by default): the step under way ends and is saved. Pressed twice,
+    it stops at once, as before, from the newest checkpoint."""
+    import contextlib
+    import signal
+
+    from handforge.termination import Terminated, sigterm_unwinds
+
+    number = getattr(signal, signum)
+    raised = Terminated if signum == "SIGTERM" else KeyboardInterrupt
+
+    def interrupted_at(steps: set[int], times: int = 1):
+        seen = [0]
+
+        def hit(model, batch):
+            seen[0] += 1
+            if seen[0] in steps:  # mid-step, as a key press comes
+                for _ in range(times):
+                    os.kill(os.getpid(), number)
+            return loss(model, batch)
+        return hit
+
+    whole = train(fresh_model(), Points(100), loss, settings(tmp_path / "whole"))
+    previous = {n: signal.signal(n, signal.default_int_handler if n == signal.SIGINT else signal.SIG_DFL)
+                for n in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # SIGTERM as the command's own handler takes it (``sigterm_unwinds``: its default would end the process)
+        def block():
+            return sigterm_unwinds() if number == signal.SIGTERM else contextlib.nullcontext()
+        with block(), pytest.raises(raised):
+            train(fresh_model(), Points(100), interrupted_at({7}), settings(tmp_path / "parts"))
+        assert "stopping after this step, with a checkpoint of it" in capsys.readouterr().err
+        assert sorted(p.name for p in (tmp_path / "parts" / "checkpoints").iterdir())[-1] == "step-00000007"
+        with block(), pytest.raises(raised):  # twice: at once, the step under way lost
+            train(fresh_model(), Points(100), interrupted_at({3}, times=2), settings(tmp_path / "parts"))
+        assert sorted(p.name for p in (tmp_path / "parts" / "checkpoints").iterdir())[-1] == "step-00000008"
+    finally:
+        for n, handler in previous.items():
+            signal.signal(n, handler)
+    rest = train(fresh_model(), Points(100), loss, settings(tmp_path / "parts"))
+    assert rest.resumed_from == 8 and rest.step == 30
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, rest.model.state_dict()[name]), name
+
+
 def test_bad_settings_are_refused_with_what_to_change(tmp_path):
     with pytest.raises(TrainingError, match="batch_size must be at least 1"):
         train(fresh_model(), Points(10), loss, settings(tmp_path / "a", batch_size=0))

@@ -217,3 +217,58 @@ def _handled_here(signum: int) -> bool:
 
 
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
+
+
+class SafePoints:
+    """``stops_at_safe_points``'s handle: ``asked`` whether a stop came; ``stop()`` raises it (``KeyboardInterrupt``,
+    ``Terminated`` for SIGTERM) where one came."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def asked(self) -> bool:
+        return self.signum is not None
+
+    def stop(self) -> None:
+        if self.signum is not None:
+            raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stops_at_safe_points(said: str, enabled: bool = True) -> Iterator[SafePoints]:
+    """Within the block, Ctrl-C or SIGTERM prints ``said`` and is only noted, for the block to stop at its next safe
+    point (``SafePoints.asked``, then ``stop()``; a training run: at the end of its step, once it saved a
+    checkpoint there). The same signal again is raised at once, as before. Off the main thread, with the signals
+    not Python's, or not ``enabled`` (several processes that must stop together), nothing changes: a stop is
+    raised where it comes; a signal whose handler is not Python's (SIGTERM's default outside a command's
+    ``sigterm_unwinds``) keeps it. A forked child (a data loader's worker) keeps each signal's default."""
+    points = SafePoints()
+    main = threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    previous = {signum: handler for signum, handler in previous.items() if callable(handler)}  # (a default: kept)
+    if not enabled or not previous:
+        yield points
+        return
+    owner = os.getpid()
+
+    def noted(signum: int, frame) -> None:
+        if os.getpid() != owner:  # a forked child's: its default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if points.signum is not None:  # again: at once
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        points.signum = signum
+        print(said, file=sys.stderr, flush=True)
+
+    for signum in previous:
+        signal.signal(signum, noted)
+    try:
+        yield points
+    finally:
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is noted:
+                signal.signal(signum, handler)

@@ -42,6 +42,7 @@ import torch
 from handforge.engines.checkpoints import (CheckpointError, atomic_folder, load_model, remove_leftovers,
                                           replace_folder, save_model)
 from handforge.runtime import out_of_memory
+from handforge.termination import SafePoints, stops_at_safe_points
 from handforge_shared.files import FolderBusy, folder_lock, foreign_names, parse_json, read_error, write_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -223,6 +224,32 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
                disable=not (s.progress and accelerator.is_local_main_process))
     stop = min(s.steps, step + s.stop_after) if s.stop_after is not None else s.steps  # this run's steps
     last_loss, started = log.last_loss, time.monotonic()  # (a rerun of a finished run does no step)
+    # Ctrl-C (or SIGTERM) ends the step under way and saves it as a checkpoint: it threw away every step since
+    # the last periodic one (up to checkpoint_every, 1000 for some engines). Several processes save together,
+    # which a signal each receives at its own step cannot: there it stops at once, as before.
+    with stops_at_safe_points("stopping after this step, with a checkpoint of it (Ctrl-C again: at once, without "
+                              "it)", enabled=accelerator.num_processes == 1 and step < stop) as interrupt:
+        step, last_loss = _steps(accelerator, model, loader, loss_fn, optimizer, schedule, ema, s, out, log, bar,
+                                 step, stop, last_loss, started, interrupt)
+    bar.close()
+
+    trained = accelerator.unwrap_model(model)
+    if ema is not None:
+        ema.copy_to(trained.parameters())
+    model_dir = None
+    if step >= s.steps:
+        model_dir = out / MODEL
+        if accelerator.is_main_process:
+            save_model(trained, model_dir)
+    accelerator.wait_for_everyone()
+    return TrainResult(trained, model_dir, step, last_loss, resumed_from, log.rows)
+
+
+def _steps(accelerator: Any, model: Any, loader: Any, loss_fn: Callable[[Any, Any], Any], optimizer: Any,
+           schedule: Any, ema: Any, s: TrainSettings, out: Path, log: "_Log", bar: Any, step: int, stop: int,
+           last_loss: float, started: float, interrupt: SafePoints) -> tuple[int, float]:
+    """The optimiser steps from ``step`` to ``stop``, logged and checkpointed; a stop asked of ``interrupt`` is
+    raised at the end of a step, once that step is saved as a checkpoint. Returns the step reached and its loss."""
     while step < stop:
         epoch, seen = divmod(step, len(loader))
         batches = accelerator.skip_first_batches(loader, seen) if seen else loader
@@ -251,22 +278,12 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
                 log.write({"step": step, "epoch": epoch, "loss": last_loss, "lr": schedule.get_last_lr()[0],
                            "seconds": round(time.monotonic() - started, 3),
                            **{k: float(v) for k, v in extra.items()}})
-            if step % s.checkpoint_every == 0 or step == stop:
+            if step % s.checkpoint_every == 0 or step == stop or interrupt.asked:
                 _save_checkpoint(accelerator, out, step, s.keep_checkpoints)
+            interrupt.stop()
             if step >= stop:
                 break
-    bar.close()
-
-    trained = accelerator.unwrap_model(model)
-    if ema is not None:
-        ema.copy_to(trained.parameters())
-    model_dir = None
-    if step >= s.steps:
-        model_dir = out / MODEL
-        if accelerator.is_main_process:
-            save_model(trained, model_dir)
-    accelerator.wait_for_everyone()
-    return TrainResult(trained, model_dir, step, last_loss, resumed_from, log.rows)
+    return step, last_loss
 
 
 def new_model(build: Callable[[], Any], ema: bool = True) -> Any:
