@@ -4,6 +4,7 @@ training runs; bad data folders are named."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -449,3 +450,43 @@ def test_the_training_pairs_are_in_the_ranges_diffusers_gives_the_models(setup):
     rgb = oracle.image_processor.preprocess(Image.open(sample / "rgb.png").convert("RGB"), SIZE, SIZE)
     assert torch.allclose(item["mesh"], mesh[0], atol=1e-6) and torch.allclose(item["rgb"], rgb[0], atol=1e-6)
     assert float(mesh.min()) == 0 and float(rgb.min()) < -0.2  # (the oracles' own ranges: [0, 1], [−1, 1])
+
+
+def test_a_resume_against_other_sd_weights_in_the_same_folder_is_refused_and_a_copy_elsewhere_resumes(setup, tmp_path,
+                                                                                                        capsys):
+    """Only the SD folder's path was recorded: weights replaced in it (another model) were trained against on
+    resume, unsaid, while the same weights copied to another disk were refused. Their fingerprint is recorded now."""
+    import shutil
+
+    sd_path, data, _ = setup
+    mine = tmp_path / "sd"
+    shutil.copytree(sd_path, mine)
+
+    def command(sd, steps):
+        return ["train", "guidance", "--data", str(data), "--sd", str(sd), "--out", str(tmp_path / "run"), "--size",
+                str(SIZE), "--batch-size", "2", "--checkpoint-every", "1", "--quiet", "--steps", str(steps)]
+
+    assert main(command(mine, 1)) == 0
+    recorded = json.loads((tmp_path / "run" / "settings.json").read_text())["data_options"]["sd"]
+    assert re.fullmatch(r"\d+ files, blake2b [0-9a-f]{32}", recorded), recorded
+    shutil.rmtree(mine)
+    tiny_sd.build_sd(mine, seed=7)  # other weights of the same shapes, in the same folder
+    capsys.readouterr()
+    assert main(command(mine, 2)) == 2
+    err = capsys.readouterr().err
+    assert f"other settings (data_options: sd {recorded} -> " in err, err
+    assert main(command(sd_path, 2)) == 0  # the run's own weights, from another folder: resumed
+    assert json.loads((tmp_path / "run" / "settings.json").read_text())["data_options"]["sd"] == recorded
+
+
+def test_a_run_that_recorded_its_sd_folders_path_resumes_from_that_folder(setup, tmp_path):
+    """Runs begun before the weights' fingerprint was recorded hold the folder's path: they resume as before."""
+    sd_path, data, _ = setup
+    command = ["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", str(tmp_path / "run"),
+               "--size", str(SIZE), "--batch-size", "2", "--checkpoint-every", "1", "--quiet", "--steps"]
+    assert main([*command, "1"]) == 0
+    settings = tmp_path / "run" / "settings.json"
+    old = json.loads(settings.read_text())
+    old["data_options"]["sd"] = os.path.realpath(sd_path)
+    settings.write_text(json.dumps(old, indent=1) + "\n")
+    assert main([*command, "2"]) == 0

@@ -1,6 +1,7 @@
 """What a resumed run must train on again, for a dataset read from files (the loop's ``data_statistics``,
 compared on resume): another folder of as many items was taken without a word, and the run went on on
-other data. The engines whose data is tensors hash those instead (``engines.interaction.train``)."""
+other data. The engines whose data is tensors hash those instead (``engines.interaction.train``). And the
+frozen weights a run trains against (``weights_fingerprint``: SD's, for the guidance and pose-transfer modules)."""
 
 from __future__ import annotations
 
@@ -30,4 +31,34 @@ def files_fingerprint(root: Path, read: Iterable[Path], listed: Iterable[Path]) 
     return {"files": count, "blake2b": digest.hexdigest()}
 
 
-__all__ = ["files_fingerprint"]
+READ_WHOLE_BELOW = 1 << 20  # bytes: configs, a tokenizer's vocabulary
+SAMPLED_BLOCKS = 16  # blocks of a larger file (weights) read, spread over it
+SAMPLED_BLOCK = 1 << 16
+
+
+def weights_fingerprint(path: Path) -> str:
+    """What frozen weights a run trained against are, for a resume to compare ("12 files, blake2b …"): the files
+    of the folder ``path`` (or the one file), hidden ones left out, by their names relative to it and their sizes;
+    files under 1 MB (configs, a tokenizer) read whole, larger ones (the weights: gigabytes, read at every start in
+    seconds) at 16 blocks spread over each. Weights replaced in place by others (another model, a fine-tune, even of
+    the same shapes) differ in every block, and were trained against unsaid (only the folder's path was recorded);
+    the same weights copied elsewhere are the same, and resume."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(
+        f for f in path.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    digest = hashlib.blake2b(digest_size=16)
+    for file in files:
+        size = file.stat().st_size
+        name = file.name if file == path else file.relative_to(path).as_posix()
+        digest.update(f"{name}\0{size}\0".encode())
+        with file.open("rb") as fh:
+            if size < READ_WHOLE_BELOW:
+                digest.update(fh.read())
+                continue
+            for k in range(SAMPLED_BLOCKS):  # the first block and the last among them
+                fh.seek((size - SAMPLED_BLOCK) * k // (SAMPLED_BLOCKS - 1))
+                digest.update(fh.read(SAMPLED_BLOCK))
+    return f"{len(files)} file{'' if len(files) == 1 else 's'}, blake2b {digest.hexdigest()}"
+
+
+__all__ = ["files_fingerprint", "weights_fingerprint"]

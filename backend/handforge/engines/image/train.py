@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from handforge.arguments import (POSITIVE, SEED, at_least, existing_path, given_path, multiple_of, number_in,
                                  only_with, output_folder, sentence)
@@ -59,13 +60,29 @@ def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: f
 
 def sd_run_settings(args: argparse.Namespace, sd_path: str, data_options: dict):
     """The training loop's settings from ``add_sd_run_arguments``' options; ``data_options``, the
-    engine's options that shape the data and the loss, and the SD weights are what a resume must keep."""
+    engine's options that shape the data and the loss, and the SD weights (``sd_record``) are what a resume must keep."""
     from handforge.training.loop import TrainSettings
 
     return TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          mixed_precision=args.mixed_precision, ema_decay=args.ema_decay,
                          checkpoint_every=args.checkpoint_every, log_every=max(1, min(10, args.steps // 10)),
-                         progress=not args.quiet, data_options={**data_options, "sd": os.path.realpath(sd_path)})
+                         progress=not args.quiet, data_options={**data_options, "sd": sd_record(args.out, sd_path)})
+
+
+def sd_record(out: str, sd_path: str) -> str:
+    """What a run records of its SD weights: their fingerprint (``training.fingerprint.weights_fingerprint``: other
+    weights put in the same folder were trained against unsaid, the same ones copied elsewhere refused). A run
+    begun when the folder's path was recorded resumes from that folder as before."""
+    from handforge.training.fingerprint import weights_fingerprint
+    from handforge.training.loop import TrainingError, recorded_settings
+
+    try:
+        recorded = recorded_settings(out) or {}
+    except (TrainingError, OSError):  # (the resume says why)
+        recorded = {}
+    if (recorded.get("data_options") or {}).get("sd") == os.path.realpath(sd_path):
+        return os.path.realpath(sd_path)
+    return weights_fingerprint(Path(sd_path))
 
 
 def sd_weights_path(args: argparse.Namespace, command: str) -> str | None:
