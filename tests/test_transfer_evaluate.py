@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from handforge.engines.checkpoints import save_model
 from handforge.engines.transfer.evaluate import box_mask, pose_scores, psnr, ssim
@@ -202,13 +203,33 @@ def test_a_data_folder_that_is_not_there_is_said_before_the_weights(tmp_path, ca
 
 def test_an_engine_named_twice_is_refused(tmp_path, capsys):
     """--engines ihpt ihpt ran ihpt once, unsaid: refused, as the export spec's lists refuse a repeat."""
-    import pytest
     from handforge.cli import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["eval", "transfer", "--data", str(tmp_path), "--engines", "ihpt", "reference", "ihpt"])
     assert exit_.value.code == 2
     assert "argument --engines: ihpt given more than once; give each once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, said", [
+    (["--engines", "ihpt", "--guidance", "/nowhere/g", "--controls", "depth"],
+     "--controls, --guidance: the reference engine's, which --engines ihpt leaves out: add reference to --engines, "
+     "or leave them out"),
+    (["--engines", "reference", "--target-generator", "/nowhere/tg"],
+     "--target-generator: the ihpt engine's, which --engines reference leaves out: add ihpt to --engines, or leave "
+     "it out"),
+    (["--engines", "reference", "--guide", "controlnet", "--guidance", "/nowhere/g"],
+     "--guidance: not read by --guide controlnet: leave it out, or pass the guide that reads it"),
+    (["--guide", "attentionhand", "--controlnets", "/nowhere/cn"],
+     "--controlnets: not read by --guide attentionhand"),
+])
+def test_an_engines_options_without_that_engine_are_refused(tmp_path, capsys, options, said):
+    """eval transfer ran with another engine's options, paths to nothing included, exit 0: they were ignored."""
+    from handforge.cli import main
+
+    assert main(["eval", "transfer", "--data", str(tmp_path), "--sd", str(tmp_path / "no-sd"), *options]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "no-sd" not in err, err  # said before the weights
 
 
 def test_pairs_whose_size_the_engines_cannot_draw_are_refused_before_the_weights(tmp_path, capsys):

@@ -240,6 +240,23 @@ def _guide(args, sd_path: str) -> str:
         return ready_engine(args.guide, GUIDES, args.controls)
 
 
+def _check_engines_options(args) -> None:
+    """An engine's options given without that engine in --engines (or of the other guide) are refused, naming
+    them: they were ignored, unsaid, paths to nothing included."""
+    options = {"ihpt": {"--target-generator": args.target_generator},
+               "reference": {"--controlnets": args.controlnets, "--controls": args.controls or None,
+                             "--guide": None if args.guide == AUTO else args.guide, "--guidance": args.guidance}}
+    for engine, given in options.items():
+        named = [name for name, value in given.items() if value is not None]
+        if engine not in args.engines and named:
+            raise ValueError(f"{', '.join(named)}: the {engine} engine's, which --engines {' '.join(args.engines)} "
+                             f"leaves out: add {engine} to --engines, or leave {'them' if len(named) > 1 else 'it'} out")
+    other = {"attentionhand": ("--controlnets", args.controlnets), "controlnet": ("--guidance", args.guidance)}
+    if "reference" in args.engines and args.guide in other and other[args.guide][1] is not None:
+        raise ValueError(f"{other[args.guide][0]}: not read by --guide {args.guide}: leave it out, or pass the guide "
+                         "that reads it")
+
+
 def _check_size(width: int, height: int, what: str) -> None:
     """Both engines draw each pair at its target's size, which SD's VAE needs in multiples of 8: refused
     here, before the pairs are written and the weights load (it was a traceback at the first pair)."""
@@ -274,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--device {device}: this machine has no CUDA device; use --device cpu")
         # the inputs said before the weights, one fix at a time (a missing --write-pairs spec or a damaged pair came
         # to light only once the weights were set)
+        _check_engines_options(args)
         spec = requested_spec(args)
         if spec is not None:
             _check_size(spec.width, spec.height, f"--write-pairs {args.write_pairs}")
