@@ -89,7 +89,19 @@ def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, caps
     assert not (trained / "model" / "checkpoints").exists() and not (trained / "model" / "run").exists()
     # a stopped fine-tune continued from another model: named (it blamed the training data alone)
     tuned = ["--out", str(tmp_path / "stopped"), "--steps", "70", "--stop-after", "1"]
+    capsys.readouterr()
     assert _train(*common, *tuned, "--init", str(trained / "model")) == 0
+    # (it said "wrote RUN (stopped at step 1 ...)", which held no model)
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        f"stopped at step 1 of 70 with a checkpoint in {tmp_path / 'stopped'}, no model yet: run the same command "
+        "again to continue (last loss ")
+    # given as a model, the unfinished run says so (it said "not a checkpoint folder, it has no config.json" alone)
+    from handforge.engines.checkpoints import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"it is a training run not finished yet, with no model/ \(its "
+                                              r"checkpoints/ are the state it resumes from\): run its training "
+                                              r"command again to finish it, then give .*stopped/model"):
+        load_model(MotionDenoiser, tmp_path / "stopped")
     other = tmp_path / "other_model"
     shutil.copytree(trained / "model", other)
     assert _train(*common, *tuned, "--init", str(other)) == 2

@@ -254,6 +254,10 @@ def run(args: argparse.Namespace) -> int:
     except (TrainingError, DatasetError) as exc:
         print(f"handforge train motion: {exc}", file=sys.stderr)
         return 2
-    where = result.model_dir or f"{args.out} (stopped at step {result.step}; run again to continue)"
-    print(f"wrote {where} (last loss {result.last_loss:.4g}{'; ' + result.note() if result.note() else ''})")
+    note = f"; {result.note()}" if result.note() else ""
+    if result.model_dir is None:  # (--stop-after: "wrote RUN", which held no model yet)
+        print(f"stopped at step {result.step} of {args.steps} with a checkpoint in {args.out}, no model yet: run the "
+              f"same command again to continue (last loss {result.last_loss:.4g}{note})")
+        return 0
+    print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}{note})")
     return 0
