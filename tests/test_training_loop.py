@@ -733,3 +733,36 @@ def test_an_init_that_is_a_loop_of_links_is_a_training_error_not_a_traceback(tmp
     (tmp_path / "b").symlink_to(tmp_path / "a")
     with pytest.raises(TrainingError, match=f"^--init: {re.escape(str(tmp_path / 'a'))}: no such checkpoint folder"):
         fine_tune_start(TinyNet, tmp_path / "a", tmp_path / "out")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no file-size limit (resource) on Windows")
+def test_a_file_size_limit_met_by_torch_saving_a_checkpoint_is_said_as_one(tmp_path):
+    """torch.save (a checkpoint's optimiser state) over a file-size limit (``ulimit -f``) was said in torch's words,
+    "torch could not write it ([enforce fail at inline_container.cc:672] . unexpected pos 102464 vs 102352): fix it",
+    where safetensors' over the same limit is "File too large ... raise the limit"."""
+    import resource
+    import subprocess
+    import sys
+
+    script = (
+        "import errno, sys\n"
+        "from handforge.training.loop import TrainSettings, train\n"
+        "from tests.engines.example.model import Points, TinyNet, loss\n"
+        "s = TrainSettings(out=sys.argv[1], steps=2, batch_size=16, checkpoint_every=1, progress=False, ema_decay=None)\n"
+        "try:\n"
+        "    train(TinyNet(width=256), Points(40), loss, s)\n"
+        "except OSError as exc:\n"
+        "    print(errno.errorcode.get(exc.errno), exc.filename, exc.strerror)\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / p) for p in ("backend", "shared", "."))}
+    free = subprocess.run([sys.executable, "-c", script, str(tmp_path / "free")], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=root)
+    assert free.returncode == 0 and not free.stdout, free.stderr
+    saved = {f.name: f.stat().st_size for f in next((tmp_path / "free" / "checkpoints").iterdir()).iterdir()}
+    assert saved["optimizer.bin"] > 1.5 * saved["model.safetensors"], saved
+    limit = (saved["optimizer.bin"] + saved["model.safetensors"]) // 2  # the model's weights pass, torch's state not
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "limited")], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=root,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert run.returncode == 0 and run.stdout.startswith("EFBIG ") and "File too large" in run.stdout, (run.stdout,
+                                                                                                      run.stderr)

@@ -22,7 +22,7 @@ def stops_the_run(exc: BaseException, writing: bool) -> bool:
     return isinstance(exc, OSError) and (exc.errno in FULL or (writing and exc.errno in UNWRITABLE))
 
 
-def _under_file_size_limit(folder: Path) -> bool:
+def under_file_size_limit(folder: Path) -> bool:
     """Whether a short write into ``folder`` was a file-size limit rather than a full disk: a limit is set
     and the disk still has room (a sample's files are megabytes at most). Windows has neither ``resource`` nor
     ``os.statvfs`` (their ImportError/AttributeError replaced the 'make room' message there): no limit there."""
@@ -49,7 +49,7 @@ def write_error(exc: BaseException, path: str | os.PathLike) -> BaseException:
     ``stops_the_run`` did not recognise: every later sample rendered to fail the same way; and a full disk
     met at a file's close names no file. The one conversion of the samples' files and Blender's hand-off files."""
     if isinstance(exc, OSError) and exc.errno is None and " requested and " in str(exc):
-        if _under_file_size_limit(Path(path)):
+        if under_file_size_limit(Path(path)):
             return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
         return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(path))
     if stops_the_run(exc, writing=True):

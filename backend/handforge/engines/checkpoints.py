@@ -116,7 +116,8 @@ def _failed_write(exc: BaseException, folder: Path) -> OSError | None:
     reports one (a full disk) as a ``SafetensorError`` naming "os error 28", and torch.save (a training
     checkpoint's optimiser state) as a ``RuntimeError`` with no errno at all; both ended `handforge train` in a
     traceback where every other full disk is one line saying to make room. torch's is a full disk when the disk
-    has (almost) no room left; otherwise an I/O error with torch's words."""
+    has (almost) no room left, a file-size limit where one is set and the disk has room; otherwise an I/O error
+    with torch's words."""
     code = re.search(r"\(os error (\d+)\)", str(exc))
     if code and type(exc).__name__ == "SafetensorError":
         return OSError(int(code[1]), os.strerror(int(code[1])), str(folder))
@@ -128,6 +129,10 @@ def _failed_write(exc: BaseException, folder: Path) -> OSError | None:
         full = False
     if full:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+    from handforge.disk import under_file_size_limit
+
+    if under_file_size_limit(folder.parent):  # (``ulimit -f``: "unexpected pos 102464 vs 102352", said as torch's)
+        return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(folder))
     return OSError(errno.EIO, f"torch could not write it ({(str(exc).splitlines() or [''])[0][:200]})", str(folder))
 
 
