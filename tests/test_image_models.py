@@ -1538,3 +1538,28 @@ def test_weights_that_are_a_device_or_a_fifo_are_said_to_be_so(tmp_path):
         assert check(kind, "/dev/zero").problems == ["/dev/zero: a device, not a folder"]
         assert check(kind, fifo).problems == [f"{fifo}: a FIFO, not a folder"]
         assert check(kind, tmp_path / "nowhere").problems == [f"{tmp_path / 'nowhere'}: no such folder"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no file-size limit (resource) on Windows")
+def test_an_import_whose_copy_fails_names_the_file_and_why_in_words(weights, tmp_path):
+    """A copy that failed (here: a file-size limit) printed shutil's raw list: "could not copy sd: [('/…/unet/
+    diffusion_pytorch_model.safetensors', '…/.sd.partial/…', "[Errno 27] File too large: …")]"."""
+    import resource
+    import subprocess
+    import sys
+
+    sd = weights[1]
+    largest = max(p.stat().st_size for p in sd.rglob("*") if p.is_file())
+    assert largest > 16_384
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HANDFORGE_MODELS_DIR": str(tmp_path / "models"),
+           "PYTHONPATH": os.pathsep.join(str(root / p) for p in ("backend", "shared"))}
+    run = subprocess.run([sys.executable, "-m", "handforge", "models", "import", str(sd), "--kind", "sd"], env=env,
+                         capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (largest // 2, largest // 2)))
+    assert run.returncode == 1, run.stderr
+    said = re.fullmatch(rf"handforge models import: could not copy {re.escape(str(sd))}: {re.escape(str(sd))}/(\S+): "
+                        r"File too large: over this process's file-size limit .*; nothing was left half-copied: run "
+                        r"it again\n", run.stderr)
+    assert said and (sd / said[1]).stat().st_size == largest, run.stderr
+    assert not any((tmp_path / "models").rglob("*.safetensors"))

@@ -7,6 +7,8 @@ import argparse
 import importlib
 import json
 import os
+import re
+import shutil
 import sys
 
 from handforge.arguments import existing_path
@@ -169,6 +171,17 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. the disk filled while importing (nothing is left half-copied)
         if action != "import":  # (the others' are not a copy: handforge.cli says them)
             raise
-        print(f"handforge models import: could not copy {args.path}: {file_error(exc)}; nothing was left "
-              "half-copied: run it again", file=sys.stderr)
+        print(f"handforge models import: could not copy {args.path}: {file_error(_first_copy_error(exc))}; nothing was "
+              "left half-copied: run it again", file=sys.stderr)
         return 1
+
+
+def _first_copy_error(exc: OSError) -> OSError:
+    """``exc``, or for shutil.copytree's ``shutil.Error`` (its failures as a list of (source, copy, "[Errno 27] File too
+    large: ...") printed raw) the first failure as the OSError it was, naming the file copied."""
+    failures = exc.args[0] if isinstance(exc, shutil.Error) and exc.args else None
+    if not (isinstance(failures, list) and failures and isinstance(failures[0], tuple) and len(failures[0]) == 3):
+        return exc
+    source, _, why = failures[0]
+    code = re.match(r"\[Errno (\d+)\] ([^:]*)", str(why))
+    return OSError(int(code[1]), code[2], str(source)) if code else OSError(None, str(why), str(source))
