@@ -120,6 +120,9 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "motion", "--corpus", ".", "--windows", "0"], "--windows: must be at least 1"),
     (["eval", "motion", "--corpus", ".", "--batch", "0"], "--batch: must be at least 1"),
     (["eval", "motion", "--corpus", ".", "--variation", "5"], "--variation: must be a number above 0"),
+    # (one draw printed an "interval" of one value that did not hold the estimate)
+    (["eval", "motion", "--corpus", ".", "--bootstrap", "1"], "--bootstrap: must be 0 (no interval) or at least 100 "
+                                                               "draws"),
     (["eval", "interaction", "--corpus", ".", "--samples", "0"], "--samples: must be at least 6"),
     (["eval", "interaction", "--corpus", ".", "--steps", "0"], "--steps: must be at least 1"),
     # (as interaction.sample: 1e39 overflowed float32 into a traceback about non-finite poses)

@@ -38,6 +38,19 @@ KEY_FRAMES = 5
 TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
 
 
+# a 95 % interval's ends are the draws' 2.5th and 97.5th percentiles: with 1 draw both were that draw, an "interval"
+# of one value away from the estimate; from 100 draws its ends are set by a few draws each
+MIN_BOOTSTRAP_DRAWS = 100
+
+
+def _bootstrap_draws(text: str) -> int:
+    draws = at_least(0)(text)
+    if 0 < draws < MIN_BOOTSTRAP_DRAWS:
+        raise argparse.ArgumentTypeError(f"must be 0 (no interval) or at least {MIN_BOOTSTRAP_DRAWS} draws, whose 2.5th "
+                                         f"and 97.5th percentiles the 95 % interval's ends are; got {draws}")
+    return draws
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="a `handforge corpus` folder")
     parser.add_argument("--splits", type=comma_list, default="validation,test",
@@ -59,9 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variation", type=number_in(0.0, 1.0, low_open=True), default=None, help="how much of the schedule runs (1: from "
                         "noise; less: from the keys' in-between, noised); default: the jobs' own, 0.8 for the gap "
                         "tasks (motion.inbetween) and 1 for the others")
-    parser.add_argument("--bootstrap", type=at_least(0), default=200,
+    parser.add_argument("--bootstrap", type=_bootstrap_draws, default=200,
                         help="draws of the paired bootstrap interval of each task's FD difference between the learned "
-                             "and the spline engine (0: none)")
+                             f"and the spline engine (0: none; else at least {MIN_BOOTSTRAP_DRAWS})")
     parser.add_argument("--frames", type=at_least(1), default=60, help="two-hand frames drawn per row for the mesh metrics")
     parser.add_argument("--tasks", type=comma_list, default=",".join(TASKS),
                         help="comma-separated subset of " + ", ".join(TASKS))
