@@ -1563,3 +1563,13 @@ def test_an_import_whose_copy_fails_names_the_file_and_why_in_words(weights, tmp
                         r"it again\n", run.stderr)
     assert said and (sd / said[1]).stat().st_size == largest, run.stderr
     assert not any((tmp_path / "models").rglob("*.safetensors"))
+
+
+def test_check_of_a_folder_of_controlnets_says_to_check_each(weights, tmp_path, capsys):
+    """A folder of ControlNets (what image.controlnets names) was "no config.json" alone."""
+    shutil.copytree(weights[2], tmp_path / "cns" / "mesh")
+    assert main(["models", "check", str(tmp_path / "cns"), "--kind", "controlnet"]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'cns'}: no config.json: it holds model folders (mesh), as a folder of ControlNets does (what " \
+           f"image.controlnets names): check each of them, e.g. handforge models check {tmp_path / 'cns' / 'mesh'}" in out
+    assert main(["models", "check", str(tmp_path / "cns" / "mesh"), "--kind", "controlnet"]) == 0

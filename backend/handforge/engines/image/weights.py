@@ -97,7 +97,7 @@ def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
     except FileNotFoundError:
         from handforge.engines.checkpoints import run_folder_hint
 
-        report.problems.append(f"{folder}: no config.json{run_folder_hint(folder)}")
+        report.problems.append(f"{folder}: no config.json{run_folder_hint(folder) or _models_inside_hint(folder)}")
         return None
     except (OSError, ValueError) as exc:  # (a parse error was said to be a JSON value that is no object)
         report.problems.append(f"{folder / 'config.json'}: cannot be read as JSON ({exc}): copy or download it again")
@@ -106,6 +106,20 @@ def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
         report.problems.append(f"{folder / 'config.json'}: not a JSON object (a model config): {config}")
         return None
     return config
+
+
+def _models_inside_hint(folder: Path) -> str:
+    """Where ``folder`` holds model folders (a folder of ControlNets, as image.controlnets names one), what to check
+    instead: each of them; '' otherwise."""
+    try:
+        inside = sorted(d.name for d in folder.iterdir() if (d / "config.json").is_file())
+    except OSError:
+        return ""
+    if not inside:
+        return ""
+    shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+    return (f": it holds model folders ({shown}), as a folder of ControlNets does (what {CONTROLNETS.key} names): "
+            f"check each of them, e.g. handforge models check {folder / inside[0]}")
 
 
 def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = False,
