@@ -574,3 +574,18 @@ def test_a_misspelled_option_is_answered_with_the_nearest_one(argv, said, capsys
         cli_main(argv)
     assert exit_.value.code == 2 and said in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_torch_threads_beyond_the_usable_cpus_run_as_many_as_there_are_and_say_so(monkeypatch, capsys):
+    """--threads 64 on 2 cores was taken as it was: 40 training steps took 12.1 s against 8.0 s with 1."""
+    from handforge import arguments
+
+    monkeypatch.setattr(arguments, "usable_cpus", lambda: 2)
+    parse = arguments.torch_thread_count()
+    assert parse("2") == 2 and capsys.readouterr().err == ""
+    assert parse("64") == 2
+    assert capsys.readouterr().err == ("handforge: 64 torch threads are more than the 2 CPUs this process may use: "
+                                       "running 2 (more would only wait on each other)\n")
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 1024"):
+        parse("100000000")
+    assert arguments.torch_thread_count(0)("0") == 0  # (train-features: torch's default)

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from handforge.arguments import (at_least, existing_path, finite_number, given_text, path_errors_said, python_package,
-                                 repeated, thread_count, whole_number, writable_file)
+                                 repeated, thread_count, torch_thread_count, whole_number, writable_file)
 from handforge_shared.protocol import (DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT,
                                        STOP_WITH_STDIN_ENV, Limits, parse_endpoint)
 
@@ -150,7 +150,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-package", type=python_package, action="append", default=[], metavar="PACKAGE",
                         help="also load the engines of this Python package (each <engine>/jobs.py), besides "
                              "handforge.engines; repeatable")
-    parser.add_argument("--torch-threads", type=thread_count(), metavar="N",
+    parser.add_argument("--torch-threads", type=torch_thread_count(), metavar="N",
                         help="CPU threads of each torch operation (default: torch's own, one per core); 1 is "
                              "the safe choice on a small machine busy with other work, where torch's threads "
                              "wait on each other (the backend lets them sleep while they wait, OMP_WAIT_POLICY="

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from handforge.arguments import SEED, at_least, output_folder, thread_count
+from handforge.arguments import SEED, at_least, output_folder, torch_thread_count
 
 NAME = "train-features"
 HELP = "train the feature networks of the evaluation metrics (Fréchet distance, KID, diversity) on a corpus"
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs for each network")
     parser.add_argument("--seed", type=SEED, default=0, help="random seed (same corpus + seed: same checkpoint)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (by name)")
-    parser.add_argument("--threads", type=thread_count(0), default=0,
+    parser.add_argument("--threads", type=torch_thread_count(0), default=0,
                         help="threads that train side by side (default: 0, torch's own count: OMP_NUM_THREADS, "
                              "else one per core); the checkpoint is the same for any count")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

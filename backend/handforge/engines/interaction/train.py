@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, multiple_of, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, multiple_of, number_in, output_folder, torch_thread_count
 
 
 # a new model's size options (argparse name, as the model's config names them: default)
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=at_least(1), default=1, help="use every N-th frame")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips of each source (a quick run)")
     parser.add_argument("--seed", type=SEED, default=0, help="random seed")
-    parser.add_argument("--threads", type=thread_count(), default=1,
+    parser.add_argument("--threads", type=torch_thread_count(), default=1,
                         help="torch CPU threads (1 is fastest on a busy machine: 0.36 s/step against 3 s with 2)")
     parser.add_argument("--keep-shapes", action="store_true",
                         help="train on the data's own hand shapes (default: redrawn per frame; see train.py)")

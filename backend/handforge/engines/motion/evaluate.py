@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.arguments import SEED, at_least, comma_list, given_path, number_in, report_file, thread_count, write_report
+from handforge.arguments import SEED, at_least, comma_list, given_path, number_in, report_file, torch_thread_count, write_report
 
 KEY_FRAMES = 5
 TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=SEED, default=0,
                         help="seed of the windows cut, each window's noise (--seed + its index) and the frames drawn "
                              "for the mesh metrics")
-    parser.add_argument("--threads", type=thread_count(), default=None,
+    parser.add_argument("--threads", type=torch_thread_count(), default=None,
                         help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
     parser.add_argument("--out", type=report_file, help="write the full report here (JSON)")
 

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, number_in, output_folder, torch_thread_count
 
 
 # a new model's size options (argparse name: default) and their flags and model config keys
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=SEED, default=0,
                         help="seed of everything drawn: the starting weights, the windows' order and crops, the "
                              "key sets, the noise")
-    parser.add_argument("--threads", type=thread_count(), default=None,
+    parser.add_argument("--threads", type=torch_thread_count(), default=None,
                         help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--recipe", choices=("shipped",), default=None,
