@@ -558,6 +558,36 @@ def driven_note(side: str, arm_obj, parts, shown: str) -> str:
             f"driver's value, not {shown}: mute the driver or remove it (right-click the property > Delete Driver)")
 
 
+ROTATION_PROPS = ("rotation_quaternion", "rotation_euler", "rotation_axis_angle")
+
+
+def rotation_modes(arm_obj) -> list[str]:
+    """Each joint's rotation mode, in JOINT_NAMES order: which rotation channel it shows (and its keys are on)."""
+    return [arm_obj.pose.bones[name].rotation_mode for name in JOINT_NAMES]
+
+
+def unshown_keys_note(side: str, arm_obj) -> str:
+    """Where a joint has keys on a rotation channel its rotation mode does not show (keyed in Euler, the mode then
+    set to Quaternion), what to say: Blender shows none of them, and the motion tools read and write the channel
+    shown (an In-between there wrote Quaternion keys over the artist's frames, unsaid); '' where none has."""
+    bag = find_channelbag(arm_obj)
+    if bag is None:
+        return ""
+    keyed = {fc.data_path for fc in bag.fcurves if len(fc.keyframe_points)}
+    shown = key_parts(arm_obj)
+    named = []
+    for name in JOINT_NAMES:
+        unshown = [prop.split("_", 1)[1] for prop in ROTATION_PROPS
+                   if f'pose.bones["{name}"].{prop}' in keyed and f'pose.bones["{name}"].{prop}' not in shown]
+        if unshown:
+            mode = pose_conv.channel_prop(arm_obj.pose.bones[name].rotation_mode).split("_", 1)[1]
+            named.append(f"{name} (keyed as {' and '.join(unshown)}, its mode {mode})")
+    if not named:
+        return ""
+    return (f"{side} hand: {', '.join(named)}: keys on a rotation its rotation mode does not show, neither read nor "
+            "shown: set the mode back (Bone Properties > Transform > Mode) to use them")
+
+
 def curves_alone(arm_obj) -> bool:
     """Whether the rig shows exactly its action's F-curves: no NLA, drivers, keyed sliders or active
     constraints (joint limits) between the keys and the pose, so the pose can be read from the curves in bulk."""

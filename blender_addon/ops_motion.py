@@ -552,6 +552,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
                      f"{', '.join(names[:-1]) + ' and ' if len(names) > 1 else ''}{names[-1]} ({why}); "
                      "Ctrl-Z brings them back")
     notes += driven_notes(rigs)
+    notes += [note for note in (keys.unshown_keys_note(side, rig) for side, rig in rigs.items()) if note]
     engine = result.data.get("engine", request["params"].get("engine", ""))
     if result.data.get("warning"):
         notes.append(str(result.data["warning"]))
@@ -679,7 +680,8 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
                          "frames": end - start + 1, "sample": self.sample, "label": self.bl_label,
                          "placement": placement, "read": read, "keep_apart": self.keep_apart,
                          "replace": {side: self.generated_parts() for side in write},
-                         "rigs": {side: (obj.name, obj.session_uid) for side, obj in every.items()}}
+                         "rigs": {side: (obj.name, obj.session_uid) for side, obj in every.items()},
+                         "modes": {side: keys.rotation_modes(every[side]) for side in write}}
         return kind, params, arrays
 
     def check_inputs_unchanged(self, context) -> None:
@@ -692,6 +694,13 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         if set(request["write"]) - set(rigs):
             return  # a rig written is gone: ``write_result`` refuses, saying which
         hands.check_joints(rigs)  # (a bone renamed while it ran: its keys are read by joint name)
+        for side, modes in request.get("modes", {}).items():  # (said as "keys or wrist path changed": the channel read did)
+            now = keys.rotation_modes(rigs[side]) if side in rigs else modes
+            moved = [f"{name} {before} -> {after}" for name, before, after in zip(JOINT_NAMES, modes, now)
+                     if before != after]
+            if moved:
+                raise ValueError(f"the {side} hand's rotation mode changed while it ran ({', '.join(moved)}), so "
+                                 "nothing was keyed: set it back, or run it again on the hands as they are now")
         start = request["frame_start"]
         try:
             read = self.read_arrays(context, {side: rigs[side] for side in request["write"]}, rigs, start,

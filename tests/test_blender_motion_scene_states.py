@@ -69,3 +69,19 @@ def test_keys_into_an_action_blended_over_nla_strips_are_refused_before_anything
         assert "the right hand" in message and "over NLA strips" in message and needle in message, message
         assert "set the action's Blending to Replace and Influence to 1" in message, message
     assert found["replace"] == ["FINISHED"] and found["muted"] == ["FINISHED"], found
+
+
+def test_a_rotation_mode_switched_after_keying_or_while_the_job_runs_is_said(session):
+    session.no_error("rotation_mode_changed")
+    found = session["rotation_mode_changed"]
+    result, printed = found["before"]
+    shown = "euler" if found["mode"] == "QUATERNION" else "quaternion"
+    keyed = "quaternion" if found["mode"] == "QUATERNION" else "euler"
+    assert result == ["FINISHED"], found
+    assert f"right hand: index1 (keyed as {keyed}, its mode {shown}): keys on a rotation its rotation mode does " \
+           "not show, neither read nor shown: set the mode back" in printed, printed
+    result, printed = found["while"]
+    assert "the right hand's rotation mode changed while it ran (index1 " in printed, found["while"]
+    assert "keys or wrist path changed" not in printed, printed
+    result, printed = found["same"]
+    assert result == ["FINISHED"] and "rotation mode" not in printed, printed

@@ -8,7 +8,7 @@ import importlib
 import os
 
 import bpy
-from session import ADDON_MODULE, Session, as_user, error_of, hand, record_submits
+from session import ADDON_MODULE, Session, as_user, error_of, hand, record_submits, while_a_job_runs
 
 s = Session()
 s.install()
@@ -153,4 +153,40 @@ def layered_action():
 
 
 s.check("layered_action", layered_action)
+
+
+def rotation_mode_changed():
+    """The index finger's rotation mode switched after it was keyed (its keys on the other channel): In-between wrote
+    keys on the channel shown over the artist's frames and said nothing; switched while the job ran, the result
+    was refused as "keys or wrist path changed"."""
+    rig = hand("right")
+
+    def keyed_afresh():
+        rig.animation_data_clear()
+        for frame, angle in ((1, 0.0), (10, 0.4)):
+            scene.frame_set(frame)
+            bend(rig, (angle, 0.0, 0.0))
+            assert ops.key_pose(sides="RIGHT") == {"FINISHED"}
+        scene.frame_set(1)
+
+    keyed_afresh()
+    bone = rig.pose.bones["index1"]
+    mode = bone.rotation_mode
+    other = "XYZ" if mode == "QUATERNION" else "QUATERNION"
+    out = {"mode": mode}
+    try:
+        bone.rotation_mode = other
+        out["before"] = as_user(ops.motion_inbetween, frame_start=1, frame_end=10, engine="spline", sides="RIGHT")
+        bone.rotation_mode = mode
+        with while_a_job_runs(lambda: setattr(bone, "rotation_mode", other)):
+            out["while"] = as_user(ops.motion_inbetween, frame_start=1, frame_end=10, engine="spline", sides="RIGHT")
+        bone.rotation_mode = mode
+        keyed_afresh()  # (the first wrote its keys on the other channel)
+        out["same"] = as_user(ops.motion_inbetween, frame_start=1, frame_end=10, engine="spline", sides="RIGHT")
+    finally:
+        bone.rotation_mode = mode
+    return out
+
+
+s.check("rotation_mode_changed", rotation_mode_changed)
 s.finish()
