@@ -399,7 +399,7 @@ def _step(operator, context, delta: int) -> int:
         raise ValueError(state.message)
     if tweaked:
         operator.report({"WARNING"}, f"candidate {state.index} replaced your changes to {_the_hands(tweaked)} over "
-                                     f"candidate {before} (Apply keeps the shown candidate with your changes)")
+                                     f"candidate {before} (to keep a changed candidate, Apply it before Next or Previous)")
     return state.index
 
 

@@ -344,8 +344,8 @@ def test_apply_keeps_the_artists_changes_to_the_shown_candidate(session):
     result, printed = found["plain"]
     assert result == ["FINISHED"] and "applied candidate 1" in printed and "your changes" not in printed, printed
     result, printed = found["next_over_a_change"]  # (Next dropped the change unsaid)
-    assert result == ["FINISHED"] and "candidate 2 replaced your changes to the right hand over candidate 1 (Apply " \
-                                      "keeps the shown candidate with your changes)" in printed, printed
+    assert result == ["FINISHED"] and "candidate 2 replaced your changes to the right hand over candidate 1 (to keep " \
+                                      "a changed candidate, Apply it before Next or Previous)" in printed, printed
     result, printed = found["next_plain"]
     assert result == ["FINISHED"] and "your changes" not in printed, printed
 

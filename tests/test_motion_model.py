@@ -100,7 +100,8 @@ def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, caps
 
     with pytest.raises(CheckpointError, match=r"it is a training run not finished yet, with no model/ \(its "
                                               r"checkpoints/ are the state it resumes from\): run its training "
-                                              r"command again to finish it, then give .*stopped/model"):
+                                              r"command again \(without --stop-after\) to finish it, then give "
+                                              r".*stopped/model"):
         load_model(MotionDenoiser, tmp_path / "stopped")
     other = tmp_path / "other_model"
     shutil.copytree(trained / "model", other)

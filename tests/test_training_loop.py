@@ -101,14 +101,15 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
 
 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_saves_the_step_it_ends_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, signum, capsys):
+def test_ctrl_c_saves_the_step_it_ends_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, signum, capfd):
     """Ctrl-C (or SIGTERM: a scheduler's stop) threw away every step since the last periodic checkpoint (194 steps
-    of a motion run, its checkpoints 1000 apart by default): the step under way ends and is saved. Pressed twice,
-    it stops at once, as before, from the newest checkpoint."""
-    import contextlib
+    of a motion run, its checkpoints 1000 apart by default): the step under way ends and is saved, and the stop
+    goes on through the command's own handlers (``second_ctrl_c_quits``: a Ctrl-C during the clean-ups then quits
+    at once). Pressed twice, it stops at once, as before, from the newest checkpoint. In the last step, the run's
+    model is saved first (the finished run was thrown away)."""
     import signal
 
-    from handforge.termination import Terminated, sigterm_unwinds
+    from handforge.termination import Terminated, second_ctrl_c_quits, sigterm_unwinds
 
     number = getattr(signal, signum)
     raised = Terminated if signum == "SIGTERM" else KeyboardInterrupt
@@ -124,20 +125,28 @@ def test_ctrl_c_saves_the_step_it_ends_and_the_resumed_run_equals_an_uninterrupt
             return loss(model, batch)
         return hit
 
+    def newest(run) -> str:
+        return sorted(p.name for p in (run / "checkpoints").iterdir())[-1]
+
     whole = train(fresh_model(), Points(100), loss, settings(tmp_path / "whole"))
+    # as a command runs: Python's Ctrl-C handler (a suite run in the background ignores it), the command's handlers
     previous = {n: signal.signal(n, signal.default_int_handler if n == signal.SIGINT else signal.SIG_DFL)
                 for n in (signal.SIGINT, signal.SIGTERM)}
     try:
-        # SIGTERM as the command's own handler takes it (``sigterm_unwinds``: its default would end the process)
-        def block():
-            return sigterm_unwinds() if number == signal.SIGTERM else contextlib.nullcontext()
-        with block(), pytest.raises(raised):
+        with pytest.raises(raised), sigterm_unwinds(), second_ctrl_c_quits():
             train(fresh_model(), Points(100), interrupted_at({7}), settings(tmp_path / "parts"))
-        assert "stopping after this step, with a checkpoint of it" in capsys.readouterr().err
-        assert sorted(p.name for p in (tmp_path / "parts" / "checkpoints").iterdir())[-1] == "step-00000007"
-        with block(), pytest.raises(raised):  # twice: at once, the step under way lost
+        assert "stopping at the end of this step, once it is saved" in capfd.readouterr().err
+        assert newest(tmp_path / "parts") == "step-00000007"
+        if number == signal.SIGINT:  # the command's handler was told: it stays, to quit at a Ctrl-C during clean-up
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        with pytest.raises(raised), sigterm_unwinds(), second_ctrl_c_quits():  # twice: at once, the step lost
             train(fresh_model(), Points(100), interrupted_at({3}, times=2), settings(tmp_path / "parts"))
-        assert sorted(p.name for p in (tmp_path / "parts" / "checkpoints").iterdir())[-1] == "step-00000008"
+        assert newest(tmp_path / "parts") == "step-00000008"
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with pytest.raises(raised), sigterm_unwinds(), second_ctrl_c_quits():  # in the last step: its model saved
+            train(fresh_model(), Points(100), interrupted_at({30}), settings(tmp_path / "last"))
+        assert newest(tmp_path / "last") == "step-00000030" and (tmp_path / "last" / "model" / "config.json").is_file()
     finally:
         for n, handler in previous.items():
             signal.signal(n, handler)
@@ -145,6 +154,31 @@ def test_ctrl_c_saves_the_step_it_ends_and_the_resumed_run_equals_an_uninterrupt
     assert rest.resumed_from == 8 and rest.step == 30
     for name, tensor in whole.model.state_dict().items():
         assert torch.equal(tensor, rest.model.state_dict()[name]), name
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX only")
+def test_a_forked_worker_ignores_the_ctrl_c_its_main_process_stops_at_a_safe_point():
+    """A data loader's worker, sent the terminal's Ctrl-C with its main process, died by it: the main process's step
+    failed ("DataLoader worker ... is killed by signal: Interrupt") and nothing was saved."""
+    import signal
+
+    from handforge.termination import stops_at_safe_points
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with stops_at_safe_points("stopping", enabled=True) as points:
+            child = os.fork()
+            if child == 0:  # the worker: Ctrl-C ignored, it goes on
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), signal.SIGINT)
+                finally:
+                    os._exit(7)
+            _, status = os.waitpid(child, 0)
+            assert not points.asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 7, status
 
 
 def test_bad_settings_are_refused_with_what_to_change(tmp_path):

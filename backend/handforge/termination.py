@@ -220,29 +220,41 @@ EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM
 
 
 class SafePoints:
-    """``stops_at_safe_points``'s handle: ``asked`` whether a stop came; ``stop()`` raises it (``KeyboardInterrupt``,
-    ``Terminated`` for SIGTERM) where one came."""
+    """``stops_at_safe_points``'s handle: ``asked`` whether a stop came; ``stop()`` raises it where one came, through
+    the handler the block found (the command's: ``second_ctrl_c_quits`` then knows of it, and a Ctrl-C during the
+    clean-ups quits at once; Python's raises ``KeyboardInterrupt``), with that handler back in place."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._previous: dict[int, Callable] = {}
 
     @property
     def asked(self) -> bool:
         return self.signum is not None
 
     def stop(self) -> None:
-        if self.signum is not None:
-            raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
+        if self.signum is None:
+            return
+        self._restore()
+        handler = self._previous.get(self.signum)
+        if handler is not None:
+            handler(self.signum, None)  # (raises: a stop)
+        raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
 def stops_at_safe_points(said: str, enabled: bool = True) -> Iterator[SafePoints]:
-    """Within the block, Ctrl-C or SIGTERM prints ``said`` and is only noted, for the block to stop at its next safe
+    """Within the block, Ctrl-C or SIGTERM writes ``said`` and is only noted, for the block to stop at its next safe
     point (``SafePoints.asked``, then ``stop()``; a training run: at the end of its step, once it saved a
-    checkpoint there). The same signal again is raised at once, as before. Off the main thread, with the signals
-    not Python's, or not ``enabled`` (several processes that must stop together), nothing changes: a stop is
-    raised where it comes; a signal whose handler is not Python's (SIGTERM's default outside a command's
-    ``sigterm_unwinds``) keeps it. A forked child (a data loader's worker) keeps each signal's default."""
+    checkpoint there). The same signal again is a stop at once, as before. Off the main thread, or not ``enabled``
+    (several processes that must stop together), nothing changes: a stop is raised where it comes; a signal whose
+    handler is not Python's (SIGTERM's default outside a command's ``sigterm_unwinds``) keeps it. In a forked child
+    (a data loader's worker) Ctrl-C is ignored, the main process deciding (a worker killed by it failed the step
+    under way), and SIGTERM keeps its default."""
     points = SafePoints()
     main = threading.current_thread() is threading.main_thread()
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if main else {}
@@ -250,19 +262,23 @@ def stops_at_safe_points(said: str, enabled: bool = True) -> Iterator[SafePoints
     if not enabled or not previous:
         yield points
         return
+    points._previous = previous
     owner = os.getpid()
+    line = (said + "\n").encode()
 
     def noted(signum: int, frame) -> None:
-        if os.getpid() != owner:  # a forked child's: its default
+        if os.getpid() != owner:  # a forked child's
+            if signum == signal.SIGINT:
+                signal.signal(signum, signal.SIG_IGN)
+                return
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        if points.signum is not None:  # again: at once
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if points.signum is not None:  # again: at once, as the handler found would
+            points.signum = signum
+            points.stop()
         points.signum = signum
-        print(said, file=sys.stderr, flush=True)
+        os.write(2, line)  # (not print: a signal handler's write into a stream being written, tqdm's, can fail)
 
     for signum in previous:
         signal.signal(signum, noted)

@@ -11,8 +11,8 @@ HELP = "train an engine's models: handforge train ENGINE [its options] (accelera
 ON_FILE_ERROR = ("run the same command again to resume from the run's newest checkpoint, if it saved one (the steps "
                  "after it are trained again)")  # after a full disk or a chmod'ed file
 # said after Ctrl-C (or SIGTERM): the loop saves the step it ends as a checkpoint (``training.loop``)
-ON_INTERRUPT = ("run the same command again to resume from the run's newest checkpoint (of the step a first Ctrl-C "
-                "ended; stopped before training or by a second one, the steps after the newest are trained again)")
+ON_INTERRUPT = ("run the same command again to resume from the run's newest checkpoint (a run in one process saves the "
+                "step a first Ctrl-C or SIGTERM ends; else the steps after its newest checkpoint are trained again)")
 ELSEWHERE = "choose another --out"
 
 

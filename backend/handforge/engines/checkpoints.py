@@ -203,7 +203,8 @@ def run_folder_hint(folder: str | Path) -> str:
     run = folder.parent.parent  # a training checkpoint: run/checkpoints/step-N, the state to resume from
     if not inside.is_file() and (folder / "checkpoints").is_dir() and (folder / "settings.json").is_file():
         return (": it is a training run not finished yet, with no model/ (its checkpoints/ are the state it resumes "
-                f"from): run its training command again to finish it, then give {folder / 'model'}")
+                f"from): run its training command again (without --stop-after) to finish it, then give "
+                f"{folder / 'model'}")
     return f": give {folder / 'model'}, the run's model" if inside.is_file() else (
         ": it is a training checkpoint (the state a run resumes from), not a model; give "
         + (f"{run / 'model'}, the run's model" if (run / "model" / CONFIG_NAME).is_file() else

@@ -158,7 +158,7 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     try:
         partial.mkdir(parents=True)
         with contextlib.ExitStack() as files:  # each file stays open until it is synced
-            opened = []
+            opened = []  # (name, file)
             for name, array in images.items():
                 writing = name
                 fh = files.enter_context(open(partial / name, "wb"))
@@ -167,15 +167,15 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
                 else:
                     image = Image.fromarray(array.astype(np.uint8) * (255 if array.dtype == bool else 1))
                     image.save(fh, format=Image.registered_extensions()[Path(name).suffix.lower()])
-                opened.append(fh)
+                opened.append((name, fh))
             writing = LABELS
             fh = files.enter_context(open(partial / LABELS, "wb"))
             fh.write((dumps(labels) + "\n").encode("utf-8"))
-            opened.append(fh)
-            writing = None
-            for fh in opened:
+            opened.append((LABELS, fh))
+            for writing, fh in opened:  # (a limit met by a file's last bytes, flushed here, names that file too)
                 fh.flush()
-            _sync_all([lambda fd=fh.fileno(): os.fsync(fd) for fh in opened] + [lambda: sync_folder(partial)])
+            writing = None
+            _sync_all([lambda fd=fh.fileno(): os.fsync(fd) for _, fh in opened] + [lambda: sync_folder(partial)])
     except BaseException as exc:  # e.g. the disk is full: nothing half-written stays
         shutil.rmtree(partial, ignore_errors=True)
         # said of the samples' folder, not of the hidden .partial- one; a file-size limit of the file that

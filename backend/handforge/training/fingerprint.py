@@ -36,22 +36,25 @@ SAMPLED_BLOCKS = 16  # blocks of a larger file (weights) read, spread over it
 SAMPLED_BLOCK = 1 << 16
 
 
-def weights_fingerprint(path: Path) -> str:
-    """What frozen weights a run trained against are, for a resume to compare ("12 files, blake2b …"): the files
-    of the folder ``path`` (or the one file), hidden ones left out, by their names relative to it and their sizes;
-    files under 1 MB (configs, a tokenizer) read whole, larger ones (the weights: gigabytes, read at every start in
-    seconds) at 16 blocks spread over each. Weights replaced in place by others (another model, a fine-tune, even of
-    the same shapes) differ in every block, and were trained against unsaid (only the folder's path was recorded);
-    the same weights copied elsewhere are the same, and resume."""
+def weights_fingerprint(path: Path, patterns: Iterable[str]) -> str:
+    """What frozen weights a run trained against are, for a resume to compare ("7 files, blake2b …"): the files of
+    the folder ``path`` its loader reads (``patterns``, globs under it: a README, an unused .ckpt or safety checker
+    deleted meanwhile changes nothing), or the one file ``path``, by their names relative to it (not the single
+    file's own name) and their sizes; files under 1 MB (configs, a tokenizer) read whole, larger ones (the weights:
+    gigabytes, read at every start in seconds) at 16 blocks spread over each. Weights replaced in place by others
+    (another model, a fine-tune, even of the same shapes) differ in every block, and were trained against unsaid
+    (only the folder's path was recorded); the same weights copied elsewhere are the same, and resume. A folder
+    linked in (``unet -> ../other/unet``) is read through its link."""
     path = Path(path)
-    files = [path] if path.is_file() else sorted(
-        f for f in path.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    if path.is_file():
+        files = {"": path}
+    else:
+        files = {f.relative_to(path).as_posix(): f for pattern in patterns for f in path.glob(pattern) if f.is_file()}
     digest = hashlib.blake2b(digest_size=16)
-    for file in files:
-        size = file.stat().st_size
-        name = file.name if file == path else file.relative_to(path).as_posix()
+    for name in sorted(files):
+        size = files[name].stat().st_size
         digest.update(f"{name}\0{size}\0".encode())
-        with file.open("rb") as fh:
+        with files[name].open("rb") as fh:
             if size < READ_WHOLE_BELOW:
                 digest.update(fh.read())
                 continue

@@ -227,7 +227,7 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
     # Ctrl-C (or SIGTERM) ends the step under way and saves it as a checkpoint: it threw away every step since
     # the last periodic one (up to checkpoint_every, 1000 for some engines). Several processes save together,
     # which a signal each receives at its own step cannot: there it stops at once, as before.
-    with stops_at_safe_points("stopping after this step, with a checkpoint of it (Ctrl-C again: at once, without "
+    with stops_at_safe_points("stopping at the end of this step, once it is saved (Ctrl-C again: at once, without "
                               "it)", enabled=accelerator.num_processes == 1 and step < stop) as interrupt:
         step, last_loss = _steps(accelerator, model, loader, loss_fn, optimizer, schedule, ema, s, out, log, bar,
                                  step, stop, last_loss, started, interrupt)
@@ -242,6 +242,7 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
         if accelerator.is_main_process:
             save_model(trained, model_dir)
     accelerator.wait_for_everyone()
+    interrupt.stop()  # asked during the last step: the run's model is saved (it was thrown away, the run finished)
     return TrainResult(trained, model_dir, step, last_loss, resumed_from, log.rows)
 
 
@@ -249,7 +250,8 @@ def _steps(accelerator: Any, model: Any, loader: Any, loss_fn: Callable[[Any, An
            schedule: Any, ema: Any, s: TrainSettings, out: Path, log: "_Log", bar: Any, step: int, stop: int,
            last_loss: float, started: float, interrupt: SafePoints) -> tuple[int, float]:
     """The optimiser steps from ``step`` to ``stop``, logged and checkpointed; a stop asked of ``interrupt`` is
-    raised at the end of a step, once that step is saved as a checkpoint. Returns the step reached and its loss."""
+    raised at the end of a step, once that step is saved as a checkpoint (at the last step, by the caller, once it
+    saved the model). Returns the step reached and its loss."""
     while step < stop:
         epoch, seen = divmod(step, len(loader))
         batches = accelerator.skip_first_batches(loader, seen) if seen else loader
@@ -280,9 +282,9 @@ def _steps(accelerator: Any, model: Any, loader: Any, loss_fn: Callable[[Any, An
                            **{k: float(v) for k, v in extra.items()}})
             if step % s.checkpoint_every == 0 or step == stop or interrupt.asked:
                 _save_checkpoint(accelerator, out, step, s.keep_checkpoints)
-            interrupt.stop()
-            if step >= stop:
+            if step >= stop:  # (a stop asked in the last step: once the model is saved, ``_train``)
                 break
+            interrupt.stop()
     return step, last_loss
 
 

@@ -73,6 +73,9 @@ def sd_record(out: str, sd_path: str) -> str:
     """What a run records of its SD weights: their fingerprint (``training.fingerprint.weights_fingerprint``: other
     weights put in the same folder were trained against unsaid, the same ones copied elsewhere refused). A run
     begun when the folder's path was recorded resumes from that folder as before."""
+    from handforge import config
+    from handforge.engines.image.settings import SD_CONFIG
+    from handforge.engines.image.weights import SD_FILES
     from handforge.training.fingerprint import weights_fingerprint
     from handforge.training.loop import TrainingError, recorded_settings
 
@@ -82,7 +85,11 @@ def sd_record(out: str, sd_path: str) -> str:
         recorded = {}
     if (recorded.get("data_options") or {}).get("sd") == os.path.realpath(sd_path):
         return os.path.realpath(sd_path)
-    return weights_fingerprint(Path(sd_path))
+    said = weights_fingerprint(Path(sd_path), SD_FILES)
+    configs = config.value(SD_CONFIG.key)  # a single file's architecture and tokenizer: part of the weights it is
+    if Path(sd_path).is_file() and configs is not None:
+        said += f"; its configs {weights_fingerprint(Path(configs), SD_FILES)}"
+    return said
 
 
 def sd_weights_path(args: argparse.Namespace, command: str) -> str | None:

@@ -43,7 +43,7 @@ KNOWN = {"sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd"),
          "controlnet-depth": ("lllyasviel/control_v11f1p_sd15_depth", "controlnet"),
          "controlnet-normal": ("lllyasviel/control_v11p_sd15_normalbae", "controlnet"),
          "controlnet-openpose": ("lllyasviel/control_v11p_sd15_openpose", "controlnet")}
-_SD_FILES = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*",
+SD_FILES = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*",
              "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
              "text_encoder/model.safetensors"]
 _FOLDERS = {"sd": "sd", "guidance": "guidance", "controlnet": "controlnets"}
@@ -387,7 +387,7 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     if kind not in _FOLDERS:
         raise ValueError(f"unknown kind {kind!r}: use one of {', '.join(_FOLDERS)}")
     return copy_weights(source, _FOLDERS[kind], lambda folder: check(kind, folder), name, models_dir,
-                        _SD_FILES if kind == "sd" else MODEL_FILES)
+                        SD_FILES if kind == "sd" else MODEL_FILES)
 
 
 def copy_weights(source: str | Path, folder: str, check_source, name: str | None = None,
@@ -505,7 +505,7 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
     if target.exists() or target.is_symlink():
         raise FileExistsError(f"{target} exists (weights fetched or imported before): use it as it is (`handforge "
                               "models check`), or move it away to fetch again")
-    patterns = _SD_FILES if kind == "sd" else MODEL_FILES
+    patterns = SD_FILES if kind == "sd" else MODEL_FILES
     (say or (lambda text: print(text, file=sys.stderr, flush=True)))(
         f"fetching {repo} ({kind}: {', '.join(patterns)}) from the Hugging Face Hub into {target}; its licence is "
         f"on https://huggingface.co/{repo}: read it before you use or share what you make with it")
