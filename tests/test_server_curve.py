@@ -207,6 +207,13 @@ def test_a_client_with_the_wrong_server_key_is_refused(server, keys):
         assert client.ping() < 1.0
 
 
+def test_a_secret_key_given_as_the_servers_key_is_refused_naming_it(keys):
+    """A client's own .key_secret given as the server's key was taken (its public half read): a silent time-out."""
+    with pytest.raises(ValueError, match=r"alice\.key_secret holds a secret key, not the server's public key: pass "
+                                         r"the server's \.key file"):
+        CurveKeys.from_files(keys / "alice/alice.key_secret", keys / "alice/alice.key_secret")
+
+
 def test_keys_says_where_each_file_goes_and_the_server_warns_of_secrets_among_client_keys(tmp_path, caplog):
     done = _keys(tmp_path / "bob-keys", "bob")
     assert done.returncode == 0

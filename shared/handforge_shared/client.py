@@ -116,7 +116,10 @@ class CurveKeys:
             except OSError as exc:  # (/proc/self/mem: "[Errno 5] Input/output error", the file unnamed)
                 raise ValueError(f"cannot read the CurveZMQ key file {path}: {exc.strerror or exc}") from None
 
-        server_public, _ = load(server_public_file)
+        server_public, server_secret = load(server_public_file)
+        if server_secret:  # (a client's own .key_secret given as the server's key: a silent timeout)
+            raise ValueError(f"{server_public_file} holds a secret key, not the server's public key: pass the server's "
+                             ".key file (`handforge keys` writes it beside its .key_secret, which stays with its owner)")
         client_public, client_secret = load(client_secret_file)
         if not client_secret:
             raise ValueError(f"{client_secret_file} holds no secret key: pass this client's .key_secret file")
