@@ -167,7 +167,8 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         text = (f"{data['finished']} labelled images ({self._summary}) in {data['out']}: {data['written']} new, "
                 f"{data['skipped']} already there"
                 + (f"; {len(failed)} failed, export again to retry them (sample {min(failed, key=int)}: "
-                   f"{failed[min(failed, key=int)]})" if failed else "") + self._skipped)
+                   f"{failed[min(failed, key=int)]})" if failed else "") + self._skipped
+                + (f"; {data['warning']}" if data.get("warning") else ""))  # (e.g. images without a hand in view)
         return jobs.Noted(text) if failed else text  # images missing from the dataset: a warning
 
     def invoke(self, context, event):

@@ -76,6 +76,21 @@ def test_moved_armature_carries_its_hand_and_progress_has_the_time_left(client, 
     assert again.data["skipped"] == FRAMES * CAMERAS and again.data["written"] == 0
 
 
+def test_images_without_a_hand_in_view_are_said(client, tmp_path):
+    """A camera turned away from the hands wrote images of nothing, reported as a plain success (coco.json without
+    an annotation; the card said "visible keypoints: 0.0")."""
+    params, arrays = _request(tmp_path / "seen", np.random.default_rng(1))
+    assert "warning" not in client.run("export_renders", params, arrays).data
+    away = arrays["camera.matrix_world"].copy()
+    away[0, :, 2, 3] = -away[0, :, 2, 3]  # camera A below the hands, still looking down -Z: away from them
+    result = client.run("export_renders", {**params, "out": str(tmp_path / "away")}, {**arrays, "camera.matrix_world": away})
+    assert result.data["warning"] == (f"{FRAMES} of {FRAMES * CAMERAS} images show no keypoint of either hand (the "
+                                      "hands out of the camera's view, behind it, or too small in it): aim the camera "
+                                      "at the hands"), result.data
+    card = json.loads((tmp_path / "away" / "dataset_card.json").read_text())
+    assert card["samples_without_visible_keypoints"] == FRAMES
+
+
 def test_a_camera_on_a_joint_labels_that_joint_without_a_pixel(client, tmp_path):
     """A camera placed on a joint (a first-person camera snapped to the wrist) puts that keypoint in the camera's
     plane, depth 0. Before: its pixel was infinite and the sample failed ("Out of range float values are not JSON

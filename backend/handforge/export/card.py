@@ -26,14 +26,18 @@ class CardFigures:
     def __init__(self) -> None:
         self.hand_types: Counter[str] = Counter()
         self.visible = self.keypoints = 0
+        self.unseen = 0  # samples where no keypoint of any hand is visible: the hands out of the camera's view
         self.bounds: dict[str, list[float]] = {}  # [lowest, highest], the first of equal ones (as min() and max() give)
         self.lighting, self.backgrounds, self.skin_tones = set(), set(), set()
 
     def add(self, s: dict[str, Any]) -> None:
         self.hand_types[s["hand_type"]] += 1
+        seen = 0
         for hand in s["hands"].values():
-            self.visible += sum(hand["visible"])
+            seen += sum(hand["visible"])
             self.keypoints += len(hand["visible"])
+        self.visible += seen
+        self.unseen += seen == 0
         for k in CAMERA_RANGES:
             if k in s["camera_params"]:
                 value = s["camera_params"][k]
@@ -47,6 +51,7 @@ class CardFigures:
         bounds, visible, keypoints = self.bounds, self.visible, self.keypoints
         return {"samples": self.hand_types.total(), "hand_types": dict(sorted(self.hand_types.items())),
                 "visible_keypoint_fraction": round(visible / keypoints, 4) if keypoints else None,
+                "samples_without_visible_keypoints": self.unseen,
                 "ranges": {k: [round(bounds[k][0], 4), round(bounds[k][1], 4)] for k in CAMERA_RANGES if k in bounds},
                 "lighting": sorted(self.lighting), "backgrounds": sorted(self.backgrounds),
                 "skin_tones": sorted(self.skin_tones)}
@@ -61,7 +66,8 @@ def write_card(out: Path, figures: dict[str, Any], settings: dict[str, Any]) -> 
     write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
     lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",
              f"- samples: {card['samples']} ({', '.join(f'{k}: {v}' for k, v in card['hand_types'].items())})",
-             f"- visible keypoints: {card['visible_keypoint_fraction']}",
+             f"- visible keypoints: {card['visible_keypoint_fraction']}"
+             f" ({card.get('samples_without_visible_keypoints', 0)} samples without any)",
              f"- hand model: {settings['hand_model']} — licence: {settings['hand_model_licence']}",
              *(f"- hand model file {key}: {f['file']} ({f['bytes']} bytes, BLAKE2b {f['blake2b']})"
                for key, f in settings.get("hand_model_files", {}).items()),

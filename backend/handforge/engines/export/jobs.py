@@ -154,7 +154,25 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
         raise JobError(ErrorCode.INTERNAL, file_error(exc, "choose another Output folder"),
                        "the samples already made are kept: export again to go on") from None
     failed = {str(index): why for index, why in summary.pop("failed", {}).items()}  # JSON keys
-    return JobResult({"out": str(out), "samples": request.spec.samples, **summary, "failed": failed}, {})
+    data = {"out": str(out), "samples": request.spec.samples, **summary, "failed": failed}
+    unseen = _without_visible_hands(out)
+    if unseen:  # (a camera turned away, or a 1 mm lens: a dataset of empty images, said as a plain success)
+        data["warning"] = (f"{unseen} of {summary.get('finished', request.spec.samples)} images show no keypoint of "
+                           "either hand (the hands out of the camera's view, behind it, or too small in it): aim the "
+                           "camera at the hands")
+    return JobResult(data, {})
+
+
+def _without_visible_hands(out) -> int:
+    """The dataset card's count of samples without a visible keypoint (0 where the card cannot be read)."""
+    from handforge.export.folder import CARD_JSON
+    from handforge_shared.files import parse_json
+
+    try:
+        count = parse_json((out / CARD_JSON).read_text()).get("samples_without_visible_keypoints", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return count if isinstance(count, int) else 0
 
 
 def _gl_availability() -> tuple[str, str]:
