@@ -7,7 +7,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import hands
+from . import hands, rig
 
 
 LENS_TYPES = {"ORTHO": "orthographic", "PANO": "panoramic"}  # as the Lens › Type menu names them
@@ -84,6 +84,27 @@ def render_disabled(scene, obj) -> bool:
         rendered.add(collection.session_uid)
         todo.extend(c for c in collection.children if not c.hide_render and c.session_uid not in rendered)
     return not any(c.session_uid in rendered for c in obj.users_collection)
+
+
+def rendered_hands(scene, found: dict, verb: str) -> tuple[dict, list[str]]:
+    """The hands a render of ``scene`` shows, and a note per hand left out: its mesh disabled in renders (the
+    artist's way to render one hand; the backend drew and labelled it all the same) or not in the scene. Refused
+    when none is left.
+    ``verb``: what is done with them ("export", "draw")."""
+    shown, skipped = {}, []
+    for side, obj in found.items():
+        mesh = rig.hand_mesh(obj)
+        if mesh is not None and scene.objects.get(mesh.name) != mesh:  # (a rig linked to another scene alone)
+            skipped.append(f"the {side} hand: {mesh.name!r} is not in scene {scene.name!r}, only its rig is: link it "
+                           f"(Object › Link/Transfer Data › Link Objects to Scene) to {verb} it")
+        elif mesh is not None and render_disabled(scene, mesh):
+            skipped.append(f"the {side} hand: {mesh.name!r} is disabled in renders (its own or its collection's "
+                           f"camera icon in the Outliner): enable it there to {verb} it")
+        else:
+            shown[side] = obj
+    if not shown:
+        raise hands.NoHandsError(f"no hand to {verb}: {'; '.join(skipped)}")
+    return shown, skipped
 
 
 def render_cameras(scene, view_layer) -> tuple[list, list[str]]:

@@ -13,8 +13,8 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import hands, jobs, keys, placement, rig
-from .cameras import (active_camera, camera_matrix, job_pixel_aspect, render_cameras, render_disabled, render_size,
+from . import hands, jobs, keys, placement
+from .cameras import (active_camera, camera_matrix, job_pixel_aspect, render_cameras, rendered_hands, render_size,
                       unscaled)
 from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
@@ -74,22 +74,6 @@ def read_scene(context, found: dict, cameras: list, frames: range, active: bool 
     return arrays
 
 
-def rendered_hands(scene, found: dict) -> tuple[dict, list[str]]:
-    """The hands a render of ``scene`` shows, and a note per hand left out: its mesh disabled in renders (the
-    artist's way to render one hand; the backend drew and labelled it all the same). Refused when none is left."""
-    shown, skipped = {}, []
-    for side, obj in found.items():
-        mesh = rig.hand_mesh(obj)
-        if mesh is not None and render_disabled(scene, mesh):
-            skipped.append(f"the {side} hand: {mesh.name!r} is disabled in renders (its own or its collection's "
-                           "camera icon in the Outliner): enable it there to export it")
-        else:
-            shown[side] = obj
-    if not shown:
-        raise hands.NoHandsError(f"no hand to export: {'; '.join(skipped)}")
-    return shown, skipped
-
-
 def output_folder(directory: str) -> str:
     if not directory.strip():
         raise ValueError("no output folder chosen: choose a folder for the dataset")
@@ -130,7 +114,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         scene = context.scene
         out = output_folder(self.directory)
         start, end = scene_range(scene, self.frame_start, self.frame_end)
-        found, hands_skipped = rendered_hands(scene, hands.scene_hands(scene, "BOTH"))
+        found, hands_skipped = rendered_hands(scene, hands.scene_hands(scene, "BOTH"), "export")
         step = self.frame_step or max(1, scene.frame_step)
         model = keys.check_export(found, start, end, step)  # a non-empty range, few enough frames, one hand model
         frames = range(start, end + 1, step)

@@ -19,7 +19,8 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from . import connection, hands, importers, jobs
 from . import pose as pose_conv
 from .errors import USER_ERRORS
-from .cameras import active_camera, background_problem, camera_matrix, job_pixel_aspect, render_size, unscaled
+from .cameras import (active_camera, background_problem, camera_matrix, job_pixel_aspect, render_size,
+                      rendered_hands, unscaled)
 from .panels import TOP, _Panel, _wrapped
 from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
@@ -42,10 +43,11 @@ def image_size(scene, width: int, height: int) -> tuple[int, int]:
     return render_size(scene, width, height, "the images", MIN_SIDE, MAX_SIDE, multiple=8)
 
 
-def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
-    """The rigs' current poses and placement and the camera's Blender settings as arrays, and the
-    rigs' hand model."""
-    found = hands.scene_hands(context.scene, "BOTH")
+def read_request(context, camera) -> tuple[dict[str, np.ndarray], str, str]:
+    """The rigs' current poses and placement and the camera's Blender settings as arrays, the rigs' hand
+    model, and a note ("; left out ...") for each hand whose mesh is disabled in renders: the image shows
+    what a render would (before: such a hand was drawn all the same, unsaid)."""
+    found, skipped = rendered_hands(context.scene, hands.scene_hands(context.scene, "BOTH"), "draw")
     # ones Blender does not evaluate show what they did when they were hidden, not this frame
     hands.check_evaluated(context.view_layer, found.values())
     hands.check_evaluated(context.view_layer, [camera], what="camera")
@@ -61,7 +63,7 @@ def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
                    "camera.lens": np.array([data.lens], np.float64),
                    "camera.sensor": np.array([data.sensor_width, data.sensor_height], np.float64),
                    "camera.shift": np.array([data.shift_x, data.shift_y], np.float64)})
-    return arrays, hands.one_hand_model(found, "an image of the hands")
+    return arrays, hands.one_hand_model(found, "an image of the hands"), "".join(f"; left out {n}" for n in skipped)
 
 
 def import_images(context, result, title: str, seed: int, made_in: dict, background: bool,
@@ -331,8 +333,8 @@ class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
         self.check_seed()
         camera = self.request_camera(scene)
         width, height = image_size(scene, self.resolution_x, self.resolution_y)
-        arrays, model = read_request(context, camera)
-        self._request = {"prompt": prompt, "seed": self.seed,
+        arrays, model, left_out = read_request(context, camera)
+        self._request = {"prompt": prompt, "seed": self.seed, "left_out": left_out,
                          "made_in": made_in(context, camera, not (self.resolution_x or self.resolution_y))}
         params = {"prompt": prompt, "negative_prompt": self.negative_prompt, "engine": self.engine, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
@@ -348,7 +350,7 @@ class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
                                    prompt=request["prompt"])
         warning = result.data.get("warning")  # e.g. TAS found no hand-related word
         return (f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
-                + note + (f"; {warning}" if warning else ""))
+                + note + request["left_out"] + (f"; {warning}" if warning else ""))
 
 
 

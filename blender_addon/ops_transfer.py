@@ -203,7 +203,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
         self.check_seed()
         camera = self.request_camera(scene)
         width, height = ops_image.image_size(scene, self.resolution_x, self.resolution_y)
-        arrays, model = ops_image.read_request(context, camera)
+        arrays, model, left_out = ops_image.read_request(context, camera)
         before = {image.as_pointer() for image in bpy.data.images}
         source = source_image(scene, self.source_file)
         try:
@@ -218,7 +218,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
             if source.as_pointer() not in before:  # a file loaded for this refused request leaves no datablock
                 bpy.data.images.remove(source)
             raise
-        self._request = {"seed": self.seed, "source": source.name,
+        self._request = {"seed": self.seed, "source": source.name, "left_out": left_out,
                          "made_in": ops_image.made_in(context, camera, not (self.resolution_x or self.resolution_y)),
                          "source_uid": source.session_uid}
         self._loaded = source.name if source.as_pointer() not in before else ""  # (a file loaded for this request)
@@ -268,7 +268,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
             source.use_fake_user = True
         warning = result.data.get("warning")  # e.g. no hand in the camera's view
         return (f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
-                + note + (f"; {warning}" if warning else ""))
+                + note + request["left_out"] + (f"; {warning}" if warning else ""))
 
 
 

@@ -245,6 +245,16 @@ def test_a_prompt_longer_than_the_backend_takes_is_refused_in_the_panels_words(s
     assert not any("params." in message for message in found.values() if isinstance(message, str)), found
 
 
+def test_a_hand_disabled_in_renders_is_left_out_of_the_image_and_said(session):
+    session.no_error("hand_left_out")
+    found = session["hand_left_out"]
+    assert found["result"] == ["FINISHED"] and found["sides"] == [["left"]], found
+    assert ("left out the right hand: 'Hand.R Mesh' is disabled in renders (its own or its collection's camera icon "
+            "in the Outliner): enable it there to draw it") in found["printed"], found["printed"]
+    assert "no hand to draw" in found["refused"] and "'Hand.L Mesh' is disabled" in found["refused"], found
+    assert found["made_after_refusal"] is False, found
+
+
 def test_a_size_out_of_range_from_the_render_percentage_names_the_percentage(session):
     session.no_error("render_percentage")
     found = session["render_percentage"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 
 import bpy
@@ -235,7 +236,7 @@ def scaled_camera_sent_as_blender_renders_it():
                 camera.matrix_parent_inverse = Matrix.Identity(4)
                 camera.matrix_basis = Matrix.Identity(4)
             bpy.context.view_layer.update()
-            arrays, _ = ops_image.read_request(bpy.context, camera)
+            arrays, _, _ = ops_image.read_request(bpy.context, camera)
             sent = arrays["camera.matrix_world"]
             probe.matrix_world = Matrix(sent.tolist())  # rows
             bpy.context.view_layer.update()
@@ -307,6 +308,28 @@ def plane_under_scaled_cameras():
 
 
 s.check("prompts_too_long", prompts_too_long)
+
+
+def hand_left_out_of_renders():
+    """The right hand's mesh disabled in renders: the image shows and labels the left hand alone, and says why
+    (before: both hands drawn and labelled, unsaid); both disabled: refused, each named, nothing made."""
+    right, left = bpy.data.objects["Hand.R Mesh"], bpy.data.objects["Hand.L Mesh"]
+    before = set(bpy.data.images)
+    size = dict(seed=41, steps=1, resolution_x=a["size"], resolution_y=a["size"], set_background=False)
+    right.hide_render = True
+    try:
+        result, printed = printed_by(lambda: bpy.ops.handforge.generate_image(**size))
+        made = [i for i in bpy.data.images if i not in before]
+        left.hide_render = True
+        refused = error_of(lambda: bpy.ops.handforge.generate_image(**{**size, "seed": 42}))
+    finally:
+        right.hide_render = left.hide_render = False
+    return {"result": result, "printed": printed, "refused": refused,
+            "sides": [sorted(json.loads(i["handforge_labels"])["hands"]) for i in made],
+            "made_after_refusal": len([i for i in bpy.data.images if i not in before]) != len(made)}
+
+
+s.check("hand_left_out", hand_left_out_of_renders)
 
 
 def refused_at_a_render_percentage():
@@ -389,6 +412,14 @@ def run(seed: int) -> list[str]:
                                                    resolution_y=a["size"]))
 
 
+def link_hands(scene, rigs) -> None:
+    """Link the rigs and their hand meshes to ``scene`` (a rig alone is left out of the images: a render of the
+    scene would not show its hand)."""
+    for rig in rigs:
+        scene.collection.objects.link(rig)
+        scene.collection.objects.link(next(c for c in rig.children if c.handforge.is_hand_mesh))
+
+
 def planes_per_scene():
     """Image planes in a second scene, then in a third where an empty of the artist's holds the plane's name:
     each scene gets its own plane, reused by its next run (before: looked up by name in the whole file, the
@@ -400,8 +431,7 @@ def planes_per_scene():
 
     def in_scene(name: str, seeds: tuple[int, int], before=None) -> dict:
         window.scene = other = bpy.data.scenes.new(name)
-        for rig in rigs:
-            other.collection.objects.link(rig)
+        link_hands(other, rigs)
         other.camera = add_camera(f"{name} Cam", (0.0, -0.5, 0.15))
         if before is not None:
             before(other)
@@ -567,8 +597,7 @@ def scene_switched_mid_job():
     doomed.camera = add_camera("Doomed Scene Cam", (0.0, -0.5, 0.15))
     doomed.collection.objects.link(doomed.camera)
     bpy.context.scene.collection.objects.unlink(doomed.camera)  # (add_camera linked it to the shown scene)
-    for rig in (o for o in first.objects if o.type == "ARMATURE"):
-        doomed.collection.objects.link(rig)
+    link_hands(doomed, [o for o in first.objects if o.type == "ARMATURE"])
     window.scene = doomed
 
     def delete():

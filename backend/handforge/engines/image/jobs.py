@@ -408,14 +408,12 @@ def placed_hands(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> d
 
 def refine_skipped(params: dict[str, Any], box: list[float] | None) -> list[str]:
     """The warning for refine_hands skipped on hands whose box is under one latent cell (``refine.refinable``), or
-    none (a box with no area: ``out_of_view`` says it)."""
+    none (the box itself, too small or empty, is ``out_of_view``'s to say)."""
     from handforge.engines.image.refine import MIN_SIDE, refinable
 
     if not params["refine_hands"] or box is None or min(box[2], box[3]) <= 0 or refinable(box):
         return []
-    return [f"refine_hands skipped: the hands' box is {box[2]:.2g} × {box[3]:.2g} pixels, under {MIN_SIDE:g} a side "
-            "(one cell of the latent image: the hands are far from the camera, or all but out of its view), with "
-            "nothing to refine; move the camera nearer the hands, or set refine_hands off"]
+    return [f"refine_hands skipped: nothing to refine in a box under {MIN_SIDE:g} pixels a side"]
 
 
 def cpu_half_warning(params: dict[str, Any], device: str) -> list[str]:
@@ -428,11 +426,26 @@ def cpu_half_warning(params: dict[str, Any], device: str) -> list[str]:
 
 
 def out_of_view(view) -> list[str]:
-    """The warning for a camera that sees none of the hands (the image would show no posed hand), or none."""
+    """The warnings for hands the image cannot follow, or none: no hand in the camera's view; the hands' box under one
+    cell of the latent image (far from the camera: before, said only when refine_hands was on); a hand through the
+    camera's plane (the camera in or against it: its keypoints on both sides of the plane)."""
+    from handforge.engines.image.refine import MIN_SIDE
+
     box = view.box
-    if box is not None and box[2] > 0 and box[3] > 0:
-        return []
-    return ["no hand is in the camera's view, so the image follows no pose: aim the camera at the hands"]
+    if box is None or box[2] <= 0 or box[3] <= 0:
+        return ["no hand is in the camera's view, so the image follows no pose: aim the camera at the hands"]
+    warnings = []
+    if max(box[2], box[3]) < MIN_SIDE:
+        warnings.append(f"the hands' box is {box[2]:.2g} × {box[3]:.2g} pixels, under {MIN_SIDE:g} a side (one cell "
+                        "of the latent image: the hands are far from the camera, or all but out of its view), too "
+                        "small for the image to follow their pose: move the camera nearer the hands")
+    for side, hand in view.hands.items():
+        depth = np.asarray(hand["keypoints_camera"], np.float64)[:, 2]
+        if (depth <= 0).any() and (depth > 0).any():
+            warnings.append(f"the {side} hand reaches behind the camera ({int((depth <= 0).sum())} of its "
+                            f"{depth.size} keypoints: the camera is in or against it), so the image cannot follow "
+                            "its pose: move the camera back from the hand")
+    return warnings
 
 
 def tas_skipped(losses: list[list[float | None]], dtype) -> list[str]:
