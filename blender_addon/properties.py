@@ -51,12 +51,13 @@ def scene_range(scene, start: int, end: int) -> tuple[int, int]:
 
 def absolute_path(path: str, what: str = "path") -> str:
     """``path`` read through bpy.path.abspath, made absolute; a "//" path (beside the .blend) of an unsaved
-    .blend is refused: it would name a file in Blender's working folder, wherever that is. A plain
+    .blend is refused: it would name a file in Blender's working folder, wherever that is. "~" is the home
+    folder, as Blender's file browser reads it (before: a folder named "~" in the working folder). A plain
     relative path (from a script) is the working folder's, as in Python."""
     if path.startswith("//") and not bpy.data.filepath:
         raise ValueError(f"{path!r} is relative and the .blend is not saved: save it first or choose an "
                          f"absolute {what}")
-    return os.path.normpath(os.path.abspath(bpy.path.abspath(path)))
+    return os.path.normpath(os.path.abspath(os.path.expanduser(bpy.path.abspath(path))))
 
 
 SIDE_ITEMS = [("left", "Left", "Left hand"), ("right", "Right", "Right hand")]

@@ -4,6 +4,7 @@ artist keys kept, regenerate, presence, retiming), one undo step per import, bad
 from __future__ import annotations
 
 import importlib
+import os
 
 import bpy
 
@@ -264,6 +265,15 @@ def checked_first():
             filepath=a["work"] + "/huge.npz", frame_start=0, frame_end=1048574)),
     }
     out["seconds"] = time.perf_counter() - start
+    home, os.environ["HOME"] = os.environ.get("HOME"), a["work"]  # "~" typed as in the file browser: the home folder
+    try:
+        out["tilde"] = sorted(bpy.ops.handforge.export_motion(filepath="~/tilde.npz", frame_start=1, frame_end=10))
+    finally:
+        if home is None:
+            del os.environ["HOME"]
+        else:
+            os.environ["HOME"] = home
+    out["tilde_written"] = os.path.isfile(os.path.join(a["work"], "tilde.npz"))
     before = snapshot()
     out["import_past_end"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
                                                                               frame_start=1048570))
