@@ -96,7 +96,7 @@ def test_engine_options_are_the_engines_own(capsys):
     assert "usage: handforge train example" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["train", *EXAMPLE, "--steps", "x"])
-    assert "--steps: invalid int value" in capsys.readouterr().err
+    assert "--steps: must be a whole number, got 'x'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command, start", [
