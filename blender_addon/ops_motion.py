@@ -190,6 +190,41 @@ def _key_mask(arm_obj, start: int, end: int, columns: list[int] | None, artist_o
     return mask
 
 
+def keyed_extent(arm_obj) -> dict[int, tuple[float, float]]:
+    """Per part (key-mask column), the first and last frame of any key on it (the artist's or generated) on an
+    unmuted curve; a part absent has none."""
+    extent: dict[int, tuple[float, float]] = {}
+    bag = fcurves.find_channelbag(arm_obj)
+    if bag is None:
+        return extent
+    part_of = keys.key_parts(arm_obj)
+    for fc in bag.fcurves:
+        part = part_of.get(fc.data_path)
+        if part is None or fc.mute or (fc.group is not None and fc.group.mute) or not len(fc.keyframe_points):
+            continue
+        first, last = fc.keyframe_points[0].co[0], fc.keyframe_points[-1].co[0]  # (Blender keeps them sorted)
+        was = extent.get(part, (first, last))
+        extent[part] = (min(was[0], first), max(was[1], last))
+    return extent
+
+
+def held_as_animated(arm_obj, mask: np.ndarray, columns: list[int], start: int, end: int) -> np.ndarray:
+    """``mask`` (the artist's keys on the kept ``columns``) with what the animation shows kept too: a kept part with
+    no key at all at every frame (it stays as it is: the learned engine moved an unkeyed wrist 25 mm), and a kept
+    part keyed beyond an edge of the range at that edge (the motion joins the animation there: it held the first
+    key's pose from the range's start, and the curve from a key before the range bent to meet it)."""
+    mask = mask.copy()
+    extent = keyed_extent(arm_obj)
+    for c in columns:
+        if c not in extent:
+            mask[:, c] = True
+            continue
+        first, last = extent[c]
+        mask[0, c] |= first < start - 1e-3
+        mask[-1, c] |= last > end + 1e-3
+    return mask
+
+
 def animated_poses(context, every: dict[str, object], start: int, end: int) -> dict[str, HandPose]:
     """Every hand's pose at each frame of [start, end] as Export Motion reads it (``keys.export_clip``):
     from the F-curves in bulk (the keys' values where keyed), or frame by frame where joint limits,
@@ -251,6 +286,7 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
                         f"In-between again, or {FEW_KEYS_ADVICE}")
                 raise ValueError(f"the {side} hand ({obj.name!r}) is keyed {where} of {start}-{end} (on the kept "
                                  f"parts){nla}: in-betweening needs keys on at least 2 frames; {FEW_KEYS_ADVICE}")
+            mask = held_as_animated(obj, mask, columns, start, end)
         else:
             mask = np.ones((end - start + 1, KEY_PARTS), bool)
         arrays[hand_array_name(side, "mask")] = mask.astype(np.uint8)
