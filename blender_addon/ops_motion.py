@@ -51,6 +51,7 @@ FIXED_ITEMS = [("WRIST_ROTATION", "Wrist Rotation", "Your wrist rotation keys ar
                ("WRIST_LOCATION", "Wrist Location", "Your wrist location keys are kept; otherwise it is generated"),
                ("FINGERS", "Fingers", "Your finger keys are kept; otherwise the fingers are generated")]
 FIXED_COLUMNS = {"WRIST_ROTATION": [0], "FINGERS": list(range(1, KEY_PARTS - 1)), "WRIST_LOCATION": [WRIST_LOCATION]}
+KEPT_LABELS = {name: label for name, label, _ in FIXED_ITEMS}  # Kept's choice of each part, as its menu says
 ROTATION_ITEMS = [("GENERATE", "Generate", "The wrist rotation is generated along the path"),
                   ("ANIMATION", "Keep Animation", "The wrist keeps its own animated rotation")]
 APART_ITEMS = [("default", "Default", "In-between: Repair; wrist paths and generation: When Close"),
@@ -162,6 +163,7 @@ def _key_mask(arm_obj, start: int, end: int, columns: list[int] | None, artist_o
     if bag is None:
         return mask
     between: set[float] = set()
+    parts: set[str] = set()  # the Kept choices those keys are on
     part_of = keys.key_parts(arm_obj)
     generated = _generated_type()
     for fc in bag.fcurves:
@@ -182,11 +184,16 @@ def _key_mask(arm_obj, start: int, end: int, columns: list[int] | None, artist_o
         on = whole & (rows >= start) & (rows <= end)
         mask[(rows[on] - start).astype(int), part] = True
         if artist_only and (columns is None or part in columns):
-            between.update(frames[~whole & (frames > start) & (frames < end)].round(3).tolist())
+            off = frames[~whole & (frames > start) & (frames < end)].round(3).tolist()
+            between.update(off)
+            if off:
+                parts.add(next(label for name, label in KEPT_LABELS.items() if part in FIXED_COLUMNS[name]))
     if between:
+        named = [label for label in KEPT_LABELS.values() if label in parts]  # (in the Kept menu's order)
         raise ValueError(f"{arm_obj.name!r} has your keys between frames (at {keys.frame_list(sorted(between))}) in "
                          f"{start}-{end}: in-betweening goes through keys on whole frames only; move them onto "
-                         "frames (Key > Snap > Selection to Nearest Frame) or leave that part out of Kept")
+                         "frames (Key > Snap > Selection to Nearest Frame) or leave "
+                         f"{', '.join(named[:-1]) + ' and ' if len(named) > 1 else ''}{named[-1]} out of Kept")
     return mask
 
 

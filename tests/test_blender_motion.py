@@ -350,6 +350,8 @@ def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
     found = session["subframe_key"]
     assert found["result"] == ["CANCELLED"] and found["unchanged"], found
     assert "keys between frames (at 510.5)" in found["printed"] and "Snap" in found["printed"], found["printed"]
+    # which of Kept's parts they are on (Key Pose keyed them all; it said "leave that part out of Kept")
+    assert "or leave Wrist Rotation, Wrist Location and Fingers out of Kept" in found["printed"], found["printed"]
 
 
 def test_keys_in_a_muted_group_are_not_kept_as_constraints(session):
