@@ -45,6 +45,18 @@ def test_contact_of_two_boxes_with_a_known_gap():
     assert contact_mask(overlapping.vertices, a, threshold=0.006).sum() == 2
 
 
+def test_the_contact_summary_averages_both_hands_ratios_over_the_pairs():
+    """Pair 1: two 5 cm boxes 3 mm apart (half of each one's corners in contact); pair 2: a 1 cm box 3 mm off the
+    middle of a 5 cm box's face (half of the small one's corners, none of the big one's): the contact ratio is the
+    mean over pairs of the mean of both hands' (0.5 and 0.25: 0.375; one hand's alone passed unseen)."""
+    a = box(0.05, (0, 0, 0))
+    b, small = box(0.05, (0.053, 0, 0)), box(0.01, (0.033, 0, 0))
+    m = contact_metrics(np.stack([a.vertices, a.vertices]), np.stack([b.vertices, small.vertices]), a.faces, b.faces,
+                        threshold=0.005)
+    assert list(m.ratio_a) == [0.5, 0.0] and list(m.ratio_b) == [0.5, 0.5], (m.ratio_a, m.ratio_b)
+    assert m.summary() == {"contact_ratio": 0.375, "contact_fraction_of_pairs": 1.0}
+
+
 def test_contact_ratio_of_hands(model):
     faces_l, faces_r = model.faces("left"), model.faces("right")
     right = model.forward_pose("right", pose_library.get("flat", "right")).vertices[0]
@@ -79,6 +91,19 @@ def test_library_poses_are_within_limits_and_known_violations_are_measured():
     assert joint_limit_metrics(hand_pose[None], "right").summary()["limit_violating_fraction"] == 1.0
 
 
+def test_the_violating_fraction_counts_poses_more_than_the_tolerance_out():
+    """0.5° past a limit is within the summary's 1° tolerance, 1.5° is not (every pose tested was 20° out)."""
+    poses = []
+    for past in (0.5, 1.5):
+        angles = np.zeros((15, 3))
+        angles[1, 0] = np.radians(anatomy.LIMITS_DEG[1, 0, 1] + past)
+        poses.append(anatomy.anatomical_to_hand_pose(angles, joint_frames("right"), "right"))
+    m = joint_limit_metrics(np.stack(poses), "right")
+    assert m.max_violation_deg == pytest.approx([0.5, 1.5], abs=1e-6)
+    assert m.summary()["limit_violating_fraction"] == 0.5
+    assert m.summary(tolerance_deg=0.25)["limit_violating_fraction"] == 1.0
+
+
 def test_joint_limit_violations_are_differentiable():
     angles = torch.zeros(15, 3, dtype=torch.float64)
     angles[1, 0] = np.radians(130.0)
@@ -99,6 +124,18 @@ def test_a_known_jittery_signal():
     assert s.per_keypoint_jerk[0] == pytest.approx(8 * eps * fps**3)
     assert s.per_keypoint_jerk[1] == 0 and s.jitter == pytest.approx(4 * eps * fps**3)
     assert s.max_jerk == pytest.approx(8 * eps * fps**3)
+
+
+def test_per_keypoint_jerk_is_the_mean_over_frames():
+    """A keypoint shaking for the first half only: its jerk is the mean of its frames' (the constant shake
+    before made mean and max alike), computed here by numpy's third difference."""
+    fps, eps = 30.0, 0.001
+    t = np.arange(60)
+    x = np.zeros((60, 1, 3))
+    x[:30, 0, 1] = eps * (-1.0) ** t[:30]
+    expected = np.abs(np.diff(x[:, 0, 1], n=3)).mean() * fps**3
+    s = smoothness(x, fps)
+    assert s.per_keypoint_jerk[0] == pytest.approx(expected) and expected < s.max_jerk / 1.5
 
 
 def test_a_smooth_sinusoid_has_its_analytic_acceleration():

@@ -104,6 +104,16 @@ def test_two_boxes_known_overlap_volume_and_depth():
     assert penetration_metrics(a.vertices, apart.vertices, a.faces, apart.faces).volume[0] == 0.0
 
 
+def test_the_summary_is_the_mean_over_pairs_in_cm3_and_mm():
+    """Two pairs of boxes, one overlapping (3 cm³, 1 cm deep), one apart: the summary (the interaction table's
+    columns) averages over both pairs, in cm³ and mm, and counts the pairs that penetrate (nothing checked its
+    numbers: max for mean, or m³ × 1e3, passed)."""
+    a, b, apart = box(0.05, (0.0, 0.0, 0.0)), box(0.05, (0.03, 0.035, 0.04)), box(0.05, (0.06, 0.0, 0.0))
+    m = penetration_metrics(np.stack([a.vertices, a.vertices]), np.stack([b.vertices, apart.vertices]), a.faces, b.faces)
+    assert m.summary() == pytest.approx({"penetration_volume_cm3": 3.0 / 2, "max_depth_mm": 10.0 / 2,
+                                         "mean_depth_mm": 10.0 / 2, "penetrating_fraction": 0.5}, rel=1e-4)
+
+
 def test_two_boxes_mean_depth_is_the_mean_over_the_penetrating_vertices():
     """Four corners of B inside A at depths 0.3, 3, 0.3 and 1 cm: the mean depth is their mean (1.15 cm),
     not their median (0.65 cm) nor their maximum (3 cm)."""

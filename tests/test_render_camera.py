@@ -17,6 +17,20 @@ def test_look_at_centres_the_target_and_keeps_up_up():
     assert v_above < 50.0  # higher in the world is higher in the image (smaller row)
 
 
+def test_a_positive_roll_turns_what_the_camera_sees_anticlockwise():
+    """look_at's roll, as its docstring says (every test had drawn rolls symmetrically, so a flipped sign passed):
+    the camera looks along +y from y = -1; a point to its right (+x), after a roll of +90°, is above the centre
+    (turned anticlockwise in the image, whose rows grow downwards), after -90° below it."""
+    found = {}
+    for degrees in (0.0, 90.0, -90.0):
+        R, t = look_at([0.0, -1.0, 0.0], [0.0, 0.0, 0.0], up=(0, 0, 1), roll=np.radians(degrees))
+        (u, v), _ = Camera.from_fov(R, t, 200, 200, 150.0).project([0.1, 0.0, 0.0])
+        found[degrees] = (u - 100.0, v - 100.0)
+    assert found[0.0][0] > 10 and found[0.0][1] == pytest.approx(0.0, abs=1e-9)  # right of the centre
+    assert found[90.0][0] == pytest.approx(0.0, abs=1e-9) and found[90.0][1] < -10  # above it
+    assert found[-90.0][0] == pytest.approx(0.0, abs=1e-9) and found[-90.0][1] > 10  # below it
+
+
 @pytest.mark.parametrize("fit", ["AUTO", "HORIZONTAL", "VERTICAL"])
 @pytest.mark.parametrize("size", [(640, 480), (300, 700)])
 def test_blender_round_trip(fit, size):

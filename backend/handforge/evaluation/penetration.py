@@ -198,16 +198,13 @@ def penetration_depths(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor
 
 
 def penetration_loss(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor | FixedHands, faces_a: Any,
-                     faces_b: Any, squared: bool = False, found: FixedSearch | None = None) -> torch.Tensor:
+                     faces_b: Any, found: FixedSearch | None = None) -> torch.Tensor:
     """Per pair (B,), the sum over both hands' penetrating vertices of their depth (metres).
 
-    ``squared=True`` sums depth² (m²) instead: gentler on shallow contacts, stronger on deep ones.
     Sum ``.sum()`` or average ``.mean()`` over the batch as the caller needs. ``found``: see
     ``penetration_depths``.
     """
     depth_a, depth_b = penetration_depths(verts_a, verts_b, faces_a, faces_b, found)
-    if squared:
-        depth_a, depth_b = depth_a.square(), depth_b.square()
     return depth_a.sum(-1) + depth_b.sum(-1)
 
 

@@ -26,7 +26,7 @@ example below, every key at its default, is what ``handforge export --example-sp
     # elevation = [0, 45]                # degrees above the hands              (egocentric: [35, 65])
     # azimuth = [120, 240]               # degrees about the vertical; 0 = from the person's side (egocentric: [-25, 25])
     # focal = [35, 70]                   # mm on a 36 mm (full-frame) sensor    (egocentric: [16, 24])
-    # roll = [-10, 10]                   # degrees                              (egocentric: [-15, 15])
+    # roll = [-10, 10]                   # degrees, + turns the image anticlockwise (egocentric: [-15, 15])
 
     [render]
     engine = "workbench"                 # "workbench", "cycles", "generate" (the image engines, see

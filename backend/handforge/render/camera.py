@@ -143,7 +143,9 @@ class Camera:
 
 def look_at(eye: Any, target: Any, up: Any = (0.0, 0.0, 1.0), roll: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """World→camera ``(R, t)`` of a camera at ``eye`` looking at ``target``, image up towards ``up``,
-    then rolled by ``roll`` radians about the viewing axis."""
+    then rolled by ``roll`` radians about the viewing axis, right-handed about the direction it looks in:
+    a positive roll dips the camera's right side (as an aircraft's right wing), so what it sees turns
+    anticlockwise in the image."""
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
     forward = target - eye
     if np.linalg.norm(forward) < 1e-9:
