@@ -16,6 +16,7 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatProperty, StringProperty
 from handforge_shared.files import parse_json
+from handforge_shared.poses import HAND_MODELS
 
 from . import connection, jobs, ops_image
 from .cameras import job_pixel_aspect
@@ -44,6 +45,9 @@ def image_pixels(image) -> np.ndarray:
         kind = "an image sequence" if image.source == "SEQUENCE" else "a movie"
         raise ValueError(f"image {image.name!r} is {kind}, no frame of it loaded: pick one frame's file (a still "
                          "image) as the source")
+    if image.source == "TILED":  # (its pixels are tile 1001's alone, sent unsaid)
+        raise ValueError(f"image {image.name!r} is a UDIM tiled image: pick one tile's file (a still image) as the "
+                         "source")
     if not width or not height:
         raise ValueError(f"image {image.name!r} has no pixels (is its file missing?)")
     flat = np.empty(width * height * image.channels, np.float32)
@@ -63,6 +67,10 @@ def image_pixels(image) -> np.ndarray:
         srgb_encode(rgb)  # a float buffer (16-bit PNG, EXR) holds scene-linear light, not sRGB values
     if image.channels == 4 and image.alpha_mode in ("STRAIGHT", "PREMUL") and (pixels[..., 3] < 1).any():
         np.clip(pixels[..., 3:], 0, 1, out=pixels[..., 3:])  # (CHANNEL_PACKED: not coverage)
+        if not pixels[..., 3].any():  # (it ran, on the backdrop alone, unsaid)
+            raise ValueError(f"image {image.name!r} is transparent everywhere (alpha 0): nothing of it would show; "
+                             "pick another image, or set its Alpha to None (Image editor › Sidebar › Image) to use "
+                             "its colours")
         rgb = pixels  # its RGB, worked above, and its alpha
     rgb *= 255
     return np.round(rgb, out=rgb).astype(np.uint8)
@@ -174,6 +182,11 @@ def check_hand_model(image, labels: str, model: str) -> None:
     setting for). Labels from before the model was recorded are taken as the rigs'."""
     found = parse_json(labels) if labels else {}
     made_with = found.get("hand_model", model) if isinstance(found, dict) else model
+    if isinstance(made_with, str) and made_with != model and made_with not in HAND_MODELS:
+        # (an edited or foreign label: "add 'Open' rigs" sent the artist after a hand model that does not exist)
+        raise ValueError(f"{image.name!r}'s HandForge labels name the hand model {made_with!r}, which HandForge does not "
+                         f"have ({', '.join(HAND_MODELS)}): its labels were edited or come from elsewhere; pick an image "
+                         "HandForge made, or clear its handforge_labels property to transfer without its pose")
     if isinstance(made_with, str) and made_with != model:  # (labels of another shape: the backend names what is wrong)
         raise ValueError(f"{image.name!r} was made with {made_with!r} hands (its HandForge labels give its pose in "
                          f"that hand model) and the rigs are {model!r} hands: add {made_with!r} rigs to transfer onto "

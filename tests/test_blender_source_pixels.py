@@ -38,3 +38,12 @@ def test_a_large_float_source_is_read_in_its_own_buffer(session):
     assert found["as_straight"] and found["reduced"], found  # the same pixels as before
     assert found["read_mib"] < 1.5 * found["buffer_mib"], found
     assert found["reducing_mib"] < 2.5 * found["sent_mib"], found
+
+
+def test_a_source_transparent_everywhere_or_tiled_is_refused_saying_why(session):
+    session.no_error("nothing_to_see")
+    found = session["nothing_to_see"]
+    assert "image 'Clear' is transparent everywhere (alpha 0): nothing of it would show" in found["clear"], found
+    assert "set its Alpha to None" in found["clear"], found
+    assert found["one_pixel"].startswith("sent "), found
+    assert "image 'Tiles' is a UDIM tiled image: pick one tile's file" in found["tiled"], found

@@ -141,6 +141,9 @@ def test_a_source_of_another_hand_model_and_a_long_prompt_are_refused_in_the_art
     assert ("'Made With MANO' was made with 'mano' hands (its HandForge labels give its pose in that hand model) and "
             "the rigs are 'open' hands: add 'mano' rigs to transfer onto (HandForge › Add Hands from Backend, Hand "
             "Model 'mano'), or pick an image made with 'open' rigs" in found["mano"]), found["mano"]
+    # a hand model HandForge does not have: damaged labels (it said "add 'Open' rigs", which do not exist)
+    assert ("'Made With MANO''s HandForge labels name the hand model 'Open', which HandForge does not have (open, mano)"
+            in found["unknown"] and "add 'Open' rigs" not in found["unknown"]), found["unknown"]
     assert "the Prompt is 9,000 characters long" in found["prompt"] and "more than the backend takes" in found["prompt"]
     assert "params." not in found["mano"] + found["prompt"], found
 

@@ -84,4 +84,19 @@ def large_source():
 
 
 s.check("large", large_source)
+
+
+def nothing_to_see():
+    """A source transparent everywhere, and a UDIM tiled one: refused, saying why (both ran unsaid: the first on the
+    backdrop alone, the second with its tile 1001 only)."""
+    pixels = np.full((4, 8, 4), 0.5, np.float32)
+    pixels[..., 3] = 0.0
+    clear = refusal(float_image("Clear", pixels))
+    pixels[0, 0, 3] = 1.0  # one pixel shows: sent
+    tiled = bpy.data.images.new("Tiles", 8, 8, tiled=True)
+    tiled.tiles.new(tile_number=1002)
+    return {"clear": clear, "one_pixel": refusal(float_image("One Pixel", pixels)), "tiled": refusal(tiled)}
+
+
+s.check("nothing_to_see", nothing_to_see)
 s.finish()

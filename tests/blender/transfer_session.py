@@ -272,6 +272,8 @@ def refused_in_the_artists_words():
         labels = json.loads(a["labels"])
         source["handforge_labels"] = json.dumps({**labels, "hand_model": "mano"})
         found["mano"] = error_of(lambda: bpy.ops.handforge.transfer_pose(**size))
+        source["handforge_labels"] = json.dumps({**labels, "hand_model": "Open"})  # (edited by hand)
+        found["unknown"] = error_of(lambda: bpy.ops.handforge.transfer_pose(**size))
     finally:
         scene.handforge_transfer_source = chosen
         bpy.data.images.remove(source)
