@@ -49,11 +49,27 @@ def scene_range(scene, start: int, end: int) -> tuple[int, int]:
     return scene.frame_start if start < 0 else start, scene.frame_end if end < 0 else end
 
 
+def pasted(path: str) -> str:
+    """``path`` as pasted into a field, unwrapped: spaces around it, quotes around it (a file manager's Copy as
+    Path) and a ``file://`` address (a browser's) taken off; each had Blender's working folder put in front of it."""
+    path = path.strip()
+    if len(path) >= 2 and path[0] == path[-1] and path[0] in "\"'":
+        path = path[1:-1].strip()
+    if path.lower().startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        path = unquote(urlparse(path).path)
+        if len(path) > 2 and path[0] == "/" and path[2] == ":":  # file:///C:/x on Windows
+            path = path[1:]
+    return path
+
+
 def absolute_path(path: str, what: str = "path") -> str:
     """``path`` read through bpy.path.abspath, made absolute; a "//" path (beside the .blend) of an unsaved
     .blend is refused: it would name a file in Blender's working folder, wherever that is. "~" is the home
     folder, as Blender's file browser reads it (before: a folder named "~" in the working folder). A plain
     relative path (from a script) is the working folder's, as in Python."""
+    path = pasted(path)
     if path.startswith("//") and not bpy.data.filepath:
         raise ValueError(f"{path!r} is relative and the .blend is not saved: save it first or choose an "
                          f"absolute {what}")

@@ -239,6 +239,8 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
     assert "choose a HandForge motion clip" in bad["import_empty"]
     # "~" is the home folder, as Blender's file browser reads it (before: a folder named "~" in the working folder)
     assert bad["tilde"] == ["FINISHED"] and bad["tilde_written"] is True, bad
+    assert bad["quoted"] == bad["address"] == ["FINISHED"], bad
+    assert bad["pasted_written"] == ["an address.npz", "quoted.npz"], bad
     assert "1,048,575 frames" in bad["export_huge"] and "export it in parts" in bad["export_huge"]
     assert bad["seconds"] < 5, bad  # a guard against starting: 1,048,575 frames took minutes (not a speed target)
     assert "beyond Blender's last frame" in bad["import_past_end"] and bad["past_end_unchanged"]

@@ -274,6 +274,11 @@ def checked_first():
         else:
             os.environ["HOME"] = home
     out["tilde_written"] = os.path.isfile(os.path.join(a["work"], "tilde.npz"))
+    # pasted: in quotes with spaces around (Copy as Path), as a file:// address (each had the working folder put
+    # in front of it)
+    for name, given in (("quoted", f' "{a["work"]}/quoted.npz" '), ("address", f"file://{a['work']}/an%20address.npz")):
+        out[name] = sorted(bpy.ops.handforge.export_motion(filepath=given, frame_start=1, frame_end=10))
+    out["pasted_written"] = sorted(f for f in os.listdir(a["work"]) if f in ("quoted.npz", "an address.npz"))
     before = snapshot()
     out["import_past_end"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
                                                                               frame_start=1048570))
