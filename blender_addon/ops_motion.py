@@ -603,6 +603,8 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(browse_ended)
     if refit:
         notes.append(refit)
+    if engine == "spline" and request["kind"] == "motion.inbetween":
+        notes += spline_unkept(request["replace"])
     unkept = keep_apart_unused(engine, request.get("keep_apart", "default"), len(request["rigs"]))
     if unkept:
         notes.append(unkept)
@@ -613,6 +615,18 @@ def write_result(context, result, request: dict[str, Any]) -> str:
             + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")"
             + "".join(f"; {move}" for move in summary["range"]))
     return (jobs.Noted if notes else str)(text + "".join(f"; {n}" for n in notes))
+
+
+def spline_unkept(replaced: dict[str, frozenset[int]]) -> list[str]:
+    """In-between's note for parts left out of Kept that the Spline engine made: it has nothing to generate them
+    from, so they take Add Hands' pose and placement (flat fingers, palms down, the hands side by side), which
+    moved an artist's hands 15-25 cm unsaid."""
+    free = {part for parts in replaced.values() for part in parts}
+    names = [label for name, label in KEPT_LABELS.items() if free & set(FIXED_COLUMNS[name])]
+    if not names:
+        return []
+    return [f"the Spline engine does not generate: {', '.join(names)} (not kept) took Add Hands' pose and placement "
+            "(flat fingers, palms down, the hands side by side); the Learned engine generates them"]
 
 
 def driven_notes(rigs: dict[str, object]) -> list[str]:

@@ -44,3 +44,13 @@ def test_a_wrist_never_keyed_stays_where_it_is(session):
         assert np.abs(np.array(location) - rest_location).max() < 1e-4, (location, rest_location)
         assert min(np.abs(np.array(rotation) - rest_rotation).max(),
                    np.abs(np.array(rotation) + rest_rotation).max()) < 1e-4, (rotation, rest_rotation)
+
+
+def test_the_spline_engine_says_it_placed_the_parts_not_kept(session):
+    session.no_error("spline_with_wrists_free")
+    found = session["spline_with_wrists_free"]
+    assert found["spline"][0] == found["learned"][0] == ["FINISHED"], found
+    note = ("the Spline engine does not generate: Wrist Rotation, Wrist Location (not kept) took Add Hands' pose and "
+            "placement (flat fingers, palms down, the hands side by side); the Learned engine generates them")
+    assert note in found["spline"][1], found["spline"][1]
+    assert "does not generate" not in found["learned"][1], found["learned"][1]
