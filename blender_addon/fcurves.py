@@ -151,11 +151,18 @@ def new_points(co: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def plays(fc) -> bool:
+    """Whether Blender plays ``fc``'s keys: not muted. A muted group's curves play all the same (Blender 4.5 evaluates
+    them: the group's flag alone stops nothing; the Graph Editor's mute button on a group mutes each of its curves),
+    so keys there count and are written to as anywhere (they were taken for muted: not kept, nor written)."""
+    return fc is not None and not fc.mute
+
+
 def shown(fc) -> bool:
     """Whether Blender evaluates ``fc`` (``BKE_fcurve_is_empty``): a curve left without keys, e.g. by
     Delete Generated Keys, is skipped and the channel keeps its value (reading it gave 0: a flat hand
     at the origin was exported while the viewport showed the pose)."""
-    return (fc is not None and not fc.mute
+    return (plays(fc)
             and bool(len(fc.keyframe_points) or len(fc.sampled_points)
                      or any(m.type in ("GENERATOR", "FNGENERATOR") and not m.mute for m in fc.modifiers)))
 
@@ -188,5 +195,5 @@ def key_types(fc) -> np.ndarray:
 
 
 __all__ = ["FCurves", "FRAME_EPS", "GENERATED", "POINT_BOOLS", "ensure_channelbag", "enum_value", "find_channelbag",
-           "generated_types", "hand_channels", "hand_fcurves", "is_pose_path", "key_types", "layered", "new_points",
+           "generated_types", "hand_channels", "hand_fcurves", "is_pose_path", "key_types", "layered", "new_points", "plays",
            "read_points", "shown", "slot_channelbag", "write_points"]

@@ -21,7 +21,7 @@ from . import placement
 from . import pose as pose_conv
 from . import rig as rig_build
 from .fcurves import (FRAME_EPS, GENERATED, FCurves, ensure_channelbag, enum_value, find_channelbag, generated_types,
-                      hand_channels, is_pose_path, key_types, new_points, read_points, shown, write_points)
+                      hand_channels, is_pose_path, key_types, new_points, plays, read_points, shown, write_points)
 from handforge_shared import anatomy
 from handforge_shared.poses import KEY_PARTS, HandPose, MotionClip, PoseFormatError, check_reach, stack_poses
 from handforge_shared.rotations import axis_angle_to_matrix
@@ -206,7 +206,7 @@ def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action
     written, skipped, muted, replaced = 0, set(), [], {}
     for ch, ch_co in zip(channels, co):
         fc = curves.curves.get((ch.data_path, ch.index))
-        if fc is not None and (fc.mute or (fc.group is not None and fc.group.mute)):
+        if fc is not None and not plays(fc):
             # switched off by the artist: keys written there showed nothing and were left behind, unsaid
             muted += [ch.group] if ch.group not in muted else []
             continue
@@ -264,7 +264,7 @@ def keyed_sliders(arm_obj) -> list[tuple[str, str]]:
     curves = [(kind, finger, bag.fcurves.find(slider_path(kind, finger)) if bag is not None else None)
               for finger in FINGERS for kind in SLIDER_KINDS]
     return [(kind, finger) for kind, finger, fc in curves
-            if fc is not None and not fc.mute and not (fc.group is not None and fc.group.mute)]
+            if plays(fc)]
 
 
 def slider_channels(arm_obj, poses: HandPose) -> list[Channel]:
@@ -506,7 +506,7 @@ def animated_paths(arm_obj) -> set[str]:
     paths: set[str] = set()
     bag = find_channelbag(arm_obj)
     if bag is not None:
-        paths |= {fc.data_path for fc in bag.fcurves if not fc.mute and len(fc.keyframe_points)}
+        paths |= {fc.data_path for fc in bag.fcurves if plays(fc) and len(fc.keyframe_points)}
     ad = arm_obj.animation_data
     if ad is not None:
         paths |= {d.data_path for d in ad.drivers if not d.mute}

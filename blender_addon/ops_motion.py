@@ -168,8 +168,8 @@ def _key_mask(arm_obj, start: int, end: int, columns: list[int] | None, artist_o
     generated = _generated_type()
     for fc in bag.fcurves:
         part = part_of.get(fc.data_path)
-        # (a muted curve or group plays nothing: the pose sent there is not its keys', so they constrain nothing)
-        if part is None or fc.mute or (fc.group is not None and fc.group.mute) or not len(fc.keyframe_points):
+        # (a muted curve plays nothing: the pose sent there is not its keys', so they constrain nothing)
+        if part is None or not fcurves.plays(fc) or not len(fc.keyframe_points):
             continue
         n = len(fc.keyframe_points)
         co = np.empty(2 * n, np.float32)
@@ -207,7 +207,7 @@ def keyed_extent(arm_obj) -> dict[int, tuple[float, float]]:
     part_of = keys.key_parts(arm_obj)
     for fc in bag.fcurves:
         part = part_of.get(fc.data_path)
-        if part is None or fc.mute or (fc.group is not None and fc.group.mute) or not len(fc.keyframe_points):
+        if part is None or not fcurves.plays(fc) or not len(fc.keyframe_points):
             continue
         first, last = fc.keyframe_points[0].co[0], fc.keyframe_points[-1].co[0]  # (Blender keeps them sorted)
         was = extent.get(part, (first, last))

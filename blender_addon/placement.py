@@ -49,7 +49,7 @@ def _moves_itself(obj) -> bool:
             if bag is not None and any(_moving_path(fc.data_path) for fc in bag.fcurves):
                 return True
     bag = fcurves.find_channelbag(obj)
-    return bag is not None and any(not fc.mute and _moving_path(fc.data_path) and _varies(fc) for fc in bag.fcurves)
+    return bag is not None and any(fcurves.plays(fc) and _moving_path(fc.data_path) and _varies(fc) for fc in bag.fcurves)
 
 
 def _carries(parent, child) -> bool:

@@ -576,21 +576,29 @@ s.check("subframe_key", subframe_key)
 
 
 def muted_group_keys():
-    """Keys in a muted F-curve group play nothing (the pose sent there ignores them): not constraints, as keys
-    of a muted curve are not (only the curve's own mute was looked at)."""
+    """Keys in an F-curve group muted by its flag alone (a script's ``group.mute``; the Graph Editor's button mutes
+    each curve too): constraints exactly when Blender plays them, which is its own evaluation's to say (they were
+    taken for muted, though Blender 4.5 plays them: the pose sent there was their keys', unconstrained)."""
     ops_motion = importlib.import_module(f"{ADDON_MODULE}.ops_motion")
     keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
     right = bpy.context.scene.handforge.right
     for frame in (501, 510, 520):
         keys_module.key_pose(right, frame)
-    group = next(fc.group for fc in bag_of(right).fcurves if fc.data_path.startswith('pose.bones["index1"]'))
+    curves = [fc for fc in bag_of(right).fcurves if fc.data_path.startswith('pose.bones["index1"]')]
+    bone = right.pose.bones["index1"]
+    channel = curves[0].data_path.rsplit(".", 1)[1]  # (its rotation mode's)
+    group = curves[0].group
     group.mute = True
     try:
         mask = ops_motion.artist_key_mask(right, 501, 520)
+        keyed = curves[0].evaluate(510)
+        getattr(bone, channel)[curves[0].array_index] = keyed + 0.25  # moved off its key: back on it where it plays
+        bpy.context.scene.frame_set(510)
+        plays = abs(getattr(bone, channel)[curves[0].array_index] - keyed) < 1e-6
     finally:
         group.mute = False
     _drop_keys_from(right, 500)
-    return {"index1_at_510": bool(mask[9, 1]), "index2_at_510": bool(mask[9, 2])}
+    return {"index1_at_510": bool(mask[9, 1]), "index2_at_510": bool(mask[9, 2]), "blender_plays_it": plays}
 
 
 s.check("muted_group", muted_group_keys)
