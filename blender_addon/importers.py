@@ -53,7 +53,7 @@ def import_motion(context, clip: MotionClip, frame_start: float | None = None) -
     found = hands.scene_hands(context.scene, "BOTH", edit=True)
     start = context.scene.frame_current if frame_start is None else frame_start
     summary, browse_ended = key_motion(context, clip, found, start, "the motion")
-    text = (f"{clip.num_frames} frames of motion keyed at {keys.frame_range(summary['frame_start'], summary['frame_end'])}"
+    text = (f"{clip.num_frames} frames of motion keyed at {keys.range_text(summary['frame_start'], summary['frame_end'])}"
             f"{keys.placing_note(clip, keys.scene_fps(context.scene), summary['frame_start'])}")
     notes = summary["warnings"] + summary["range"] + ([browse_ended] if browse_ended else [])
     return text + "".join(f"; {w}" for w in notes)

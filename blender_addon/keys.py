@@ -305,7 +305,7 @@ def frame_list(frames) -> str:
     return ", ".join(frame_text(f) for f in sorted(frames))
 
 
-def frame_range(start: float, end: float) -> str:
+def range_text(start: float, end: float) -> str:
     """"10-30", or "-20 to -11" where a minus sign would run into the dash."""
     return f"{frame_text(start)}{' to ' if start < 0 or end < 0 else '-'}{frame_text(end)}"
 
@@ -480,7 +480,7 @@ def _play_whole(scene, first: float, last: float) -> list[str]:
     if int(np.floor(first)) < scene.frame_start:
         scene.frame_start = max(int(np.floor(first)), 0)  # (Blender's Start is 0 at the least)
     # (before frame 0: said whether Start moved to 0 or stood there already)
-    unplayed = (f"frames {frame_range(first, min(last, -1))} are keyed, but Blender plays no frame before 0"
+    unplayed = (f"frames {range_text(first, min(last, -1))} are keyed, but Blender plays no frame before 0"
                 if first < scene.frame_start else "")
     moves = []
     if scene.frame_start != start_before:

@@ -798,7 +798,7 @@ def _frames(start: int, count: int) -> str:
     """The frames ``count`` candidates are keyed on from ``start``: "frame 5" for one (not "frames 5-5")."""
     if count == 1:
         return f"frame {keys.frame_text(start)}"
-    return f"frames {keys.frame_range(start, start + count - 1)}"
+    return f"frames {keys.range_text(start, start + count - 1)}"
 
 
 def _candidates(count: int) -> str:

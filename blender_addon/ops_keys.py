@@ -134,7 +134,7 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
             self.report({"WARNING"}, warning)
         moved = "".join(f"; {move}" for move in summary["range"])
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "
-                              f"{keys.frame_range(summary['frame_start'], summary['frame_end'])}"
+                              f"{keys.range_text(summary['frame_start'], summary['frame_end'])}"
                               f"{keys.placing_note(clip, keys.scene_fps(context.scene), summary['frame_start'])}{moved}")
         return {"FINISHED"}
 

@@ -610,7 +610,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(unkept)
     seconds = result.data.get("seconds")
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
-            f"{keys.frame_range(summary['frame_start'], summary['frame_end'])} ({engine}"
+            f"{keys.range_text(summary['frame_start'], summary['frame_end'])} ({engine}"
             + (f", seed {request['params']['seed']}" if engine == "learned" else "")
             + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")"
             + "".join(f"; {move}" for move in summary["range"]))

@@ -53,7 +53,7 @@ def image_pixels(image) -> np.ndarray:
     flat = np.empty(width * height * image.channels, np.float32)
     image.pixels.foreach_get(flat)
     pixels = flat.reshape(height, width, image.channels)[::-1]
-    check_finite(image, pixels)
+    check_finite_pixels(image, pixels)
     rgb = pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
     # Blender holds float buffers premultiplied by alpha, except Channel Packed and Non-Color ones (their RGB as
     # read: divided, their colours went over-bright where the alpha is below 1 and black where it is 0)
@@ -76,7 +76,7 @@ def image_pixels(image) -> np.ndarray:
     return np.round(rgb, out=rgb).astype(np.uint8)
 
 
-def check_finite(image, pixels: np.ndarray) -> None:
+def check_finite_pixels(image, pixels: np.ndarray) -> None:
     """Refuse a float image's NaN or infinite pixels (a render's fireflies, a script's): they went as black or white,
     unsaid. ``pixels``: (H, W, C), top row first."""
     bad = ~np.isfinite(pixels).all(axis=2)

@@ -366,7 +366,7 @@ def test_penetration_guidance_lowers_penetration_on_a_fixed_seed(trained):
                           guidance=Guidance(strength=20.0, iterations=3, last_fraction=1.0))[0]
     # the polish keeps the shallowest of its states by the deepest overlap (its summed loss can rise:
     # on this seed it did, once the keys' curve followed the rotations' arcs)
-    deepest = lambda clip: pipe.penetration_depths([obs], [{f: np.stack([getattr(clip.hands[side], f) for side in rep.HAND_AXIS], 1)
+    deepest = lambda clip: pipe.deepest_penetration([obs], [{f: np.stack([getattr(clip.hands[side], f) for side in rep.HAND_AXIS], 1)
                                                             for f in ("global_orient", "hand_pose", "transl")}])[0]
     assert deepest(polished) < 0.9 * deepest(guided)
 
@@ -410,7 +410,7 @@ def test_a_scene_of_one_hand_is_not_kept_apart_from_the_generated_other():
     assert alone.scene_hands == ("right",)
     both = replace(alone, scene_hands=("left", "right"))  # (the other hand there, free: kept apart from it)
     assert np.abs(right_fingers(both, guidance_named("auto")) - unguided).max() > 1e-3
-    assert pipe.penetration_depths([alone], [{"transl": np.zeros((t, 2, 3))}]) == [0.0]  # (nothing to measure)
+    assert pipe.deepest_penetration([alone], [{"transl": np.zeros((t, 2, 3))}]) == [0.0]  # (nothing to measure)
 
 
 def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(trained):
@@ -427,7 +427,7 @@ def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(tra
     calls = []
     repaired = pipe.batch(observations, steps=6, seed=7, callback=lambda *call: calls.append(call),
                           guidance=Guidance(when="repair"))
-    before, after = pipe.penetration_depths(observations, plain), pipe.penetration_depths(observations, repaired)
+    before, after = pipe.deepest_penetration(observations, plain), pipe.deepest_penetration(observations, repaired)
     assert before[0] == 0.0 and before[1] > 5 * Guidance.depth
     for name in plain[0]:
         np.testing.assert_array_equal(repaired[0][name], plain[0][name])
@@ -471,7 +471,7 @@ def test_repair_keeps_the_shallowest_of_the_polishs_states(trained, monkeypatch)
     monkeypatch.setattr(motion_pipeline._Guide, "polish", overshooting_polish)
     plain = pipe.batch([through], steps=6, seed=7)
     repaired = pipe.batch([through], steps=6, seed=7, guidance=Guidance(when="repair"))
-    assert pipe.penetration_depths([through], plain)[0] > 5 * Guidance.depth
+    assert pipe.deepest_penetration([through], plain)[0] > 5 * Guidance.depth
     expected = pipe._decode([through], better)[0]
     for name in expected:
         np.testing.assert_array_equal(repaired[0][name], expected[name])
@@ -493,8 +493,8 @@ def test_the_polish_moves_overlapping_hands_apart_smoothly_and_stops_when_clean(
     polished = _Guide(pipe, [obs], Guidance(when="repair")).polish(x0, torch.as_tensor(obs.channel_mask()[None]),
                                                                    lambda *call: calls.append(call))
     before, after = pipe._decode([obs], x0), pipe._decode([obs], polished)
-    assert pipe.penetration_depths([obs], before)[0] > 0.01
-    assert pipe.penetration_depths([obs], after)[0] <= Guidance.depth
+    assert pipe.deepest_penetration([obs], before)[0] > 0.01
+    assert pipe.deepest_penetration([obs], after)[0] <= Guidance.depth
     assert len(calls) < Guidance.polish / 2
 
     def jerk(values: dict[str, np.ndarray]) -> float:
@@ -515,7 +515,7 @@ def test_the_polish_gives_up_on_overlaps_the_keys_hold(trained):
     calls = []
     polished = _Guide(pipe, [obs], Guidance()).polish(x0, torch.as_tensor(obs.channel_mask()[None]),
                                                      lambda *call: calls.append(call))
-    assert pipe.penetration_depths([obs], pipe._decode([obs], polished))[0] > Guidance.depth
+    assert pipe.deepest_penetration([obs], pipe._decode([obs], polished))[0] > Guidance.depth
     assert 0 < len(calls) <= Guidance.polish // 2
 
 

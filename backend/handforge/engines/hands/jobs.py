@@ -126,7 +126,7 @@ def pose_array_specs(rows: Callable[[str], int | str], doc: Callable[[str, str],
             for side in SIDES for field, size in POSE_FIELDS.items()}
 
 
-def _pose_arrays() -> dict[str, ArraySpec]:
+def _pose_array_specs() -> dict[str, ArraySpec]:
     docs = {"global_orient": "wrist rotation, axis-angle (radians), model frame",
             "hand_pose": "15 finger joint rotations, axis-angle, MANO joint order, world-aligned",
             "betas": f"shape coefficients ({NUM_BETAS}); zeros when absent",
@@ -170,7 +170,7 @@ def register_jobs(registry: Registry) -> None:
                  "<side>.<field>": "the arrays of HandRig.to_arrays(); rebuild with HandRig.from_arrays"}))
     registry.add_kind(JobKind(
         "forward_hands", forward_hands, engine="hands", device="gpu", timeout=120, check=_check_forward,
-        schema=Schema(params={"model": MODEL_PARAM}, arrays=_pose_arrays(),
+        schema=Schema(params={"model": MODEL_PARAM}, arrays=_pose_array_specs(),
                       dims={f"batch_{side}": (1, MAX_BATCH) for side in SIDES}),
         description="pose parameters per hand (batched) to vertices and keypoints",
         returns={"sides": "the sides computed", "<side>.vertices": "(B, V, 3) float32, metres",

@@ -462,14 +462,14 @@ def _overlap_note(pipeline, observation, clips, on_measured=None) -> str:
     # on_measured(motion, motions) after each chunk of frames measured (progress, cancelling)
     callback = None if on_measured is None else (lambda motion, motions, _stage: on_measured(motion, motions))
     # the keys are the same in every sample: measured in the first
-    depth = float(pipeline.penetration_depths([observation], values[:1], keyed=True, callback=callback)[0])
+    depth = float(pipeline.deepest_penetration([observation], values[:1], keyed=True, callback=callback)[0])
     if depth > OVERLAP_SAID:
         return (f"Your keys hold the hands {depth * 1000:.0f} mm into each other; Keep Apart moves the wrists out "
                 "between such keys and back, which a hold shows as a bounce: set Keep Apart to Off "
                 "(penetration_guidance 'off') to keep it as keyed.")
     if not observation.part_mask[..., KEY_PARTS - 1].any():  # no keyed wrist: Keep Apart could move them all
         return ""
-    depths = pipeline.penetration_depths([observation] * len(values), values, callback=callback)
+    depths = pipeline.deepest_penetration([observation] * len(values), values, callback=callback)
     deep = [(i, float(d)) for i, d in enumerate(depths) if d > OVERLAP_SAID]
     if not deep:
         return ""

@@ -1,6 +1,6 @@
 """Where a motion holds one hand inside the other, frame by frame, and the spline engine's note saying so.
 
-The learned engine's Keep Apart measures each motion's deepest overlap (``MotionPipeline.penetration_depths``);
+The learned engine's Keep Apart measures each motion's deepest overlap (``MotionPipeline.deepest_penetration``);
 the spline engine keeps nothing apart (its rotation splines and cubic wrist paths between keys can pass one hand
 through the other), so its note names the frames, measured here with the same depth test.
 """

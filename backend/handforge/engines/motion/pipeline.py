@@ -166,7 +166,7 @@ class MotionPipeline:
         values = self._decode(observations, x0)
         if guidance is None or guidance.polish <= 0:
             return values
-        depths = self.penetration_depths(observations, values, callback=callback)
+        depths = self.deepest_penetration(observations, values, callback=callback)
         redo = np.flatnonzero(depths > guidance.depth)
         if len(redo):
             picked = [observations[i] for i in redo]
@@ -177,7 +177,7 @@ class MotionPipeline:
             # end deeper), each measured over every frame: the shallowest of them and the unpolished wins
             for state in (final, guide.best_start):
                 polished = self._decode(picked, state)
-                for i, v, d in zip(redo, polished, self.penetration_depths(picked, polished, callback=callback)):
+                for i, v, d in zip(redo, polished, self.deepest_penetration(picked, polished, callback=callback)):
                     if d < depths[i]:
                         values[i], depths[i] = v, d
         return values
@@ -201,7 +201,7 @@ class MotionPipeline:
         return [placed[id(o)] for o in observations]
 
     @torch.no_grad()
-    def penetration_depths(self, observations: list[Observation], values: list[dict[str, np.ndarray]],
+    def deepest_penetration(self, observations: list[Observation], values: list[dict[str, np.ndarray]],
                            chunk: int = 256, callback: Callable[[int, int, str], None] | None = None,
                            keyed: bool = False) -> np.ndarray:
         """Per motion, the deepest any vertex of one hand goes into the other (m) over the frames sampling
