@@ -91,7 +91,8 @@ def test_inbetween_keeps_every_key(server, engine):
     assert result.arrays["samples.left"].shape == (2, FRAMES, 51)
     assert np.isfinite(result.arrays["samples.right"]).all()
     if engine == "learned":
-        assert "denoising step 5/5" in messages  # the in-between's default variation, 0.8, runs the last 5 of 6 steps
+        # the in-between's default variation, 0.8, runs the last 5 of 6 steps, and says so ("step 1/5" of Steps 6)
+        assert "denoising step 5/5 (5 of Steps 6: variation under 1 starts part way)" in messages, messages
         assert not np.array_equal(result.arrays["samples.left"][0], result.arrays["samples.left"][1])
 
 

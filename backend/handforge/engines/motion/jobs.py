@@ -393,7 +393,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         elif stage == "checking":  # before and after the polish: where the hands overlap (cancels here too)
             say(denoised, f"checking where the hands overlap ({step}/{total})")
         else:  # (the spline engine's one update said its stage's name, "spline")
-            said = {"denoising": f"denoising step {step}/{total}", "spline": "spline curves through the keys"}
+            # (variation < 1 starts part way: "step 1/4" of Steps 5 read as a step lost)
+            part_way = f" ({total} of Steps {params['steps']}: variation under 1 starts part way)" \
+                if stage == "denoising" and total < params["steps"] else ""
+            said = {"denoising": f"denoising step {step}/{total}{part_way}", "spline": "spline curves through the keys"}
             say(denoised * step / total, said.get(stage, stage), force=ends)
 
     # what made the motion: the spline engine reads none of the learned engine's settings (its clips said "steps 20")
