@@ -125,6 +125,24 @@ def check_source_size(pixels: np.ndarray, given: tuple[int, int]) -> None:
                          f"{fewest} a side: pick a larger image")
 
 
+# the first bytes of the image files Blender reads, and what they are (a file's own say, whatever its name)
+SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG"), (b"\xff\xd8\xff", "a JPEG"), (b"v/1\x01", "an OpenEXR"),
+              (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"BM", "a BMP"), (b"#?RADIANCE", "a Radiance HDR"),
+              (b"DDS ", "a DDS"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000"))
+
+
+def image_signature(path) -> str:
+    """What kind of image file ``path`` starts as ("a PNG"), or "" (not one Blender reads, or unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return ""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP"
+    return next((kind for magic, kind in SIGNATURES if head.startswith(magic)), "")
+
+
 def source_image(scene, file: str):
     """The source datablock: ``file`` loaded (once) when given, else the panel's choice."""
     if file:
@@ -141,6 +159,10 @@ def source_image(scene, file: str):
         if not all(image.size):  # Blender decodes lazily: a file it cannot read shows as 0 × 0
             if image.as_pointer() not in before:
                 bpy.data.images.remove(image)  # no datablock left behind for it
+            kind = image_signature(path)
+            if kind:  # (said "not recognised" of a PNG cut short)
+                raise ValueError(f"cannot read {path} as an image: it starts as {kind} file, which Blender could not "
+                                 "decode: it is cut short or damaged (save or copy it again, or pick another file)")
             raise ValueError(f"cannot read {path} as an image: Blender does not recognise its contents "
                              "(pick a PNG, JPEG, EXR or another image file)")
         return image

@@ -53,6 +53,8 @@ def test_transfer_from_a_file_and_a_missing_file_is_refused(session):
         in found["tiny"], found["tiny"]
     assert "does not exist" in found["missing"] and found["objects_kept"]
     assert "does not recognise its contents" in found["not_image"] and "carries no HandForge labels" in found["unlabelled"]
+    # a PNG cut short: named as one, damaged (it said Blender did not recognise it, "pick a PNG")
+    assert "it starts as a PNG file, which Blender could not decode: it is cut short or damaged" in found["cut"], found
     assert found["images_kept"]  # no debris left
     assert found["result"] == ["FINISHED"] and found["source"] == "source.png" and found["labels"]
 

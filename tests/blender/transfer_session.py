@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pathlib
 
 import bpy
 import numpy as np
@@ -72,6 +73,10 @@ def from_file():
     images = len(bpy.data.images)
     not_image = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=str(s.work / "notes.png"), steps=1,
                                                                  resolution_x=a["size"], resolution_y=a["size"]))
+    whole = pathlib.Path(path).read_bytes()  # a PNG cut short (a download stopped part way)
+    (s.work / "cut.png").write_bytes(whole[:len(whole) // 3])
+    cut = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=str(s.work / "cut.png"), steps=1,
+                                                           resolution_x=a["size"], resolution_y=a["size"]))
     # refused after loading (IHPT, no labels in a plain file): the loaded file stayed as a datablock
     unlabelled = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=path, engine="ihpt", steps=1,
                                                                   resolution_x=a["size"], resolution_y=a["size"]))
@@ -88,7 +93,7 @@ def from_file():
     scene.handforge_transfer_source = picked
     return {"missing": missing, "objects_kept": len(bpy.data.objects) == objects, "result": sorted(result),
             "folder": folder, "tiny": tiny,
-            "not_image": not_image, "unlabelled": unlabelled, "images_kept": images_kept,
+            "not_image": not_image, "cut": cut, "unlabelled": unlabelled, "images_kept": images_kept,
             "source": made["handforge_transfer_source"] if made else None,
             "labels": json.loads(made["handforge_labels"])["hands"] is not None if made else False}
 
