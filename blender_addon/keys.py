@@ -393,13 +393,15 @@ def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start:
 
 
 def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float, blend: int = 0,
-                replace: dict[str, frozenset[int]] | None = None) -> dict:
+                replace: dict[str, frozenset[int]] | None = None,
+                leave: dict[str, frozenset[int]] | None = None) -> dict:
     """Write ``clip`` onto the rigs as generated keys starting at ``frame_start``.
 
     Clip frame i lands on scene frame ``frame_start + i · scene_fps / clip_fps`` (same time).
     ``blend`` > 0: the clip eases into and out of the artist's keys over that many frames.
     ``replace``: per side, the parts (``Channel.part``) whose artist keys inside the clip's frames are
-    replaced (a motion job's generated parts); elsewhere the artist's keys stay.
+    replaced (a motion job's generated parts); elsewhere the artist's keys stay. ``leave``: per side, the parts
+    given no keys at all (In-between's kept parts that had none: held as they are).
     Returns a summary: keys written, frame range, frames skipped per side, the artist's keys replaced per
     side and part name, warnings for the user."""
     scene = context.scene
@@ -428,9 +430,10 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         frames = all_frames[present]
         under_strips = only_in_strips(arm_obj)
         parts = (replace or {}).get(side, frozenset())
-        count, skipped, muted, replaced = write_channels(
-            arm_obj, frames, pose_channels(arm_obj, sel) + slider_channels(arm_obj, sel), f"{arm_obj.name} Action",
-            blend, parts)
+        left = (leave or {}).get(side, frozenset())
+        channels = [ch for ch in pose_channels(arm_obj, sel) + slider_channels(arm_obj, sel) if ch.part not in left]
+        count, skipped, muted, replaced = write_channels(arm_obj, frames, channels, f"{arm_obj.name} Action", blend,
+                                                         parts)
         written += count
         sharing = sharing_warning(arm_obj, hands.values())
         if sharing:
@@ -440,7 +443,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
                             f"{arm_obj.animation_data.action.name!r}, which overrides the strips on every frame (push "
                             "it down in the NLA editor to layer it over them, or undo)")
         mesh_obj = rig_build.hand_mesh(arm_obj)
-        correctives = corrective_channels(arm_obj, sel)
+        correctives = [ch for ch in corrective_channels(arm_obj, sel) if ch.part not in left]
         if correctives and mesh_obj is not None:
             count, _, muted_keys, replaced_correctives = write_channels(
                 mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives", blend, parts)

@@ -190,10 +190,13 @@ def _key_mask(arm_obj, start: int, end: int, columns: list[int] | None, artist_o
                 parts.add(next(label for name, label in KEPT_LABELS.items() if part in FIXED_COLUMNS[name]))
     if between:
         named = [label for label in KEPT_LABELS.values() if label in parts]  # (in the Kept menu's order)
+        kept = {label for name, label in KEPT_LABELS.items() if columns is None or set(FIXED_COLUMNS[name]) & set(columns)}
+        # (leaving every kept part out is refused: "no part is kept")
+        other = (" or leave " + f"{', '.join(named[:-1]) + ' and ' if len(named) > 1 else ''}{named[-1]} out of Kept"
+                 if kept - set(named) else "")
         raise ValueError(f"{arm_obj.name!r} has your keys between frames (at {keys.frame_list(sorted(between))}) in "
                          f"{start}-{end}: in-betweening goes through keys on whole frames only; move them onto "
-                         "frames (Key > Snap > Selection to Nearest Frame) or leave "
-                         f"{', '.join(named[:-1]) + ' and ' if len(named) > 1 else ''}{named[-1]} out of Kept")
+                         f"frames (Key > Snap > Selection to Nearest Frame){other}")
     return mask
 
 
@@ -215,11 +218,18 @@ def keyed_extent(arm_obj) -> dict[int, tuple[float, float]]:
     return extent
 
 
+def never_keyed(arm_obj, columns: list[int]) -> frozenset[int]:
+    """The parts of ``columns`` with no key at all: In-between holds them as they are (``held_as_animated``) and
+    writes no key on them (``key_motion``'s ``leave``), so that the next run, or Regenerate, holds them again."""
+    extent = keyed_extent(arm_obj)
+    return frozenset(c for c in columns if c not in extent)
+
+
 def held_as_animated(arm_obj, mask: np.ndarray, columns: list[int], start: int, end: int) -> np.ndarray:
     """``mask`` (the artist's keys on the kept ``columns``) with what the animation shows kept too: a kept part with
-    no key at all at every frame (it stays as it is: the learned engine moved an unkeyed wrist 25 mm), and a kept
-    part keyed beyond an edge of the range at that edge (the motion joins the animation there: it held the first
-    key's pose from the range's start, and the curve from a key before the range bent to meet it)."""
+    no key at all at every frame (it stays as it is: the learned engine moved an unkeyed wrist by centimetres), and a
+    kept part keyed beyond an edge of the range at that edge (the motion joins the animation there: it held the
+    first key's pose from the range's start, and the curve from a key before the range bent to meet it)."""
     mask = mask.copy()
     extent = keyed_extent(arm_obj)
     for c in columns:
@@ -577,7 +587,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: keys there could not be undone)
     # (every rig here is one of a side the clip animates)
     summary, browse_ended = importers.key_motion(context, clip, rigs, request["frame_start"], "the motion",
-                                                 replace=request["replace"])
+                                                 replace=request["replace"], leave=request.get("leave") or {})
     # frames the artist keyed are left out on the parts kept, on purpose: not worth a warning, but along a wrist
     # path a wrist location key there is a jump off the path (26 cm, unsaid); said of a hand whose wrist location
     # keys were kept, not of one whose kept keys are its wrist rotation's alone (its wrist is on its path)
@@ -709,6 +719,10 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         ignored: their keys in the range are replaced (kept, each was a one-frame jump to the old pose)."""
         return frozenset(range(KEY_PARTS))
 
+    def unwritten_parts(self, every: dict, write: list[str]) -> dict[str, frozenset[int]]:
+        """Per hand written, the parts (KEY_PARTS columns) left without keys: none by default."""
+        return {}
+
     def job_request(self, context):
         scene = context.scene
         start, end = frame_range(scene, self.frame_start, self.frame_end)
@@ -737,6 +751,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
                          "frames": end - start + 1, "sample": self.sample, "label": self.bl_label,
                          "placement": placement, "read": read, "keep_apart": self.keep_apart,
                          "replace": {side: self.generated_parts() for side in write},
+                         "leave": self.unwritten_parts(every, write),
                          "rigs": {side: (obj.name, obj.session_uid) for side, obj in every.items()},
                          "modes": {side: keys.rotation_modes(every[side]) for side in write}}
         return kind, params, arrays
@@ -816,6 +831,11 @@ class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
 
     def generated_parts(self):
         return frozenset(range(KEY_PARTS)) - {c for part in self.fixed for c in FIXED_COLUMNS[part]}
+
+    def unwritten_parts(self, every, write):
+        # (kept parts with no key at all: held as they are, and left so for the next run; ``never_keyed``)
+        columns = [c for part in self.fixed for c in FIXED_COLUMNS[part]]
+        return {side: never_keyed(every[side], columns) for side in write}
 
 
 class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):

@@ -569,7 +569,13 @@ def subframe_key():
         result, printed = ["CANCELLED"], str(exc)
     unchanged = snapshot() == before
     _drop_keys_from(right, 500)
-    return {"result": result, "printed": printed, "unchanged": unchanged}
+    # the wrist's location alone keyed between frames: leaving it out of Kept is the other way
+    for frame in (501, 520):
+        keys_module.key_pose(right, frame)
+    right.pose.bones["wrist"].keyframe_insert("location", frame=510.5)
+    located = error_of(lambda: ops.motion_inbetween(frame_start=501, frame_end=520, engine="spline", sides="RIGHT"))
+    _drop_keys_from(right, 500)
+    return {"result": result, "printed": printed, "unchanged": unchanged, "location_only": located}
 
 
 s.check("subframe_key", subframe_key)
