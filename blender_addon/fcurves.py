@@ -152,10 +152,14 @@ def new_points(co: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def plays(fc) -> bool:
-    """Whether Blender plays ``fc``'s keys: not muted. A muted group's curves play all the same (Blender 4.5 evaluates
-    them: the group's flag alone stops nothing; the Graph Editor's mute button on a group mutes each of its curves),
-    so keys there count and are written to as anywhere (they were taken for muted: not kept, nor written)."""
-    return fc is not None and not fc.mute
+    """Whether Blender plays ``fc``'s keys, a curve of a rig's active action: not muted, and on Blender before 4.4 not
+    in a muted group. Blender 4.4+ (layered actions) plays a muted group's curves all the same (its evaluation no
+    longer looks at the group; checked on 4.5.15; the Graph Editor's mute button on a group mutes each curve too),
+    so there keys in such a group count and are written to as anywhere (they were taken for muted: not kept, nor
+    written)."""
+    if fc is None or fc.mute:
+        return False
+    return layered() or fc.group is None or not fc.group.mute
 
 
 def shown(fc) -> bool:
