@@ -22,6 +22,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from . import app_handlers, preferences
+from .properties import pasted
 from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
 from handforge_shared.protocol import (STOP_WITH_STDIN_ENV, escaped_length, is_loopback, parse_endpoint, sentence,
                                       with_hint)
@@ -68,12 +69,16 @@ def _curve_keys(prefs) -> CurveKeys | None:
     if not (prefs.server_public_key and prefs.client_secret_key):
         raise BackendError("a remote backend needs both keys: set Server Public Key (.key) and Client Secret Key "
                            "(.key_secret) in the HandForge preferences (create them with `handforge keys`)")
-    relative = [p for p in (prefs.server_public_key, prefs.client_secret_key) if p.startswith("//")]
+    try:  # (pasted in quotes or as a file:// address, as the add-on's other path fields take them)
+        paths = [pasted(p) for p in (prefs.server_public_key, prefs.client_secret_key)]
+    except ValueError as exc:
+        raise BackendError(f"a CurveZMQ key path in the HandForge preferences: {exc}") from None
+    relative = [p for p in paths if p.startswith("//")]
     if relative:  # (preferences hold for every .blend: "//" named a file beside whichever one was open)
         raise BackendError(f"the key path {relative[0]!r} is relative to the open .blend, and the preferences serve "
                            "every .blend: give the keys' absolute paths in the HandForge preferences")
     try:
-        return CurveKeys.from_files(bpy.path.abspath(prefs.server_public_key), bpy.path.abspath(prefs.client_secret_key))
+        return CurveKeys.from_files(*(os.path.expanduser(bpy.path.abspath(p)) for p in paths))
     except (OSError, ValueError) as exc:
         raise BackendError(f"cannot read the CurveZMQ keys: {exc}") from None
 

@@ -51,17 +51,25 @@ def scene_range(scene, start: int, end: int) -> tuple[int, int]:
 
 def pasted(path: str) -> str:
     """``path`` as pasted into a field, unwrapped: spaces around it, quotes around it (a file manager's Copy as
-    Path) and a ``file://`` address (a browser's) taken off; each had Blender's working folder put in front of it."""
-    path = path.strip()
-    if len(path) >= 2 and path[0] == path[-1] and path[0] in "\"'":
-        path = path[1:-1].strip()
-    if path.lower().startswith("file://"):
-        from urllib.parse import unquote, urlparse
+    Path) and a local ``file://`` address (a browser's) taken off; each had Blender's working folder put in front of
+    it. Refused when nothing is left, or the address names another machine (``file://server/share``)."""
+    text = path.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    if text.lower().startswith("file://"):
+        from urllib.parse import unquote
 
-        path = unquote(urlparse(path).path)
-        if len(path) > 2 and path[0] == "/" and path[2] == ":":  # file:///C:/x on Windows
-            path = path[1:]
-    return path
+        rest = text[len("file://"):]
+        host, slash, local = rest.partition("/")
+        if host.lower() not in ("", "localhost"):  # (its host was dropped: another path, unsaid)
+            raise ValueError(f"{path!r} is an address on another machine ({host}): mount its folder and give the "
+                             "path there")
+        text = unquote(slash + local)  # (kept whole: a "#" in a name is no fragment here)
+        if len(text) > 2 and text[0] == "/" and text[2] == ":":  # file:///C:/x on Windows
+            text = text[1:]
+    if path.strip() and not text:
+        raise ValueError(f"{path!r} holds no path: give a file or folder")
+    return text
 
 
 def absolute_path(path: str, what: str = "path") -> str:

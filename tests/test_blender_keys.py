@@ -241,6 +241,9 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
     assert bad["tilde"] == ["FINISHED"] and bad["tilde_written"] is True, bad
     assert bad["quoted"] == bad["address"] == ["FINISHED"], bad
     assert bad["pasted_written"] == ["an address.npz", "quoted.npz"], bad
+    assert bad["hash"] == ["FINISHED"] and bad["hash_written"] is True, bad
+    assert "'\"\"' holds no path: give a file or folder" in bad["quotes_only"], bad
+    assert "'file://server/share/m.npz' is an address on another machine (server)" in bad["other_machine"], bad
     assert "1,048,575 frames" in bad["export_huge"] and "export it in parts" in bad["export_huge"]
     assert bad["seconds"] < 5, bad  # a guard against starting: 1,048,575 frames took minutes (not a speed target)
     assert "beyond Blender's last frame" in bad["import_past_end"] and bad["past_end_unchanged"]

@@ -279,6 +279,13 @@ def checked_first():
     for name, given in (("quoted", f' "{a["work"]}/quoted.npz" '), ("address", f"file://{a['work']}/an%20address.npz")):
         out[name] = sorted(bpy.ops.handforge.export_motion(filepath=given, frame_start=1, frame_end=10))
     out["pasted_written"] = sorted(f for f in os.listdir(a["work"]) if f in ("quoted.npz", "an address.npz"))
+    # a "#" in a name (no URL fragment here); quotes around nothing; another machine's address (its host was dropped)
+    out["hash"] = sorted(bpy.ops.handforge.export_motion(filepath=f"file://localhost{a['work']}/take#2.npz",
+                                                         frame_start=1, frame_end=10))
+    out["hash_written"] = os.path.isfile(os.path.join(a["work"], "take#2.npz"))
+    out["quotes_only"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath='""'))
+    out["other_machine"] = error_of(lambda: bpy.ops.handforge.export_motion(filepath="file://server/share/m.npz",
+                                                                            frame_start=1, frame_end=10))
     before = snapshot()
     out["import_past_end"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
                                                                               frame_start=1048570))
