@@ -88,16 +88,19 @@ def render_disabled(scene, obj) -> bool:
 
 def rendered_hands(scene, found: dict, verb: str) -> tuple[dict, list[str]]:
     """The hands a render of ``scene`` shows, and a note per hand left out: its mesh disabled in renders (the
-    artist's way to render one hand; the backend drew and labelled it all the same) or not in the scene. Refused
-    when none is left.
+    artist's way to render one hand; the backend drew and labelled it all the same), not in the scene, or deleted.
+    Refused when none is left.
     ``verb``: what is done with them ("export", "draw")."""
     shown, skipped = {}, []
     for side, obj in found.items():
         mesh = rig.hand_mesh(obj)
-        if mesh is not None and scene.objects.get(mesh.name) != mesh:  # (a rig linked to another scene alone)
+        if mesh is None:  # (deleted: it was drawn and labelled all the same)
+            skipped.append(f"the {side} hand: its rig {obj.name!r} has no hand mesh (deleted?): add the hands again "
+                           f"(HandForge › Add Hands) to {verb} it")
+        elif scene.objects.get(mesh.name) != mesh:  # (a rig linked to another scene alone)
             skipped.append(f"the {side} hand: {mesh.name!r} is not in scene {scene.name!r}, only its rig is: link it "
                            f"(Object › Link/Transfer Data › Link Objects to Scene) to {verb} it")
-        elif mesh is not None and render_disabled(scene, mesh):
+        elif render_disabled(scene, mesh):
             skipped.append(f"the {side} hand: {mesh.name!r} is disabled in renders (its own or its collection's "
                            f"camera icon in the Outliner): enable it there to {verb} it")
         else:

@@ -253,6 +253,11 @@ def test_a_hand_disabled_in_renders_is_left_out_of_the_image_and_said(session):
             "in the Outliner): enable it there to draw it") in found["printed"], found["printed"]
     assert "no hand to draw" in found["refused"] and "'Hand.L Mesh' is disabled" in found["refused"], found
     assert found["made_after_refusal"] is False, found
+    notes = found["notes"]
+    assert "no hand to draw: the right hand: 'Hand.R Mesh' is not in scene 'Rig Alone', only its rig is" in \
+        notes["not_in_scene"], notes
+    assert notes["no_mesh"] == ["the right hand: its rig 'Hand.R.001' has no hand mesh (deleted?): add the hands again "
+                                "(HandForge › Add Hands) to draw it"], notes
 
 
 def test_a_size_out_of_range_from_the_render_percentage_names_the_percentage(session):

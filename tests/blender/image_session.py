@@ -324,7 +324,25 @@ def hand_left_out_of_renders():
         refused = error_of(lambda: bpy.ops.handforge.generate_image(**{**size, "seed": 42}))
     finally:
         right.hide_render = left.hide_render = False
-    return {"result": result, "printed": printed, "refused": refused,
+    # a rig linked to another scene without its mesh, and a rig whose mesh is gone (a copy of the object alone):
+    # left out, each said (the first was called disabled in renders; the second drawn and labelled unseen)
+    cameras = importlib.import_module(f"{ADDON_MODULE}.cameras")
+    hands_module = importlib.import_module(f"{ADDON_MODULE}.hands")
+    rig, other = scene.handforge.right, bpy.data.scenes.new("Rig Alone")
+    other.collection.objects.link(rig)
+    bare = rig.copy()  # (no children: no hand mesh)
+    notes = {}
+    try:
+        for name, (where, found) in {"not_in_scene": (other, {"right": rig}),
+                                     "no_mesh": (scene, {"right": bare, "left": scene.handforge.left})}.items():
+            try:
+                notes[name] = cameras.rendered_hands(where, found, "draw")[1]
+            except hands_module.NoHandsError as exc:
+                notes[name] = str(exc)
+    finally:
+        bpy.data.scenes.remove(other)
+        bpy.data.objects.remove(bare)
+    return {"result": result, "printed": printed, "refused": refused, "notes": notes,
             "sides": [sorted(json.loads(i["handforge_labels"])["hands"]) for i in made],
             "made_after_refusal": len([i for i in bpy.data.images if i not in before]) != len(made)}
 
