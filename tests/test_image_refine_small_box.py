@@ -53,14 +53,27 @@ def test_refine_on_hands_under_a_pixel_is_skipped_and_said(weights, monkeypatch)
 
 
 def test_a_camera_inside_a_hand_is_said(weights, monkeypatch):
-    """The camera between the fist's wrist and its knuckles, looking at the fingers: the hand reaches behind it."""
+    """The camera between the fist's wrist and its knuckles, looking at the fingers: inside the hand, said; beside the
+    wrist, not."""
     from handforge.hands.posed import posed_hand
     from handforge.hands.registry import load_hand_model
     from handforge_shared import pose_library
 
+    from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS
+
     keypoints = posed_hand(load_hand_model("open"), "right", pose_library.get("fist", side="right"))["keypoints"]
-    wrist, knuckle = np.asarray(keypoints[0], np.float64), np.asarray(keypoints[9], np.float64)  # middle MCP
+    middle = KEYPOINT_NAMES.index("middle1")  # its bone from the wrist (the middle finger's metacarpal)
+    wrist, knuckle = (np.asarray(keypoints[k], np.float64) for k in (KEYPOINT_PARENTS[middle], middle))
     inside = generate(weights, monkeypatch, (wrist + knuckle) / 2, knuckle, refine=False)
     warning = inside.get("warning", "")
-    assert "the right hand reaches behind the camera (" in warning and "move the camera back" in warning, warning
+    assert "the camera is inside the right hand (0 mm from its bones)" in warning, warning
+    assert "move the camera out of the hand" in warning, warning
     assert "warning" not in generate(weights, monkeypatch, [-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0], refine=False)
+    # 4 cm beside the palm, looking along it: the wrist behind the camera, the knuckles before it, nothing inside
+    # (it warned "reaches behind the camera" of such a view: a review)
+    side = np.cross(knuckle - wrist, [0.0, 0.0, 1.0])
+    beside = (wrist + knuckle) / 2 + 0.04 * side / np.linalg.norm(side)
+    seen = generate(weights, monkeypatch, beside, beside + (knuckle - wrist), refine=False)
+    depths = np.array(seen["hands"]["right"]["keypoints_camera"])[:, 2]
+    assert (depths <= 0).any() and (depths > 0).any(), depths  # (the case: the hand through the camera's plane)
+    assert "inside" not in seen.get("warning", ""), seen.get("warning")

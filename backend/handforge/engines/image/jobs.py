@@ -425,11 +425,16 @@ def cpu_half_warning(params: dict[str, Any], device: str) -> list[str]:
             "(float32 on the CPU) or float32 is faster"]
 
 
+CAMERA_IN_HAND = 0.012  # m: a camera closer than this to a hand's bones (a finger's or the palm's half-thickness) is in it
+
+
 def out_of_view(view) -> list[str]:
     """The warnings for hands the image cannot follow, or none: no hand in the camera's view; the hands' box under one
-    cell of the latent image (far from the camera: before, said only when refine_hands was on); a hand through the
-    camera's plane (the camera in or against it: its keypoints on both sides of the plane)."""
+    cell of the latent image (far from the camera: before, said only when refine_hands was on); the camera inside a
+    hand, nearer its bones (keypoint to parent keypoint) than ``CAMERA_IN_HAND`` (its control images are the inside
+    of the mesh). A hand that only reaches behind the camera, seen in part, is no warning."""
     from handforge.engines.image.refine import MIN_SIDE
+    from handforge_shared.skeleton import KEYPOINT_PARENTS
 
     box = view.box
     if box is None or box[2] <= 0 or box[3] <= 0:
@@ -439,12 +444,16 @@ def out_of_view(view) -> list[str]:
         warnings.append(f"the hands' box is {box[2]:.2g} × {box[3]:.2g} pixels, under {MIN_SIDE:g} a side (one cell "
                         "of the latent image: the hands are far from the camera, or all but out of its view), too "
                         "small for the image to follow their pose: move the camera nearer the hands")
+    children = [k for k, parent in enumerate(KEYPOINT_PARENTS) if parent >= 0]
+    parents = [KEYPOINT_PARENTS[k] for k in children]
     for side, hand in view.hands.items():
-        depth = np.asarray(hand["keypoints_camera"], np.float64)[:, 2]
-        if (depth <= 0).any() and (depth > 0).any():
-            warnings.append(f"the {side} hand reaches behind the camera ({int((depth <= 0).sum())} of its "
-                            f"{depth.size} keypoints: the camera is in or against it), so the image cannot follow "
-                            "its pose: move the camera back from the hand")
+        points = np.asarray(hand["keypoints_camera"], np.float64)  # the camera at the origin
+        a, b = points[parents], points[children]
+        along = np.clip(np.einsum("ij,ij->i", -a, b - a) / np.maximum(np.einsum("ij,ij->i", b - a, b - a), 1e-12), 0, 1)
+        nearest = float(np.linalg.norm(a + along[:, None] * (b - a), axis=1).min())
+        if nearest < CAMERA_IN_HAND:
+            warnings.append(f"the camera is inside the {side} hand ({nearest * 1000:.0f} mm from its bones), so the "
+                            "image cannot follow its pose: move the camera out of the hand")
     return warnings
 
 
