@@ -127,7 +127,7 @@ def check_source_size(pixels: np.ndarray, given: tuple[int, int]) -> None:
 
 # the first bytes of the image files Blender reads, and what they are (a file's own say, whatever its name)
 SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG"), (b"\xff\xd8\xff", "a JPEG"), (b"v/1\x01", "an OpenEXR"),
-              (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"BM", "a BMP"), (b"#?RADIANCE", "a Radiance HDR"),
+              (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"#?RADIANCE", "a Radiance HDR"),
               (b"DDS ", "a DDS"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000"))
 
 
@@ -140,6 +140,8 @@ def image_signature(path) -> str:
         return ""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "a WebP"
+    if head[:2] == b"BM" and head[6:10] == bytes(4):  # (its reserved bytes: "BM" alone starts many a text)
+        return "a BMP"
     return next((kind for magic, kind in SIGNATURES if head.startswith(magic)), "")
 
 
@@ -208,7 +210,8 @@ def check_hand_model(image, labels: str, model: str) -> None:
         # (an edited or foreign label: "add 'Open' rigs" sent the artist after a hand model that does not exist)
         raise ValueError(f"{image.name!r}'s HandForge labels name the hand model {made_with!r}, which HandForge does not "
                          f"have ({', '.join(HAND_MODELS)}): its labels were edited or come from elsewhere; pick an image "
-                         "HandForge made, or clear its handforge_labels property to transfer without its pose")
+                         "HandForge made, or, with the Reference engine, clear its handforge_labels property to "
+                         "transfer without its pose")
     if isinstance(made_with, str) and made_with != model:  # (labels of another shape: the backend names what is wrong)
         raise ValueError(f"{image.name!r} was made with {made_with!r} hands (its HandForge labels give its pose in "
                          f"that hand model) and the rigs are {model!r} hands: add {made_with!r} rigs to transfer onto "
