@@ -26,10 +26,11 @@ from handforge_shared.client import (
     anchor_arrays,
     hand_rigs,
     inbetween_arrays,
+    motion_clips,
     pose_arrays,
 )
 from handforge_shared import pose_library
-from handforge_shared.poses import HandPose, TwoHandPose, side_by_side
+from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, TwoHandPose, side_by_side
 from handforge_shared.protocol import ErrorCode, ProtocolError
 from tests.support.server import running_server
 
@@ -183,6 +184,11 @@ def test_pose_arrays_builds_forward_hands_inputs():
     for wrong in ("fist", {"global_orient": np.zeros(3), "hand_pose": np.zeros(45)}):  # (an AttributeError)
         with pytest.raises(TypeError, match=r"pose_arrays takes \{side: HandPose\}; 'right' is a (str|dict): make "):
             pose_arrays({"right": wrong})
+    # a TwoHandPose, or a clip (its frames the batch), as their hands (a TwoHandPose was "has no attribute 'items'")
+    two = side_by_side(pose_library.get("fist"))
+    assert {k: v.tolist() for k, v in pose_arrays(two).items()} == {k: v.tolist() for k, v in pose_arrays(two.hands).items()}
+    with pytest.raises(TypeError, match=r"pose_arrays takes \{side: HandPose\}, a TwoHandPose or a MotionClip, got int"):
+        pose_arrays(3)
 
 
 def test_inbetween_arrays_key_every_part_of_the_hands_each_key_holds_at_its_frame():
@@ -228,6 +234,29 @@ def test_anchor_arrays_are_one_hand_unbatched():
 def client():
     with running_server("--heartbeat", "0.25") as server, server.client() as c:
         yield c
+
+
+def test_motion_clips_gives_each_sample_of_a_motion_result_as_a_clip(client):
+    """A result of 2 samples: the README's MotionClip.from_arrays refused it ("unexpected arrays ['samples.left',
+    ...]"), and turning sample k into a clip was the script's own slicing."""
+    flat, point = (side_by_side(pose_library.get(name)) for name in ("flat", "point"))
+    result = client.run("motion.inbetween", {"hand_model": "open", "num_samples": 2, "steps": 2, "seed": 0},
+                        inbetween_arrays({0: flat, 9: point}, 10))
+    clips = motion_clips(result)
+    assert [c.num_frames for c in clips] == [10, 10] and all(c.hand_model == "open" for c in clips)
+    for side in ("left", "right"):
+        for k, clip in enumerate(clips):  # each sample's values, as the result packs them
+            packed = result.arrays[f"samples.{side}"][k]
+            np.testing.assert_allclose(clip.hands[side].hand_pose, packed[:, 3:48], atol=1e-6)
+            np.testing.assert_allclose(clip.hands[side].transl, packed[:, 48:51], atol=1e-6)
+            np.testing.assert_allclose(clip.hands[side].hand_pose[[0, 9]],  # the keys, kept by each
+                                       np.stack([flat.hands[side].hand_pose, point.hands[side].hand_pose]), atol=1e-5)
+        assert not np.allclose(clips[0].hands[side].hand_pose[1:9], clips[1].hands[side].hand_pose[1:9])
+    with pytest.raises(PoseFormatError, match=r"a motion job's result of several samples; "
+                                              r"handforge_shared.client.motion_clips\(result\) reads each"):
+        MotionClip.from_arrays(result.data["motion"], result.arrays)
+    with pytest.raises(PoseFormatError, match=r"motion_clips takes the Result of a motion job"):
+        motion_clips(client.run("ping"))
 
 
 def test_an_interrupted_run_cancels_its_job(client):

@@ -974,10 +974,15 @@ def hand_rigs(result: Result) -> dict[str, Any]:
     return rigs
 
 
-def pose_arrays(poses: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """``forward_hands`` input arrays from ``{side: HandPose}`` (batched or single), float32 (B, n)."""
+def pose_arrays(poses: Any) -> dict[str, np.ndarray]:
+    """``forward_hands`` input arrays from ``{side: HandPose}`` (batched or single), or from anything holding one as
+    ``.hands`` (a ``TwoHandPose``, a ``MotionClip``: its frames as the batch), float32 (B, n)."""
     from .poses import POSE_FIELDS, HandPose, hand_array_name
 
+    if not isinstance(poses, Mapping) and isinstance(getattr(poses, "hands", None), Mapping):
+        poses = poses.hands  # (a TwoHandPose or a clip was an AttributeError: 'TwoHandPose' has no 'items')
+    if not isinstance(poses, Mapping):
+        raise TypeError(f"pose_arrays takes {{side: HandPose}}, a TwoHandPose or a MotionClip, got {type(poses).__name__}")
     out = {}
     for side, pose in poses.items():
         if not isinstance(pose, HandPose):  # (a dict of arrays, or a pose's name, was an AttributeError)
@@ -986,6 +991,31 @@ def pose_arrays(poses: Mapping[str, Any]) -> dict[str, np.ndarray]:
         for name, size in POSE_FIELDS.items():
             out[hand_array_name(side, name)] = np.asarray(getattr(pose, name), dtype=np.float32).reshape(-1, size)
     return out
+
+
+def motion_clips(result: Any) -> list[Any]:
+    """A motion job's ``Result`` (``motion.inbetween``, ``motion.trajectory``, ``motion.generate``) as one
+    ``MotionClip`` per sample: sample 0 is the result's own clip (``data["motion"]`` and its ``<side>.*`` arrays),
+    sample k row k of its ``samples.<side>`` arrays (N, T, 51: global_orient, hand_pose, transl), with sample 0's
+    shapes, presence, frame rate and records."""
+    from .poses import HandPose, MotionClip, PoseFormatError
+
+    meta = result.data.get("motion") if isinstance(getattr(result, "data", None), Mapping) else None
+    if not isinstance(meta, Mapping):
+        raise PoseFormatError("motion_clips takes the Result of a motion job (motion.inbetween, motion.trajectory or "
+                              "motion.generate): this one holds no motion (data['motion'])")
+    base = MotionClip.from_arrays(meta, {k: v for k, v in result.arrays.items() if not k.startswith("samples.")},
+                                  strict=False)
+    packed = {side: np.asarray(result.arrays[f"samples.{side}"]) for side in base.hands
+              if f"samples.{side}" in result.arrays}
+    clips = [base]
+    for k in range(1, min((len(p) for p in packed.values()), default=1)):
+        hands = {side: HandPose(global_orient=packed[side][k][:, :3], hand_pose=packed[side][k][:, 3:48],
+                                transl=packed[side][k][:, 48:51], betas=pose.betas) if side in packed else pose
+                 for side, pose in base.hands.items()}
+        clips.append(MotionClip(hands=hands, present=dict(base.present), fps=base.fps, hand_model=base.hand_model,
+                                extra=dict(base.extra)))
+    return clips
 
 
 def anchor_arrays(pose: Any) -> dict[str, np.ndarray]:
@@ -1042,4 +1072,4 @@ def inbetween_arrays(keys: Mapping[int, Any], num_frames: int) -> dict[str, np.n
 
 __all__ = ["Accepted", "BackendUnavailable", "Cancelled", "Client", "Connected", "CurveKeys", "Disconnected", "Error",
            "Event", "JobCancelledError", "JobFailed", "JobHandle", "Progress", "Result", "TERMINAL_EVENTS", "anchor_arrays",
-           "hand_rigs", "inbetween_arrays", "pose_arrays"]
+           "hand_rigs", "inbetween_arrays", "motion_clips", "pose_arrays"]

@@ -461,7 +461,10 @@ class MotionClip:
             raise PoseFormatError(f"motion is missing arrays {missing}")
         unknown = sorted(set(arrays) - expected - {"meta"})
         if unknown and strict:
-            raise PoseFormatError(f"motion file has unexpected arrays {unknown}")
+            result = any(name.startswith("samples.") for name in unknown)  # (a job's result, read as a file)
+            raise PoseFormatError(f"motion file has unexpected arrays {unknown}" + (
+                ": it is a motion job's result of several samples; handforge_shared.client.motion_clips(result) "
+                "reads each of them as a clip" if result else ""))
         hands = {s: HandPose(**{k: arrays[hand_array_name(s, k)] for k in POSE_FIELDS}) for s in sides}
         present = {s: np.asarray(arrays[hand_array_name(s, "present")]) for s in sides}
         clip = cls(
