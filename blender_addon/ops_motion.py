@@ -38,6 +38,7 @@ from .errors import USER_ERRORS
 from .ops_pose import _target, sides_option
 from .panels import _engine_note, _Panel
 from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, scene_range
+from handforge_shared.client import motion_clips
 from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES, TRANSL_LIMIT, HandPose, MotionClip, hand_array_name
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 
@@ -458,24 +459,15 @@ def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, e
 
 # ---------------------------------------------------------------------- writing the result
 def result_clip(result, request: dict[str, Any]) -> MotionClip:
-    """The chosen sample of a motion result, for the hands the request writes, checked."""
-    clip = importers.motion_from_arrays(result.data, result.arrays)
-    if clip is None:
+    """The chosen sample of a motion result (``client.motion_clips``), for the hands the request writes, checked."""
+    if result.data.get("motion") is None:
         raise ValueError("the backend's result holds no motion: update the backend")
-    if clip.num_frames != request["frames"]:
-        raise ValueError(f"the backend sent {clip.num_frames} frames for a {request['frames']}-frame range")
+    clips = motion_clips(result)
+    if clips[0].num_frames != request["frames"]:
+        raise ValueError(f"the backend sent {clips[0].num_frames} frames for a {request['frames']}-frame range")
     sample = request.get("sample", 0)
-    chosen = {}
-    for side in request["write"]:
-        if side not in clip.hands:
-            continue
-        poses = clip.hands[side]
-        packed = result.arrays.get(f"samples.{side}")
-        if sample and packed is not None and sample < len(packed):
-            values = np.asarray(packed[sample], np.float64)
-            poses = HandPose(global_orient=values[:, :3], hand_pose=values[:, 3:48], transl=values[:, 48:51],
-                             betas=poses.betas)
-        chosen[side] = poses
+    clip = clips[sample] if sample < len(clips) else clips[0]
+    chosen = {side: clip.hands[side] for side in request["write"] if side in clip.hands}
     if not chosen:
         raise ValueError("the backend's motion has none of the hands asked for")
     return MotionClip(hands=chosen, fps=clip.fps, hand_model=clip.hand_model, extra=dict(clip.extra))
