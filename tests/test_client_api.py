@@ -579,6 +579,24 @@ def test_an_object_or_list_of_the_wrong_shape_from_a_backend_is_ignored_not_rais
         router.close(linger=0)
 
 
+def test_out_of_range_and_unbatched_arrays_are_refused_with_what_the_array_is(client):
+    """A researcher's wrist at 1000 (millimetres, in metres), a rotation of 20 rad and one pose unbatched were refused
+    with an empty hint and a bound of 12.566370614359172: now the hint is the array's own description (its units),
+    the bound a multiple of π is named so, and the unbatched one is told the axis to add."""
+    fist = pose_library.get("fist")
+    cases = {"mm": ({**pose_arrays({"right": fist}), "right.transl": np.full((1, 3), 1000.0, np.float32)},
+                    "arrays.right.transl: has values above 100.0 (largest", "wrist translation in metres"),
+             "rad": ({**pose_arrays({"right": fist}), "right.global_orient": np.full((1, 3), 20.0, np.float32)},
+                     "has values above 12.566370614359172 (4π)", "axis-angle (radians)"),
+             "one": ({**pose_arrays({"right": fist}), "right.hand_pose": fist.hand_pose.astype(np.float32)},
+                     "must have shape (batch_right, 45), got (45,)", "a batch of one is shape (1, 45): add the "
+                                                                     "leading axis (array[None])")}
+    for name, (arrays, says, hint) in cases.items():
+        with pytest.raises(JobFailed) as info:
+            client.run("forward_hands", {"model": "open"}, arrays)
+        assert says in info.value.message and hint in info.value.hint, (name, info.value.message, info.value.hint)
+
+
 def test_a_refusal_carries_the_field_it_names(client):
     # before: the wire's error.data.field (PROTOCOL.md) was dropped by the client: a client could not point at the
     # bad input without parsing the message

@@ -24,6 +24,13 @@ _REQUIRED = object()  # no default: the parameter must be given
 Dim = int | str | None  # fixed size, named dimension, or any size
 
 
+def _bound_text(bound: float) -> str:
+    """A bound as said, a multiple of π named so (12.566370614359172 alone was the rotations' 4π)."""
+    turns = bound / math.pi
+    named = bound and abs(turns - round(turns)) < 1e-9 and abs(turns) >= 1
+    return f"{bound} ({round(turns)}π)" if named else f"{bound}"
+
+
 def invalid(where: str, message: str, hint: str = "") -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_PARAMS, f"{where}: {message}", hint, field=where)
 
@@ -362,7 +369,12 @@ class Schema:
             self._check_image(where, spec, arr.shape)
         if spec.shape is not None:
             if arr.ndim != len(spec.shape):
-                raise invalid(where, f"must have shape {_shape_text(spec.shape)}, got {tuple(arr.shape)}")
+                # (one item of a batch: said with the axis to add, where its sizes are the trailing ones)
+                batch = (arr.ndim == len(spec.shape) - 1 and isinstance(spec.shape[0], str)
+                         and all(not isinstance(w, int) or w == g for w, g in zip(spec.shape[1:], arr.shape)))
+                raise invalid(where, f"must have shape {_shape_text(spec.shape)}, got {tuple(arr.shape)}",
+                              f"a batch of one is shape {(1, *arr.shape)}: add the leading axis (array[None])"
+                              if batch else spec.doc)
             for axis, (want, got) in enumerate(zip(spec.shape, arr.shape)):
                 if isinstance(want, int) and got != want:
                     raise invalid(where, f"must have shape {_shape_text(spec.shape)}, got {tuple(arr.shape)}")
@@ -387,10 +399,11 @@ class Schema:
             values = arr[np.isfinite(arr)] if floating else arr
             # a bound in the array's own precision: float32(4π) is a hair above float64's 4π, yet it is the bound
             low, high = ((None if b is None else arr.dtype.type(b)) if floating else b for b in (spec.min, spec.max))
+            # (the hint: what the array is, its units, from its doc: "1000" metres was a value in millimetres)
             if values.size and low is not None and values.min() < low:
-                raise invalid(where, f"has values below {spec.min} (smallest {values.min()!r})")
+                raise invalid(where, f"has values below {_bound_text(spec.min)} (smallest {values.min()!r})", spec.doc)
             if values.size and high is not None and values.max() > high:
-                raise invalid(where, f"has values above {spec.max} (largest {values.max()!r})")
+                raise invalid(where, f"has values above {_bound_text(spec.max)} (largest {values.max()!r})", spec.doc)
 
 
 __all__ = ["ANY_ARRAY", "ArraySpec", "Boolean", "Dim", "Integer", "ListOf", "Number", "Param", "Schema", "String",
