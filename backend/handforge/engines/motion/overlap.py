@@ -66,7 +66,7 @@ def spline_note(observation: Observation, depths: np.ndarray, deep: float, first
         worst = made[np.argmax(depths[made])]
         notes.append(f"The spline motion takes the hands {depths[worst] * 1000:.0f} mm into each other on "
                      f"{_frames_named(made + first_frame)}, deepest at frame {worst + first_frame}: add a key where they overlap, or use the "
-                     "learned engine with Keep Apart.")
+                     "learned engine with Keep Apart (penetration_guidance).")
     return " ".join(notes)
 
 
