@@ -94,6 +94,18 @@ def test_mirroring_is_an_involution_and_swaps_two_hands():
         np.testing.assert_allclose(got.hand_pose.reshape(15, 3), was.hand_pose.reshape(15, 3) * [1, -1, -1])
 
 
+def test_a_clip_keeps_only_the_hands_asked_for_with_their_presence():
+    clip = random_clip(np.random.default_rng(2))
+    right = clip.only("right")
+    assert list(right.hands) == ["right"] and list(right.present) == ["right"]
+    np.testing.assert_array_equal(right.present["right"], clip.present["right"])
+    assert right.num_frames == clip.num_frames and right.fps == clip.fps and right.extra == clip.extra
+    with pytest.raises(PoseFormatError, match=r"give one or more of \['left', 'right'\]"):
+        clip.only()
+    with pytest.raises(PoseFormatError, match=r"the clip holds the right hand\(s\), not \['left'\]"):
+        right.only("left")
+
+
 def test_motion_clip_npz_round_trip(tmp_path):
     rng = np.random.default_rng(2)
     clip = random_clip(rng)

@@ -400,6 +400,15 @@ class MotionClip:
             hands[s] = stack_poses(f.hand(s) or HandPose.zeros() for f in frames)
         return cls(hands=hands, present=present, **kwargs)
 
+    def only(self, *sides: Side) -> "MotionClip":
+        """The same clip with ``sides`` alone (e.g. the one hand a motion job was keyed for: it generates the other
+        too), their presence with them."""
+        missing = [s for s in sides if s not in self.hands]
+        if not sides or missing:
+            raise PoseFormatError(f"the clip holds the {' and '.join(self.hands)} hand(s), not {missing or 'none'}: "
+                                  f"give one or more of {sorted(self.hands)}")
+        return replace(self, hands={s: self.hands[s] for s in sides}, present={s: self.present[s] for s in sides})
+
     def mirrored(self) -> "MotionClip":
         return replace(
             self,
