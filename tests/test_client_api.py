@@ -589,12 +589,17 @@ def test_out_of_range_and_unbatched_arrays_are_refused_with_what_the_array_is(cl
              "rad": ({**pose_arrays({"right": fist}), "right.global_orient": np.full((1, 3), 20.0, np.float32)},
                      "has values above 12.566370614359172 (4π)", "axis-angle (radians)"),
              "one": ({**pose_arrays({"right": fist}), "right.hand_pose": fist.hand_pose.astype(np.float32)},
-                     "must have shape (batch_right, 45), got (45,)", "a batch of one is shape (1, 45): add the "
-                                                                     "leading axis (array[None])")}
+                     "must have shape (batch_right, 45), got (45,)", "one along batch_right is shape (1, 45): add "
+                                                                     "the leading axis (array[None])")}
     for name, (arrays, says, hint) in cases.items():
         with pytest.raises(JobFailed) as info:
             client.run("forward_hands", {"model": "open"}, arrays)
         assert says in info.value.message and hint in info.value.hint, (name, info.value.message, info.value.hint)
+    # a motion's per-frame array given one frame's values: not told to add an axis (one frame is refused too)
+    keys = inbetween_arrays({0: side_by_side(fist), 9: side_by_side(fist)}, 10)
+    with pytest.raises(JobFailed) as info:
+        client.run("motion.inbetween", {"hand_model": "open"}, {**keys, "right.transl": keys["right.transl"][0]})
+    assert "got (3,)" in info.value.message and "leading axis" not in info.value.hint, vars(info.value)
 
 
 def test_a_refusal_carries_the_field_it_names(client):

@@ -369,12 +369,14 @@ class Schema:
             self._check_image(where, spec, arr.shape)
         if spec.shape is not None:
             if arr.ndim != len(spec.shape):
-                # (one item of a batch: said with the axis to add, where its sizes are the trailing ones)
-                batch = (arr.ndim == len(spec.shape) - 1 and isinstance(spec.shape[0], str)
-                         and all(not isinstance(w, int) or w == g for w, g in zip(spec.shape[1:], arr.shape)))
+                # (one item where a leading dimension that may be 1 is missing: said with the axis to add, where the
+                # sizes given are the trailing ones; a per-frame array needs 2 frames or more: no such hint)
+                first = spec.shape[0]
+                one = (arr.ndim == len(spec.shape) - 1 and isinstance(first, str) and self.dims[first][0] <= 1
+                       and all(not isinstance(w, int) or w == g for w, g in zip(spec.shape[1:], arr.shape)))
                 raise invalid(where, f"must have shape {_shape_text(spec.shape)}, got {tuple(arr.shape)}",
-                              f"a batch of one is shape {(1, *arr.shape)}: add the leading axis (array[None])"
-                              if batch else spec.doc)
+                              f"one along {first} is shape {(1, *arr.shape)}: add the leading axis (array[None])"
+                              if one else spec.doc)
             for axis, (want, got) in enumerate(zip(spec.shape, arr.shape)):
                 if isinstance(want, int) and got != want:
                     raise invalid(where, f"must have shape {_shape_text(spec.shape)}, got {tuple(arr.shape)}")
