@@ -51,23 +51,30 @@ def scene_range(scene, start: int, end: int) -> tuple[int, int]:
 
 def pasted(path: str) -> str:
     """``path`` as pasted into a field, unwrapped: spaces around it, quotes around it (a file manager's Copy as
-    Path) and a local ``file://`` address (a browser's) taken off; each had Blender's working folder put in front of
-    it. Refused when nothing is left, or the address names another machine (``file://server/share``)."""
+    Path) and a local ``file:`` address (a browser's; ``file:///C:/x`` and the common ``file://C:/x`` too) taken off;
+    each had Blender's working folder put in front of it. Refused when nothing is left, or the address names another
+    machine (``file://server/share``, ``file:////server/share``: its host was dropped)."""
     text = path.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
-    if text.lower().startswith("file://"):
+    if text.lower().startswith("file:"):
         from urllib.parse import unquote
 
-        rest = text[len("file://"):]
-        host, slash, local = rest.partition("/")
-        if host.lower() not in ("", "localhost"):  # (its host was dropped: another path, unsaid)
-            raise ValueError(f"{path!r} is an address on another machine ({host}): mount its folder and give the "
-                             "path there")
-        text = unquote(slash + local)  # (kept whole: a "#" in a name is no fragment here)
-        if len(text) > 2 and text[0] == "/" and text[2] == ":":  # file:///C:/x on Windows
-            text = text[1:]
-    if path.strip() and not text:
+        rest = text[len("file:"):]
+        if rest.startswith("//"):
+            host, slash, local = rest[2:].partition("/")
+            if len(host) == 2 and host[0].isalpha() and host[1] in ":|":  # file://C:/x: a drive, not a host
+                rest = f"/{host[0]}:/{local}"
+            elif host.lower() not in ("", "localhost") or local.startswith("/"):  # (file:////server: UNC)
+                named = host or next((part for part in local.split("/") if part), "?")
+                raise ValueError(f"{path!r} is an address on another machine ({named}): "
+                                 "mount its folder and give the path there")
+            else:
+                rest = slash + local
+        text = unquote(rest)  # (kept whole: a "#" in a name is no fragment here)
+        if len(text) > 2 and text[0] == "/" and text[1].isalpha() and text[2] in ":|":  # /C:/x on Windows
+            text = f"{text[1]}:{text[3:]}"
+    if path and not text:
         raise ValueError(f"{path!r} holds no path: give a file or folder")
     return text
 

@@ -244,6 +244,8 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
     assert bad["hash"] == ["FINISHED"] and bad["hash_written"] is True, bad
     assert "'\"\"' holds no path: give a file or folder" in bad["quotes_only"], bad
     assert "'file://server/share/m.npz' is an address on another machine (server)" in bad["other_machine"], bad
+    assert "'file:////server/share/m.npz' is an address on another machine (server)" in bad["unc"], bad
+    assert bad["one_slash"] == ["FINISHED"] and bad["one_slash_written"] is True, bad
     assert "1,048,575 frames" in bad["export_huge"] and "export it in parts" in bad["export_huge"]
     assert bad["seconds"] < 5, bad  # a guard against starting: 1,048,575 frames took minutes (not a speed target)
     assert "beyond Blender's last frame" in bad["import_past_end"] and bad["past_end_unchanged"]

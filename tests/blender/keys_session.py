@@ -286,6 +286,11 @@ def checked_first():
     out["quotes_only"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath='""'))
     out["other_machine"] = error_of(lambda: bpy.ops.handforge.export_motion(filepath="file://server/share/m.npz",
                                                                             frame_start=1, frame_end=10))
+    out["unc"] = error_of(lambda: bpy.ops.handforge.export_motion(filepath="file:////server/share/m.npz",
+                                                                  frame_start=1, frame_end=10))
+    out["one_slash"] = sorted(bpy.ops.handforge.export_motion(filepath=f"file:{a['work']}/one_slash.npz",
+                                                              frame_start=1, frame_end=10))
+    out["one_slash_written"] = os.path.isfile(os.path.join(a["work"], "one_slash.npz"))
     before = snapshot()
     out["import_past_end"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
                                                                               frame_start=1048570))
