@@ -1008,8 +1008,12 @@ def motion_clips(result: Any) -> list[Any]:
                                   strict=False)
     packed = {side: np.asarray(result.arrays[f"samples.{side}"]) for side in base.hands
               if f"samples.{side}" in result.arrays}
+    wrong = {side: p.shape for side, p in packed.items() if p.ndim != 3 or p.shape[1:] != (base.num_frames, 51)}
+    if wrong or len({len(p) for p in packed.values()}) > 1:
+        raise PoseFormatError(f"the result's samples.<side> arrays must be (N, {base.num_frames}, 51) alike, got "
+                              f"{ {side: p.shape for side, p in packed.items()} }")
     clips = [base]
-    for k in range(1, min((len(p) for p in packed.values()), default=1)):
+    for k in range(1, max((len(p) for p in packed.values()), default=1)):
         hands = {side: HandPose(global_orient=packed[side][k][:, :3], hand_pose=packed[side][k][:, 3:48],
                                 transl=packed[side][k][:, 48:51], betas=pose.betas) if side in packed else pose
                  for side, pose in base.hands.items()}
