@@ -145,8 +145,17 @@ def hand_model(every: dict[str, object]) -> str:
     return hands.one_hand_model(every, "the motion engine")
 
 
-def _generated_type() -> int:
-    return bpy.types.Keyframe.bl_rna.properties["type"].enum_items[fcurves.GENERATED].value
+def _part_curves(arm_obj):
+    """(part, F-curve) of each curve of the rig's action that animates a pose part (key-mask column), plays and holds
+    keys (a muted curve plays nothing: the pose sent there is not its keys', so they constrain nothing)."""
+    bag = fcurves.find_channelbag(arm_obj)
+    if bag is None:
+        return
+    part_of = keys.key_parts(arm_obj)
+    for fc in bag.fcurves:
+        part = part_of.get(fc.data_path)
+        if part is not None and fcurves.plays(fc) and len(fc.keyframe_points):
+            yield part, fc
 
 
 def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = None) -> np.ndarray:
@@ -160,26 +169,15 @@ def _key_mask(arm_obj, start: int, end: int, columns: list[int] | None, artist_o
     """(T, 17) bool: where keys are, per whole frame of [start, end] and part: the artist's only
     (``artist_key_mask``, which refuses those between frames), or any key (the artist's or generated)."""
     mask = np.zeros((end - start + 1, KEY_PARTS), bool)
-    bag = fcurves.find_channelbag(arm_obj)
-    if bag is None:
-        return mask
     between: set[float] = set()
     parts: set[str] = set()  # the Kept choices those keys are on
-    part_of = keys.key_parts(arm_obj)
-    generated = _generated_type()
-    for fc in bag.fcurves:
-        part = part_of.get(fc.data_path)
-        # (a muted curve plays nothing: the pose sent there is not its keys', so they constrain nothing)
-        if part is None or not fcurves.plays(fc) or not len(fc.keyframe_points):
-            continue
-        n = len(fc.keyframe_points)
-        co = np.empty(2 * n, np.float32)
+    generated = fcurves.enum_value(bpy.types.Keyframe, "type", fcurves.GENERATED)
+    for part, fc in _part_curves(arm_obj):
+        co = np.empty(2 * len(fc.keyframe_points), np.float32)
         fc.keyframe_points.foreach_get("co", co)
         frames = co[0::2].astype(np.float64)
         if artist_only:
-            kinds = np.empty(n, np.int32)
-            fc.keyframe_points.foreach_get("type", kinds)
-            frames = frames[kinds != generated]
+            frames = frames[fcurves.key_types(fc) != generated]
         rows = np.rint(frames)
         whole = np.abs(frames - rows) < 1e-3
         on = whole & (rows >= start) & (rows <= end)
@@ -205,14 +203,7 @@ def keyed_extent(arm_obj) -> dict[int, tuple[float, float]]:
     """Per part (key-mask column), the first and last frame of any key on it (the artist's or generated) on an
     unmuted curve; a part absent has none."""
     extent: dict[int, tuple[float, float]] = {}
-    bag = fcurves.find_channelbag(arm_obj)
-    if bag is None:
-        return extent
-    part_of = keys.key_parts(arm_obj)
-    for fc in bag.fcurves:
-        part = part_of.get(fc.data_path)
-        if part is None or not fcurves.plays(fc) or not len(fc.keyframe_points):
-            continue
+    for part, fc in _part_curves(arm_obj):
         first, last = fc.keyframe_points[0].co[0], fc.keyframe_points[-1].co[0]  # (Blender keeps them sorted)
         was = extent.get(part, (first, last))
         extent[part] = (min(was[0], first), max(was[1], last))
